@@ -1,0 +1,256 @@
+"""The one schema for params.yaml, shared by the CLI, `dvc repro`, the Prefect flow and Ray jobs.
+
+Everything is validated before any stage starts: unknown keys (with the nearest valid key suggested),
+types, ranges and contradictions between sections. Errors carry the dotted key path.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DATASETS = ("digits", "digits_shifted", "mnist", "usps", "fashion_mnist")
+
+
+class ConfigError(ValueError):
+    """A params file or override that does not validate. The message names the key path."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShiftConfig(Section):
+    """How `digits_shifted` is made from held-out digits images (see vaeflow/data/shift.py)."""
+    rotation_deg: float = Field(35.0, ge=0, le=180)
+    thicken: int = Field(1, ge=0, le=3, description="grey dilation passes")
+    contrast: float = Field(0.6, gt=0, le=1, description="ink scaled to this peak")
+    background: float = Field(0.25, ge=0, lt=1, description="background raised to this level")
+    clutter: float = Field(0.1, ge=0, le=1, description="fraction of pixels with random specks")
+
+
+class DataConfig(Section):
+    source: str = "digits"
+    target: str = "digits_shifted"
+    root: str = "../shared/data"
+    likelihood: Literal["gaussian", "bernoulli"] = "gaussian"
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.25, gt=0, lt=0.5)
+    source_fraction: float = Field(0.5, gt=0, lt=1, description="share of digits images given to the source")
+    subset: int | None = Field(None, ge=20, description="cap on training images per domain (smoke runs)")
+    image_size: int | None = Field(None, ge=4, le=64, description="common side length; None keeps native size")
+    channels: Literal[1, 3] = 1
+    shift: ShiftConfig = ShiftConfig()
+
+    @field_validator("source", "target")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        if v in DATASETS or v.startswith(("folder:", "npz:")):
+            return v
+        near = difflib.get_close_matches(v, DATASETS, n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        raise ValueError(f"unknown dataset '{v}'{hint}; choose one of {', '.join(DATASETS)}, folder:PATH or npz:PATH")
+
+
+class GMMConfig(Section):
+    family: Literal["auto", "gaussian", "bernoulli"] = Field(
+        "auto", description="auto follows data.likelihood; naming the other family is an error")
+    n_components: int | list[int] = Field(10, description="K, or a list of K to choose from by BIC")
+    covariance_type: Literal["full", "diag", "tied", "spherical"] = "full"
+    reg_covar: float = Field(1e-3, gt=0)
+    max_iter: int = Field(200, ge=1)
+    tol: float = Field(1e-4, gt=0)
+    n_init: int = Field(1, ge=1)
+
+    @field_validator("n_components")
+    @classmethod
+    def _positive_k(cls, v: int | list[int]) -> int | list[int]:
+        ks = v if isinstance(v, list) else [v]
+        if not ks or any(k < 1 or k > 1000 for k in ks):
+            raise ValueError("every K must be in 1..1000 and the list must not be empty")
+        return v
+
+
+class VAEConfig(Section):
+    arch: Literal["mlp", "conv"] = "mlp"
+    latent_dim: int = Field(16, ge=1, le=1024)
+    hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    activation: Literal["relu", "tanh", "elu", "gelu"] = "relu"
+    min_logvar: float = Field(-9.0, le=0, description="floor of the Gaussian decoder's log-variance")
+
+    @field_validator("hidden")
+    @classmethod
+    def _hidden_sizes(cls, v: list[int]) -> list[int]:
+        if not v or any(h < 1 or h > 8192 for h in v):
+            raise ValueError("hidden must be a non-empty list of sizes in 1..8192")
+        return v
+
+
+class PretrainConfig(Section):
+    epochs: int = Field(150, ge=1, le=100_000)
+    batch_size: int = Field(128, ge=1, le=65_536)
+    lr: float = Field(1e-3, gt=0, le=1)
+    beta: float = Field(1.0, gt=0)
+    kl_warmup_epochs: int = Field(10, ge=0)
+    patience: int = Field(20, ge=1, description="epochs without val-ELBO improvement before stopping")
+    use_tuned: bool = False
+
+
+class EvalConfig(Section):
+    iwae_samples: int = Field(1000, ge=1, le=100_000)
+    iwae_chunk: int = Field(250, ge=1, description="importance samples processed at once")
+    batch_size: int = Field(256, ge=1)
+    latent_plot: Literal["pca", "tsne"] = "pca"
+
+
+VARIANTS = ("source_only", "dann", "finetune", "scratch", "oracle")
+
+
+class DANNConfig(Section):
+    gamma: float = Field(10.0, gt=0, description="λ_p = 2/(1+exp(-γ p)) - 1 (Ganin et al.)")
+    lambda_max: float = Field(1.0, gt=0)
+    domain_hidden: int = Field(64, ge=1)
+
+
+class AdaptConfig(Section):
+    variants: list[Literal["source_only", "dann", "finetune", "scratch", "oracle"]] = list(VARIANTS)
+    epochs: int = Field(60, ge=1, le=100_000)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0, le=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    labels_per_class: int = Field(5, ge=1)
+    head_hidden: int = Field(128, ge=1)
+    dann: DANNConfig = DANNConfig()
+
+
+class TuneConfig(Section):
+    num_samples: int = Field(4, ge=1)
+    max_concurrent_trials: int = Field(2, ge=1)
+    cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0)
+    max_epochs: int = Field(30, ge=1)
+    grace_period: int = Field(3, ge=1)
+    reduction_factor: float = Field(2, gt=1)
+    max_failures: int = Field(2, ge=0)
+    storage_path: str = "runs/tune"
+    experiment_name: str = "vae_tune"
+    search_space: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Config(Section):
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0, le=512, description="torch intra-op threads; 0 = all cores")
+    data: DataConfig = DataConfig()
+    gmm: GMMConfig = GMMConfig()
+    vae: VAEConfig = VAEConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    eval: EvalConfig = EvalConfig()
+    adapt: AdaptConfig = AdaptConfig()
+    tune: TuneConfig = TuneConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        fam = self.gmm.family
+        if fam != "auto" and fam != self.data.likelihood:
+            raise ValueError(f"gmm.family={fam} contradicts data.likelihood={self.data.likelihood}: "
+                             "both models must be scored under the same data model")
+        if self.eval.iwae_chunk > self.eval.iwae_samples:
+            raise ValueError("eval.iwae_chunk must not exceed eval.iwae_samples")
+        if self.data.source == self.data.target and self.data.source != "digits":
+            raise ValueError("data.source and data.target name the same dataset")
+        if self.data.val_fraction + self.data.test_fraction >= 0.8:
+            raise ValueError("data.val_fraction + data.test_fraction must leave at least 20% for training")
+        return self
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A section as plain data, e.g. for fingerprints and reports."""
+        return self.model_dump(mode="json")[name] if name in type(self).model_fields else {}
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += _all_keys(ann, prefix + name + ".")
+    return keys
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    valid = _all_keys(Config)
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"] if not str(p).startswith(("function-", "literal[", "int", "list["))]
+        path = ".".join(loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            near = difflib.get_close_matches(path, valid, n=1, cutoff=0.6)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            lines.append(f"{path}: unknown key{hint}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{path}: {msg} (got {e.get('input')!r})" if e["type"] != "value_error"
+                         else f"{path}: {msg}")
+    return "invalid params:\n  " + "\n  ".join(dict.fromkeys(lines))
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=3` -> (['a', 'b'], 3). Values are parsed as YAML so lists and numbers work."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like KEY=VALUE, e.g. vae.latent_dim=8")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override '{item}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{key}: value '{raw}' is not valid YAML ({e.__class__.__name__})") from None
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{'.'.join(path[:i + 1])}: is a value, cannot set '{'.'.join(path)}'")
+            node = nxt
+        node[path[-1]] = value
+    return raw
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: file is empty; expected a mapping of params")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of params, got {type(raw).__name__}")
+    return raw
+
+
+def validate(raw: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format(e)) from None
+
+
+def load_config(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Config:
+    return validate(apply_overrides(read_params_file(path), list(overrides or [])))
