@@ -195,8 +195,12 @@ def _format(err: ValidationError) -> str:
             lines.append(f"{path}: unknown key{hint}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{path}: {msg} (got {e.get('input')!r})" if e["type"] != "value_error"
-                         else f"{path}: {msg}")
+            if not loc:  # a cross-section check: its message names the keys itself
+                lines.append(msg)
+            elif e["type"] == "value_error":
+                lines.append(f"{path}: {msg}")
+            else:
+                lines.append(f"{path}: {msg} (got {e.get('input')!r})")
     return "invalid params:\n  " + "\n  ".join(dict.fromkeys(lines))
 
 

@@ -23,10 +23,13 @@ class Paths:
     def vae(self) -> Path: return self.models / "vae.pt"                 # final weights, a state dict
     @property
     def vae_spec(self) -> Path: return self.models / "vae.json"          # what is needed to rebuild it
-    @property
-    def pretrain_ckpt(self) -> Path: return self.models / "checkpoints" / "pretrain.pt"
     def adapt_model(self, variant: str) -> Path: return self.models / "adapt" / f"{variant}.pt"
-    def adapt_ckpt(self, variant: str) -> Path: return self.models / "checkpoints" / f"adapt_{variant}.pt"
+
+    # Resumable training state. Not a DVC output: DVC deletes a stage's outs before re-running it,
+    # which would throw away exactly the state a killed run needs to resume from.
+    @property
+    def checkpoints(self) -> Path: return self.root / "runs" / "checkpoints"
+    def checkpoint(self, name: str) -> Path: return self.checkpoints / f"{name}.pt"
 
     @property
     def metrics(self) -> Path: return self.root / "metrics"
@@ -44,4 +47,4 @@ class Paths:
     def figures(self) -> Path: return self.reports / "figures"
 
     @property
-    def tuned(self) -> Path: return self.root / "runs" / "tune" / "best_config.json"
+    def tuned(self) -> Path: return self.models / "tuned" / "best_config.json"

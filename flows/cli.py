@@ -1,0 +1,172 @@
+"""The `vaeflow` command. Thin: parse, validate params, call the stage functions, report errors cleanly.
+
+Exit codes: 0 ok, 2 invalid params or input, 1 a stage failed at run time.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from vaeflow.config import Config, ConfigError, load_config
+from vaeflow.io import ArtifactError
+from vaeflow.paths import Paths
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Reproducible GMM → VAE → domain-adaptation pipeline (Prefect, DVC, Ray).")
+console = Console(stderr=True)
+log = logging.getLogger("vaeflow")
+
+ParamsOpt = typer.Option(Path("params.yaml"), "--params", "-p", help="params file (validated before anything runs)")
+SetOpt = typer.Option(None, "--set", "-s", help="override a param, e.g. --set vae.latent_dim=8 (repeatable)")
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    if not log.handlers:
+        log.addHandler(RichHandler(console=console, show_path=False, rich_tracebacks=False))
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def _fail(code: int, msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}", highlight=False)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[[], object]) -> object:
+    """Run `fn`, turning the errors a user can fix into one clear message and a non-zero exit."""
+    from vaeflow.data import DataError
+    from vaeflow.training.vae_trainer import NonFiniteLoss
+
+    try:
+        return fn()
+    except ConfigError as e:
+        _fail(2, str(e))
+    except (DataError, ArtifactError, FileNotFoundError) as e:
+        _fail(2, str(e))
+    except (NonFiniteLoss, FloatingPointError) as e:
+        _fail(1, str(e))
+    except KeyboardInterrupt:
+        _fail(130, "interrupted; re-run the same command to resume from the last checkpoint")
+
+
+def _config(params: Path, overrides: Optional[list[str]]) -> Config:
+    return guarded(lambda: load_config(params, overrides or []))
+
+
+def summary_table(metrics: dict) -> Table:
+    t = Table(title="vaeflow summary", show_lines=False)
+    t.add_column("metric"), t.add_column("value", justify="right")
+    g, v = metrics.get("gmm", {}), metrics.get("vae", {})
+    if g:
+        t.add_row(f"GMM test NLL (K={g['n_components']})", f"{g['test_nll_nats']:.2f} nats  {g['test_bits_per_dim']:.4f} b/d")
+    if v:
+        t.add_row("VAE test −ELBO", f"{v['test_nelbo_nats']:.2f} nats")
+        t.add_row(f"VAE test NLL (IWAE k={v['iwae_samples']})", f"{v['test_nll_nats']:.2f} nats  {v['test_bits_per_dim']:.4f} b/d")
+    for name, r in metrics.get("adapt", {}).items():
+        t.add_row(f"target acc: {name}", f"{r['target_test_acc']:.3f}")
+    for name, ok in metrics.get("checks", {}).items():
+        t.add_row(f"check: {name}", "[green]yes[/]" if ok else "[red]no[/]")
+    return t
+
+
+LOCK_FILE = ".vaeflow.lock"
+
+
+def _project_lock(wait: float):
+    """One pipeline run per project directory at a time: a second one waits `wait` seconds, then fails."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(LOCK_FILE)
+    try:
+        lock.acquire(timeout=wait)
+    except Timeout:
+        _fail(3, f"another vaeflow run holds {Path(LOCK_FILE).resolve()}; wait for it to finish "
+                 f"(or pass --wait SECONDS to queue behind it)")
+    return lock
+
+
+@app.command()
+def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
+        wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another run in this directory"),
+        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the Prefect flow `training_pipeline`: prepare → (gmm ∥ pretrain) → adapt → evaluate.
+
+    Stages that DVC finds up to date are skipped. Without PREFECT_API_URL the flow runs in Prefect's
+    ephemeral mode; with it, against that server."""
+    _setup_logging(verbose)
+    cfg = _config(params, set_)
+    from vaeflow.runtime import set_threads
+
+    set_threads(cfg.threads)
+    lock = _project_lock(wait)
+    try:
+        from flows.training_pipeline import training_pipeline
+
+        t0 = time.perf_counter()
+        metrics = guarded(lambda: training_pipeline(params_file=str(params), overrides=list(set_ or []), root="."))
+    finally:
+        lock.release()
+    console.print(summary_table(metrics))
+    console.print(f"done in {time.perf_counter() - t0:.1f}s: metrics/metrics.json, reports/report.md")
+
+
+@app.command()
+def serve(cron: Optional[str] = typer.Option(None, "--cron", help='cron schedule, e.g. "0 3 * * *"'),
+          interval: Optional[int] = typer.Option(None, "--interval", min=1, help="schedule every N seconds"),
+          name: str = typer.Option("vaeflow-scheduled", "--name", help="deployment name"),
+          params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> None:
+    """Register a scheduled deployment of the flow on the server at PREFECT_API_URL and serve it."""
+    import os
+
+    _config(params, set_)
+    if (cron is None) == (interval is None):
+        _fail(2, "give exactly one of --cron or --interval")
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail(2, "PREFECT_API_URL is not set: start a server (prefect server start --host 127.0.0.1) "
+                 "and export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    from flows.training_pipeline import training_pipeline
+
+    training_pipeline.serve(name=name, cron=cron, interval=interval,
+                            parameters={"params_file": str(params.resolve()), "overrides": list(set_ or []),
+                                        "root": str(Path.cwd().resolve())})
+
+
+@app.command()
+def stage(name: str = typer.Argument(..., help="prepare | gmm | pretrain | adapt | evaluate"),
+          params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
+          verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run one stage (what dvc.yaml calls)."""
+    _setup_logging(verbose)
+    from tasks import STAGES
+
+    if name not in STAGES:
+        _fail(2, f"unknown stage '{name}'; choose one of {', '.join(STAGES)}")
+    cfg = _config(params, set_)
+    from vaeflow.runtime import set_threads
+
+    set_threads(cfg.threads)
+    guarded(lambda: STAGES[name](cfg, Paths()))
+
+
+@app.command()
+def validate(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> None:
+    """Validate the params file and overrides, print the resolved config, run nothing."""
+    import yaml
+
+    cfg = _config(params, set_)
+    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The Prefect flow `training_pipeline`: the stages as tasks, wired as the DAG.
+
+prepare → (gmm ∥ pretrain) → adapt → evaluate. gmm and pretrain run concurrently on a thread pool.
+Each task skips its stage when DVC says it is up to date (see vaeflow/uptodate.py), retries transient
+I/O errors with exponential backoff, and never retries a validation error.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "vaeflow")  # stage logs reach the run logger
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+from prefect.tasks import exponential_backoff  # noqa: E402
+
+from tasks import STAGES, UPSTREAM  # noqa: E402
+from vaeflow import uptodate  # noqa: E402
+from vaeflow.config import load_config  # noqa: E402
+from vaeflow.io import read_json  # noqa: E402
+from vaeflow.paths import Paths  # noqa: E402
+
+# Errors worth a second try: the filesystem or network hiccuped. A missing file, bad params or bad
+# data will fail the same way again, so those fail at once.
+PERMANENT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, (OSError, TimeoutError)) and not isinstance(exc, PERMANENT_OS_ERRORS)
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, BaseException) and is_transient(exc)
+
+
+@task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1), retry_jitter_factor=0.5,
+      retry_condition_fn=_retry_transient, cache_policy=None, persist_result=False)
+def run_stage(name: str, params_file: str, overrides: list[str], root: str, track: bool) -> dict:
+    logger = get_run_logger()
+    if track and uptodate.is_up_to_date(name, root):
+        logger.info("stage %s is up to date (dvc.lock); skipped", name)
+        return {"stage": name, "skipped": True}
+    cfg = load_config(params_file, overrides)
+    result = STAGES[name](cfg, Paths(Path(root)))
+    if track:
+        uptodate.record(name, root)
+    logger.info("stage %s done", name)
+    return {"stage": name, "skipped": False, **(result if isinstance(result, dict) else {})}
+
+
+STAGE_TASKS = {name: run_stage.with_options(name=name, task_run_name=name) for name in STAGES}
+
+
+def _publish(paths: Paths, ran: list[str]) -> None:
+    """Metrics as a table artifact, the report as markdown, and a data summary."""
+    m = read_json(paths.all_metrics)
+    rows = [{"metric": f"{sec}.{k}", "value": v} for sec in ("gmm", "vae") for k, v in m[sec].items()]
+    rows += [{"metric": f"adapt.{var}.target_test_acc", "value": r["target_test_acc"]} for var, r in m["adapt"].items()]
+    rows += [{"metric": f"checks.{k}", "value": v} for k, v in m["checks"].items()]
+    create_table_artifact(key="vaeflow-metrics", table=rows, description="metrics/metrics.json")
+    meta = read_json(paths.data_meta)
+    create_table_artifact(key="vaeflow-data", description="data/prepared/meta.json", table=[
+        {"domain": d, "dataset": i["name"], **i["counts"]} for d, i in meta["domains"].items()])
+    fig_dir = paths.figures.resolve()
+    # Prefect renders markdown but cannot serve local files: figures are linked by absolute path.
+    md = paths.report.read_text().replace("](figures/", f"]({fig_dir.as_uri()}/")
+    create_markdown_artifact(key="vaeflow-report", markdown=md + f"\n\nStages run this time: {', '.join(ran) or 'none'}\n",
+                             description="reports/report.md")
+
+
+@flow(name="training_pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2), validate_parameters=True)
+def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None, root: str = ".") -> dict:
+    """prepare → (gmm ∥ pretrain) → adapt → evaluate, on the validated params."""
+    logger = get_run_logger()
+    overrides = list(overrides or [])
+    load_config(params_file, overrides)  # fail fast, before any task: a ConfigError is never retried
+    track = uptodate.tracks(root, params_file, overrides)
+    if not track:
+        logger.info("params differ from %s/params.yaml (or no DVC project): every stage runs, dvc.lock untouched", root)
+    futures: dict[str, Any] = {}
+    for name in STAGES:  # insertion order is a topological order of UPSTREAM
+        futures[name] = STAGE_TASKS[name].submit(name, params_file, overrides, root, track,
+                                                 wait_for=[futures[u] for u in UPSTREAM[name]])
+    results = {name: f.result() for name, f in futures.items()}
+    ran = [n for n, r in results.items() if not r.get("skipped")]
+    paths = Paths(Path(root))
+    _publish(paths, ran)
+    return read_json(paths.all_metrics)

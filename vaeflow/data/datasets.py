@@ -1,0 +1,157 @@
+"""From config to the two domains: a registry of datasets, disjoint pools, stratified splits.
+
+Adding a dataset (mnist, usps, fashion_mnist, folder:PATH, npz:PATH are next) means registering a
+loader that returns a `Pool`; everything after that (transform, resize, channels, splits, subset) is
+shared. Datasets of one *family* are cut from the same images, so when source and target share a
+family (digits -> digits_shifted, digits -> digits) their images are split disjointly first: otherwise
+the "target" would contain the very images the source model was trained on.
+
+Randomness: every step draws from its own stream, np.random.default_rng([seed, role, step]), so
+changing e.g. data.subset does not change which images are shifted how, or which are in the test set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+
+from vaeflow.config import Config, DataConfig
+from vaeflow.data.digits import Pool, load_digits_pool
+from vaeflow.data.domain import DataError, DomainData
+from vaeflow.data.shift import digits_shifted, quantize
+
+Loader = Callable[[str, DataConfig], Pool]
+Transform = Callable[[np.ndarray, DataConfig, np.random.Generator, int], np.ndarray]
+
+# Stream tags for default_rng([seed, role, step]).
+_POOLS, _SOURCE, _TARGET = 0, 1, 2
+_SHIFT, _SPLIT, _SUBSET = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    load: Loader
+    family: str | None = None          # None: a family of its own (its name)
+    transform: Transform | None = None  # applied to the pool's images after the family split
+
+
+def _not_yet(name: str, dc: DataConfig) -> Pool:
+    raise DataError(f"dataset '{name}' is not available yet (only digits and digits_shifted are implemented)")
+
+
+def _shift(x: np.ndarray, dc: DataConfig, rng: np.random.Generator, levels: int) -> np.ndarray:
+    return digits_shifted(x, dc.shift, rng, levels)
+
+
+REGISTRY: dict[str, DatasetSpec] = {
+    "digits": DatasetSpec(lambda name, dc: load_digits_pool(), family="digits"),
+    "digits_shifted": DatasetSpec(lambda name, dc: load_digits_pool(), family="digits", transform=_shift),
+    "mnist": DatasetSpec(_not_yet),
+    "usps": DatasetSpec(_not_yet),
+    "fashion_mnist": DatasetSpec(_not_yet),
+}
+# Names of the form PREFIX:PATH; the loader gets the full name.
+PREFIXES: dict[str, DatasetSpec] = {"folder:": DatasetSpec(_not_yet), "npz:": DatasetSpec(_not_yet)}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    if name in REGISTRY:
+        return REGISTRY[name]
+    for prefix, spec in PREFIXES.items():
+        if name.startswith(prefix):
+            return spec
+    raise DataError(f"unknown dataset '{name}'; known: {', '.join(REGISTRY)}, {', '.join(p + 'PATH' for p in PREFIXES)}")
+
+
+def _rng(seed: int, *tags: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *tags])
+
+
+def _state(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**31 - 1))   # sklearn wants an int random_state
+
+
+def _stratified(idx: np.ndarray, y: np.ndarray, size: float | int, rng: np.random.Generator,
+                what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen, rest) of idx, with `size` of them chosen stratified by y[idx]."""
+    try:
+        return train_test_split(idx, train_size=size, stratify=y[idx], random_state=_state(rng))
+    except ValueError as e:  # too few images of some class for the requested share
+        raise DataError(f"cannot split {what} stratified: {e}") from None
+
+
+def build_pools(cfg: Config) -> tuple[Pool, Pool]:
+    """The source and target images before any transform or split; disjoint within a family."""
+    dc = cfg.data
+    src, tgt = dataset_spec(dc.source), dataset_spec(dc.target)
+    fam_s, fam_t = src.family or dc.source, tgt.family or dc.target
+    if fam_s == fam_t:
+        base = src.load(dc.source, dc)
+        s_idx, t_idx = _stratified(np.arange(len(base.y)), base.y, dc.source_fraction, _rng(cfg.seed, _POOLS),
+                                   f"'{fam_s}' into source and target pools")
+        return base.take(np.sort(s_idx)), base.take(np.sort(t_idx))
+    return src.load(dc.source, dc), tgt.load(dc.target, dc)
+
+
+def resize(x: np.ndarray, size: int | None, levels: int) -> np.ndarray:
+    """Bilinear resize of N×C×H×W to size×size, re-quantized so the level grid (data model) survives."""
+    if size is None or x.shape[-2:] == (size, size):
+        return x
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    down = size < min(x.shape[-2:])   # antialias only when shrinking, where aliasing happens
+    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=down)
+    return quantize(out.numpy(), levels)
+
+
+def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """channels=3 repeats the grey channel (for RGB-shaped models); the content stays grey, so a
+    likelihood over 3 channels counts every pixel three times: compare NLLs only at equal channels."""
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] == 1:
+        return np.repeat(x, channels, axis=1)
+    raise DataError(f"cannot turn {x.shape[1]}-channel images into {channels} channels")
+
+
+def split_indices(y: np.ndarray, val_fraction: float, test_fraction: float, rng: np.random.Generator,
+                  what: str = "domain") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified (train, val, test) positions into y, with the given shares of the whole."""
+    everything = np.arange(len(y))
+    test, rest = _stratified(everything, y, test_fraction, rng, f"{what} into test/rest")
+    val, train = _stratified(rest, y, val_fraction / (1.0 - test_fraction), rng, f"{what} into val/train")
+    return train, val, test
+
+
+def _domain(name: str, spec: DatasetSpec, pool: Pool, cfg: Config, role: int) -> DomainData:
+    dc = cfg.data
+    x = pool.x
+    if spec.transform is not None:
+        x = spec.transform(x, dc, _rng(cfg.seed, role, _SHIFT), pool.levels)
+    x = to_channels(resize(x, dc.image_size, pool.levels), dc.channels)
+    train, val, test = split_indices(pool.y, dc.val_fraction, dc.test_fraction, _rng(cfg.seed, role, _SPLIT), name)
+    if dc.subset is not None and dc.subset < len(train):
+        train, _ = _stratified(train, pool.y, dc.subset, _rng(cfg.seed, role, _SUBSET), f"{name} train subset")
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    i64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
+    return DomainData(x_train=f32(x[train]), y_train=i64(pool.y[train]), x_val=f32(x[val]), y_val=i64(pool.y[val]),
+                      x_test=f32(x[test]), y_test=i64(pool.y[test]), levels=pool.levels, name=name,
+                      n_classes=pool.n_classes)
+
+
+def build_domains(cfg: Config) -> tuple[DomainData, DomainData]:
+    """(source, target) as configured by cfg.data; a deterministic function of cfg."""
+    dc = cfg.data
+    s_pool, t_pool = build_pools(cfg)
+    if s_pool.levels != t_pool.levels or s_pool.n_classes != t_pool.n_classes:
+        raise DataError(f"{dc.source} and {dc.target} differ in intensity levels or classes "
+                        f"({s_pool.levels}/{t_pool.levels} levels, {s_pool.n_classes}/{t_pool.n_classes} classes)")
+    source = _domain(dc.source, dataset_spec(dc.source), s_pool, cfg, _SOURCE)
+    target = _domain(dc.target, dataset_spec(dc.target), t_pool, cfg, _TARGET)
+    if source.image_shape != target.image_shape:
+        raise DataError(f"{dc.source} images are {source.image_shape}, {dc.target} images are "
+                        f"{target.image_shape}; set data.image_size to give them a common size")
+    return source, target

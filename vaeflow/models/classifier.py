@@ -1,0 +1,76 @@
+"""Digit classifiers built on a VAE encoder trunk, with DANN's gradient reversal (Ganin et al., 2016).
+
+The trunk is the VAE's `encoder_trunk` (warm start, pretrained=True) or a fresh copy of the same
+architecture (the 'scratch' variant), so the variants differ only in initialisation.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from vaeflow.models.vae import VAE
+
+
+class GradReverse(torch.autograd.Function):
+    """Identity forward; backward multiplies the incoming gradient by -lambd."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lambd: float) -> torch.Tensor:
+        ctx.lambd = lambd
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.lambd * grad, None
+
+
+def grad_reverse(x: torch.Tensor, lambd: float) -> torch.Tensor:
+    return GradReverse.apply(x, lambd)
+
+
+class Classifier(nn.Module):
+    def __init__(self, trunk: nn.Module, feature_dim: int, n_classes: int, head_hidden: int,
+                 domain_hidden: int | None = None):
+        super().__init__()
+        self.trunk = trunk
+        self.feature_dim = feature_dim
+        self.head = nn.Sequential(nn.Linear(feature_dim, head_hidden), nn.ReLU(), nn.Linear(head_hidden, n_classes))
+        self.domain_head = (nn.Sequential(nn.Linear(feature_dim, domain_hidden), nn.ReLU(), nn.Linear(domain_hidden, 1))
+                            if domain_hidden is not None else None)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def domain_logits(self, features: torch.Tensor, lambd: float) -> torch.Tensor:
+        """Logit of "x is from the target domain". The reversal makes the trunk *maximise* the domain loss
+        the domain head minimises, pushing source and target features together."""
+        if self.domain_head is None:
+            raise RuntimeError("this Classifier has no domain head; build it with domain_hidden=... for DANN")
+        return self.domain_head(grad_reverse(features, lambd)).squeeze(-1)
+
+
+def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden: int,
+                        domain_hidden: int | None = None, pretrained: bool = True) -> Classifier:
+    """Warm start (pretrained=True): a deep copy of `vae.encoder_trunk`, so training the classifier never
+    touches the VAE. pretrained=False: a freshly initialised trunk of the architecture `spec` describes
+    (drawn from torch's global RNG; seed it first for reproducibility)."""
+    if pretrained:
+        if vae is None:
+            raise ValueError("pretrained=True needs a trained VAE to copy the encoder trunk from")
+        trunk, feature_dim = copy.deepcopy(vae.encoder_trunk), vae.feature_dim
+    else:
+        fresh = VAE(**spec)
+        trunk, feature_dim = fresh.encoder_trunk, fresh.feature_dim
+    return Classifier(trunk, feature_dim, n_classes, head_hidden, domain_hidden)
+
+
+def dann_lambda(progress: float, gamma: float = 10.0, lambda_max: float = 1.0) -> float:
+    """Ganin et al.'s schedule lambda_max * (2 / (1 + exp(-gamma p)) - 1): 0 at p=0, -> lambda_max, so the
+    noisy early domain gradients do not wreck the freshly initialised heads."""
+    return lambda_max * (2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0)

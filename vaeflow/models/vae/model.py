@@ -1,0 +1,167 @@
+"""A Gaussian-latent VAE over images with a Bernoulli or Gaussian pixel likelihood.
+
+The ELBO and the importance-weighted bound (Burda et al., 2016) share one implementation of every
+density (vaeflow.metrics), so training loss, evaluation and reports agree on constants. Everything is
+batched: no Python loops over examples and no host syncs, so training speed matches a bare torch loop.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaeflow.metrics import kl_std_normal, log_normal_diag
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}
+
+
+def _conv_sizes(size: int, n: int) -> list[int]:
+    """Spatial sizes after each stride-2, k=3, p=1 conv: ceil(s/2) repeated, starting from `size`."""
+    sizes = [size]
+    for _ in range(n):
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+class VAE(nn.Module):
+    def __init__(self, input_shape: Sequence[int], latent_dim: int, hidden: Sequence[int],
+                 likelihood: Literal["gaussian", "bernoulli"], activation: str = "relu", arch: str = "mlp",
+                 min_logvar: float = -9.0):
+        super().__init__()
+        if likelihood not in ("gaussian", "bernoulli"):
+            raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli', got {likelihood!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        if len(input_shape) != 3:
+            raise ValueError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.latent_dim, self.likelihood, self.min_logvar = int(latent_dim), likelihood, float(min_logvar)
+        self.D = math.prod(self.input_shape)
+        # Lists, not tuples, so json.loads(json.dumps(spec)) == spec and VAE(**spec) rebuilds the same net.
+        self.spec = {"input_shape": list(self.input_shape), "latent_dim": self.latent_dim,
+                     "hidden": [int(h) for h in hidden], "likelihood": likelihood, "activation": activation,
+                     "arch": arch, "min_logvar": self.min_logvar}
+        act = ACTIVATIONS[activation]
+        if arch == "mlp":
+            self.encoder_trunk, self.feature_dim, self.decoder = self._mlp(list(hidden), act)
+        elif arch == "conv":
+            self.encoder_trunk, self.feature_dim, self.decoder = self._conv(list(hidden), act)
+        else:
+            raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
+        # One head for (mu, logvar): a single matmul instead of two.
+        self.enc_head = nn.Linear(self.feature_dim, 2 * self.latent_dim)
+        if likelihood == "gaussian":
+            # Raw parameter; the effective log-variance is min_logvar + softplus(raw - min_logvar), a smooth
+            # floor (a clamp would zero the gradient and strand the parameter below the floor).
+            # Initialised to unit variance (or just above the floor when the floor is near 0).
+            start = max(0.0, self.min_logvar + 1.0) - self.min_logvar
+            self.dec_logvar = nn.Parameter(torch.full((self.D,), self.min_logvar + math.log(math.expm1(start))))
+
+    def _mlp(self, hidden: list[int], act: type[nn.Module]):
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, o in zip([self.D] + hidden[:-1], hidden):
+            layers += [nn.Linear(i, o), act()]
+        dec: list[nn.Module] = []
+        rev = hidden[::-1]
+        for i, o in zip([self.latent_dim] + rev[:-1], rev):
+            dec += [nn.Linear(i, o), act()]
+        dec.append(nn.Linear(rev[-1], self.D))
+        return nn.Sequential(*layers), hidden[-1], nn.Sequential(*dec)
+
+    def _conv(self, channels: list[int], act: type[nn.Module]):
+        """`hidden` are the channel counts of stride-2 3x3 convs; the decoder mirrors them with transposed
+        convs whose output_padding restores odd sizes exactly, so any H, W works (e.g. 8, 16, 28)."""
+        c, h, w = self.input_shape
+        hs, ws = _conv_sizes(h, len(channels)), _conv_sizes(w, len(channels))
+        enc: list[nn.Module] = []
+        for i, o in zip([c] + channels[:-1], channels):
+            enc += [nn.Conv2d(i, o, 3, stride=2, padding=1), act()]
+        enc.append(nn.Flatten())
+        feat = channels[-1] * hs[-1] * ws[-1]
+        dec: list[nn.Module] = [nn.Linear(self.latent_dim, feat), act(),
+                                nn.Unflatten(1, (channels[-1], hs[-1], ws[-1]))]
+        outs = channels[::-1][1:] + [c]
+        for j, (i, o) in enumerate(zip(channels[::-1], outs)):
+            th, tw = hs[-2 - j], ws[-2 - j]  # target size of this layer: (in-1)*2 - 2 + 3 + pad
+            pad = (th - 2 * hs[-1 - j] + 1, tw - 2 * ws[-1 - j] + 1)
+            dec.append(nn.ConvTranspose2d(i, o, 3, stride=2, padding=1, output_padding=pad))
+            if j < len(channels) - 1:
+                dec.append(act())
+        dec.append(nn.Flatten())
+        return nn.Sequential(*enc), feat, nn.Sequential(*dec)
+
+    # ------------------------------------------------------------------------------------ densities
+
+    def decoder_logvar(self) -> torch.Tensor:
+        """Effective per-pixel log-variance of the Gaussian decoder, (D,), >= min_logvar."""
+        return self.min_logvar + F.softplus(self.dec_logvar - self.min_logvar)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.enc_head(self.encoder_trunk(x.reshape(x.shape[0], *self.input_shape)))
+        mu, logvar = h.chunk(2, dim=-1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent) -> (B, D): Bernoulli logits or Gaussian means."""
+        return self.decoder(z)
+
+    def _log_px_flat(self, xf: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) over the last dim; broadcasts xf (..., D) against decoded (..., D)."""
+        if self.likelihood == "bernoulli":
+            # -BCEWithLogits written out so it broadcasts: x*l - log(1+e^l); softplus is overflow-safe.
+            return (xf * decoded - F.softplus(decoded)).sum(-1)
+        return log_normal_diag(xf, decoded, self.decoder_logvar())
+
+    def log_px(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
+        return self._log_px_flat(x.reshape(x.shape[0], -1), decoded)
+
+    def elbo(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        rec = self.log_px(x, self.decode(z))
+        kl = kl_std_normal(mu, logvar)
+        return {"elbo": rec - beta * kl, "rec": rec, "kl": kl}
+
+    def iwae(self, x: torch.Tensor, k: int, chunk: int = 250, generator: torch.Generator | None = None) -> torch.Tensor:
+        """log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(.|x): a lower bound on log p(x) that tightens with k.
+
+        The k samples are processed `chunk` at a time and combined with a running logsumexp, so memory is
+        O(chunk * B * D) whatever k is.
+        """
+        if k < 1 or chunk < 1:
+            raise ValueError(f"k and chunk must be >= 1, got k={k}, chunk={chunk}")
+        B = x.shape[0]
+        xf = x.reshape(B, -1)
+        mu, logvar = self.encode(x)
+        std = torch.exp(0.5 * logvar)
+        zero = mu.new_zeros(())
+        total = mu.new_full((B,), -math.inf)
+        for start in range(0, k, chunk):
+            c = min(chunk, k - start)
+            eps = torch.randn((c, B, self.latent_dim), generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + std * eps  # (c, B, L)
+            decoded = self.decode(z.reshape(c * B, -1)).reshape(c, B, -1)
+            log_w = (self._log_px_flat(xf, decoded) + log_normal_diag(z, zero, zero)
+                     - log_normal_diag(z, mu, logvar))  # (c, B)
+            total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
+        return total - math.log(k)
+
+    # ---------------------------------------------------------------------------------------- images
+
+    def _mean(self, decoded: torch.Tensor) -> torch.Tensor:
+        # Gaussian means are unconstrained; clamp to the data range [0, 1] for display and comparison.
+        out = torch.sigmoid(decoded) if self.likelihood == "bernoulli" else decoded.clamp(0.0, 1.0)
+        return out.reshape(-1, *self.input_shape)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        p = next(self.parameters())
+        z = torch.randn((n, self.latent_dim), generator=generator, device=p.device, dtype=p.dtype)
+        return self._mean(self.decode(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self._mean(self.decode(self.encode(x)[0]))
