@@ -62,7 +62,7 @@ def run(cfg: Config, paths: Paths) -> dict:
         x_lab, y_lab, x_unl = sets[variant]
         clf = classifier_from_vae(vae, vae.spec, src.n_classes, a.head_hidden,
                                   domain_hidden=a.dann.domain_hidden if variant == "dann" else None,
-                                  pretrained=variant != "scratch").to(device)
+                                  pretrained=variant != "scratch", backbone=a.backbone).to(device)
         fp = fingerprint(cfg.seed, variant, a.model_dump(), data.hashes, vae_hash)
         with epoch_bar(f"adapt {variant}", a.epochs, show="cls_loss") as advance:
             res = train_classifier(clf, x_lab, y_lab, x_unlab_target=x_unl, epochs=a.epochs, steps_per_epoch=steps,

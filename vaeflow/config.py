@@ -39,10 +39,16 @@ class DataConfig(Section):
     likelihood: Literal["gaussian", "bernoulli"] = "gaussian"
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.25, gt=0, lt=0.5)
-    source_fraction: float = Field(0.5, gt=0, lt=1, description="share of digits images given to the source")
+    source_fraction: float = Field(
+        0.5, gt=0, lt=1, description="when source and target are one dataset: the source's share of its images")
     subset: int | None = Field(None, ge=20, description="cap on training images per domain (smoke runs)")
+    eval_subset: int | None = Field(None, ge=20, description="cap on val and test images per domain (costly evals)")
+    test_split: Literal["official", "random"] = Field(
+        "official", description="official: keep a dataset's own test set (MNIST, USPS, folder:, npz:)")
     image_size: int | None = Field(None, ge=4, le=64, description="common side length; None keeps native size")
-    channels: Literal[1, 3] = 1
+    channels: Literal[1, 3] = Field(1, description="1: RGB becomes luma; 3: grey is repeated")
+    verify_md5: bool = Field(True, description="check dataset files against their published md5")
+    download: bool = Field(True, description="fetch missing files with torchvision when it is importable")
     shift: ShiftConfig = ShiftConfig()
 
     @field_validator("source", "target")
@@ -75,7 +81,8 @@ class GMMConfig(Section):
 
 
 class VAEConfig(Section):
-    arch: Literal["mlp", "conv"] = "mlp"
+    arch: Literal["mlp", "conv", "lenet"] = Field(
+        "mlp", description="lenet: LeNet's conv trunk as encoder (hidden unused), a mirrored decoder")
     latent_dim: int = Field(16, ge=1, le=1024)
     hidden: list[int] = Field(default_factory=lambda: [256, 128])
     activation: Literal["relu", "tanh", "elu", "gelu"] = "relu"
@@ -125,6 +132,9 @@ class AdaptConfig(Section):
     head_hidden: int = Field(128, ge=1)
     dann: DANNConfig = DANNConfig()
 
+    backbone: Literal["vae_encoder", "lenet"] = Field(
+        "vae_encoder", description="classifier trunk: a copy of the VAE encoder, or LeNet (warm-started "
+        "from the VAE when vae.arch=lenet, with LeNet's dropout)")
 
 class TuneConfig(Section):
     num_samples: int = Field(4, ge=1)
@@ -160,8 +170,9 @@ class Config(Section):
                              "both models must be scored under the same data model")
         if self.eval.iwae_chunk > self.eval.iwae_samples:
             raise ValueError("eval.iwae_chunk must not exceed eval.iwae_samples")
-        if self.data.source == self.data.target and self.data.source != "digits":
-            raise ValueError("data.source and data.target name the same dataset")
+        if (self.adapt.backbone == "lenet" and self.vae.arch != "lenet"
+                and any(v != "scratch" for v in self.adapt.variants)):
+            raise ValueError("adapt.backbone=lenet warm-starts from the VAE encoder, which needs vae.arch=lenet")
         if self.data.val_fraction + self.data.test_fraction >= 0.8:
             raise ValueError("data.val_fraction + data.test_fraction must leave at least 20% for training")
         return self

@@ -1,13 +1,16 @@
 """From config to the two domains: a registry of datasets, disjoint pools, stratified splits.
 
-Adding a dataset (mnist, usps, fashion_mnist, folder:PATH, npz:PATH are next) means registering a
-loader that returns a `Pool`; everything after that (transform, resize, channels, splits, subset) is
+Adding a dataset means registering a loader that returns a `Pool`; everything after that (transform, resize, channels, splits, subset) is
 shared. Datasets of one *family* are cut from the same images, so when source and target share a
 family (digits -> digits_shifted, digits -> digits) their images are split disjointly first: otherwise
 the "target" would contain the very images the source model was trained on.
 
 Randomness: every step draws from its own stream, np.random.default_rng([seed, role, step]), so
 changing e.g. data.subset does not change which images are shifted how, or which are in the test set.
+
+Splits: a dataset with an official test split (MNIST, USPS, folder:, npz:) keeps it as the test set when
+data.test_split=official, and val is a stratified data.val_fraction of its training images; otherwise
+(sklearn's digits, or test_split=random) train/val/test are stratified shares of the whole pool.
 """
 from __future__ import annotations
 
@@ -15,21 +18,23 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
 from vaeflow.config import Config, DataConfig
 from vaeflow.data.digits import Pool, load_digits_pool
 from vaeflow.data.domain import DataError, DomainData
-from vaeflow.data.shift import digits_shifted, quantize
+from vaeflow.data.files import load_folder_pool, load_npz_pool
+from vaeflow.data.images import resize, to_channels
+from vaeflow.data.mnist import load_idx_pool
+from vaeflow.data.shift import digits_shifted
+from vaeflow.data.usps import load_usps_pool
 
 Loader = Callable[[str, DataConfig], Pool]
 Transform = Callable[[np.ndarray, DataConfig, np.random.Generator, int], np.ndarray]
 
 # Stream tags for default_rng([seed, role, step]).
 _POOLS, _SOURCE, _TARGET = 0, 1, 2
-_SHIFT, _SPLIT, _SUBSET = 0, 1, 2
+_SHIFT, _SPLIT, _SUBSET, _EVAL_SUBSET = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,6 @@ class DatasetSpec:
     transform: Transform | None = None  # applied to the pool's images after the family split
 
 
-def _not_yet(name: str, dc: DataConfig) -> Pool:
-    raise DataError(f"dataset '{name}' is not available yet (only digits and digits_shifted are implemented)")
-
-
 def _shift(x: np.ndarray, dc: DataConfig, rng: np.random.Generator, levels: int) -> np.ndarray:
     return digits_shifted(x, dc.shift, rng, levels)
 
@@ -50,12 +51,12 @@ def _shift(x: np.ndarray, dc: DataConfig, rng: np.random.Generator, levels: int)
 REGISTRY: dict[str, DatasetSpec] = {
     "digits": DatasetSpec(lambda name, dc: load_digits_pool(), family="digits"),
     "digits_shifted": DatasetSpec(lambda name, dc: load_digits_pool(), family="digits", transform=_shift),
-    "mnist": DatasetSpec(_not_yet),
-    "usps": DatasetSpec(_not_yet),
-    "fashion_mnist": DatasetSpec(_not_yet),
+    "mnist": DatasetSpec(load_idx_pool),
+    "usps": DatasetSpec(load_usps_pool),
+    "fashion_mnist": DatasetSpec(load_idx_pool),
 }
 # Names of the form PREFIX:PATH; the loader gets the full name.
-PREFIXES: dict[str, DatasetSpec] = {"folder:": DatasetSpec(_not_yet), "npz:": DatasetSpec(_not_yet)}
+PREFIXES: dict[str, DatasetSpec] = {"folder:": DatasetSpec(load_folder_pool), "npz:": DatasetSpec(load_npz_pool)}
 
 
 def dataset_spec(name: str) -> DatasetSpec:
@@ -97,26 +98,6 @@ def build_pools(cfg: Config) -> tuple[Pool, Pool]:
     return src.load(dc.source, dc), tgt.load(dc.target, dc)
 
 
-def resize(x: np.ndarray, size: int | None, levels: int) -> np.ndarray:
-    """Bilinear resize of N×C×H×W to size×size, re-quantized so the level grid (data model) survives."""
-    if size is None or x.shape[-2:] == (size, size):
-        return x
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    down = size < min(x.shape[-2:])   # antialias only when shrinking, where aliasing happens
-    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=down)
-    return quantize(out.numpy(), levels)
-
-
-def to_channels(x: np.ndarray, channels: int) -> np.ndarray:
-    """channels=3 repeats the grey channel (for RGB-shaped models); the content stays grey, so a
-    likelihood over 3 channels counts every pixel three times: compare NLLs only at equal channels."""
-    if x.shape[1] == channels:
-        return x
-    if x.shape[1] == 1:
-        return np.repeat(x, channels, axis=1)
-    raise DataError(f"cannot turn {x.shape[1]}-channel images into {channels} channels")
-
-
 def split_indices(y: np.ndarray, val_fraction: float, test_fraction: float, rng: np.random.Generator,
                   what: str = "domain") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratified (train, val, test) positions into y, with the given shares of the whole."""
@@ -131,10 +112,20 @@ def _domain(name: str, spec: DatasetSpec, pool: Pool, cfg: Config, role: int) ->
     x = pool.x
     if spec.transform is not None:
         x = spec.transform(x, dc, _rng(cfg.seed, role, _SHIFT), pool.levels)
-    x = to_channels(resize(x, dc.image_size, pool.levels), dc.channels)
-    train, val, test = split_indices(pool.y, dc.val_fraction, dc.test_fraction, _rng(cfg.seed, role, _SPLIT), name)
+    x = to_channels(resize(x, dc.image_size, pool.levels), dc.channels, pool.levels)
+    if dc.test_split == "official" and pool.is_test is not None:
+        test = np.flatnonzero(pool.is_test)
+        val, train = _stratified(np.flatnonzero(~pool.is_test), pool.y, dc.val_fraction,
+                                 _rng(cfg.seed, role, _SPLIT), f"{name} official train split into val/train")
+    else:
+        train, val, test = split_indices(pool.y, dc.val_fraction, dc.test_fraction, _rng(cfg.seed, role, _SPLIT),
+                                         name)
     if dc.subset is not None and dc.subset < len(train):
         train, _ = _stratified(train, pool.y, dc.subset, _rng(cfg.seed, role, _SUBSET), f"{name} train subset")
+    if dc.eval_subset is not None:   # a stratified cap on val and test, for costly evaluations (IWAE k=5000)
+        g = _rng(cfg.seed, role, _EVAL_SUBSET)
+        val, test = (_stratified(idx, pool.y, dc.eval_subset, g, f"{name} eval subset")[0]
+                     if dc.eval_subset < len(idx) else idx for idx in (val, test))
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     i64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
     return DomainData(x_train=f32(x[train]), y_train=i64(pool.y[train]), x_val=f32(x[val]), y_val=i64(pool.y[val]),

@@ -14,15 +14,18 @@ class Pool:
     """A whole dataset (or a share of one) before the train/val/test split.
 
     x: float32 N×1×H×W on the grid k/(levels-1); y: int64; index: positions in the original dataset,
-    kept so that disjointness between domains can be checked, not only asserted."""
+    kept so that disjointness between domains can be checked, not only asserted; is_test: the dataset's
+    official test images (None: the dataset has no official split, e.g. sklearn's digits)."""
     x: np.ndarray
     y: np.ndarray
     index: np.ndarray
     levels: int
     n_classes: int
+    is_test: np.ndarray | None = None
 
     def take(self, idx: np.ndarray) -> Pool:
-        return Pool(self.x[idx], self.y[idx], self.index[idx], self.levels, self.n_classes)
+        t = None if self.is_test is None else self.is_test[idx]
+        return Pool(self.x[idx], self.y[idx], self.index[idx], self.levels, self.n_classes, is_test=t)
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from vaeflow.models.lenet import LeNetTrunk
 from vaeflow.models.vae import VAE
 
 
@@ -56,10 +57,25 @@ class Classifier(nn.Module):
 
 
 def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden: int,
-                        domain_hidden: int | None = None, pretrained: bool = True) -> Classifier:
+                        domain_hidden: int | None = None, pretrained: bool = True,
+                        backbone: str = "vae_encoder") -> Classifier:
     """Warm start (pretrained=True): a deep copy of `vae.encoder_trunk`, so training the classifier never
     touches the VAE. pretrained=False: a freshly initialised trunk of the architecture `spec` describes
-    (drawn from torch's global RNG; seed it first for reproducibility)."""
+    (drawn from torch's global RNG; seed it first for reproducibility).
+
+    backbone='lenet': a LeNet trunk with LeNet's dropout; pretrained=True copies the VAE encoder's weights
+    into it, which needs a VAE built with arch='lenet' (the same layers)."""
+    if backbone == "lenet":
+        c, h, _ = spec["input_shape"]
+        trunk = LeNetTrunk(c, h)
+        if pretrained:
+            if vae is None or spec.get("arch") != "lenet":
+                raise ValueError("adapt.backbone=lenet warm-starts from the VAE encoder, which needs vae.arch=lenet "
+                                 f"(got {spec.get('arch')!r})")
+            trunk.load_state_dict(vae.encoder_trunk.state_dict())
+        return Classifier(trunk, trunk.feature_dim, n_classes, head_hidden, domain_hidden)
+    if backbone != "vae_encoder":
+        raise ValueError(f"backbone must be 'vae_encoder' or 'lenet', got {backbone!r}")
     if pretrained:
         if vae is None:
             raise ValueError("pretrained=True needs a trained VAE to copy the encoder trunk from")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaeflow.metrics import kl_std_normal, log_normal_diag
+from vaeflow.models.lenet import LeNetDecoder, LeNetTrunk
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}
 
@@ -50,12 +51,19 @@ class VAE(nn.Module):
         elif arch == "conv":
             self.encoder_trunk, self.feature_dim, self.decoder = self._conv(list(hidden), act)
         else:
-            raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
+            raise ValueError(f"arch must be 'mlp', 'conv' or 'lenet', got {arch!r}")
         # One head for (mu, logvar): a single matmul instead of two.
         self.enc_head = nn.Linear(self.feature_dim, 2 * self.latent_dim)
         if likelihood == "gaussian":
             # Raw parameter; the effective log-variance is min_logvar + softplus(raw - min_logvar), a smooth
             # floor (a clamp would zero the gradient and strand the parameter below the floor).
+        elif arch == "lenet":  # `hidden` unused: LeNet's widths are fixed; dropout 0 keeps the encoder deterministic
+            c, h, w = self.input_shape
+            if h != w:
+                raise ValueError(f"arch 'lenet' needs square images, got {h}×{w}")
+            self.encoder_trunk = LeNetTrunk(c, h, dropout=0.0, act=act)
+            self.feature_dim, self.decoder = self.encoder_trunk.feature_dim, LeNetDecoder(
+                self.latent_dim, self.out_mult * c, h, act=act)
             # Initialised to unit variance (or just above the floor when the floor is near 0).
             start = max(0.0, self.min_logvar + 1.0) - self.min_logvar
             self.dec_logvar = nn.Parameter(torch.full((self.D,), self.min_logvar + math.log(math.expm1(start))))

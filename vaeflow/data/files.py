@@ -1,0 +1,150 @@
+"""Bring your own data: `folder:PATH` (ImageFolder layout) and `npz:PATH` (arrays).
+
+folder:PATH  PATH/train/<class>/*.png|jpg|jpeg and PATH/test/<class>/*.png|jpg|jpeg. Classes are the
+             train sub-folders sorted by name (torchvision's ImageFolder rule), labelled 0, 1, ...; name
+             them 0..9 to line up with the digit datasets. Grey images give 1 channel, anything else
+             (RGB, RGBA, palette) is converted to RGB. Images of different sizes need data.image_size.
+npz:PATH     PATH/train.npz and PATH/test.npz, each with `x` (uint8 0..255, or float in [0, 1]; N×H×W or
+             N×H×W×C with C = 1 or 3) and `y` (integer labels 0..K-1).
+Both keep the user's train/test split (`is_test`), are put on the 256-level grid k/255 (floats are
+rounded to it) and are then converted to data.channels and resized like every other dataset.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from vaeflow.config import DataConfig
+from vaeflow.data.digits import Pool
+from vaeflow.data.domain import DataError
+from vaeflow.data.images import resize, to_channels
+from vaeflow.data.shift import quantize
+
+LEVELS = 256
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if im.mode in ("L", "1", "I;16", "I", "F") else "RGB")
+            a = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"{path}: unreadable image ({e.__class__.__name__}: {e})") from None
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)   # C×H×W
+
+
+def _check_labels(y: np.ndarray, n_classes: int, what: str) -> None:
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise DataError(f"{what}: labels span {y.min()}..{y.max()}, outside 0..{n_classes - 1} "
+                        f"(the classes of the training split)")
+
+
+def _check_classes(y: np.ndarray, what: str) -> None:
+    if len(np.unique(y)) < 2:
+        raise DataError(f"{what}: fewer than 2 classes ({np.unique(y).tolist()}); classification needs at least 2")
+
+
+def _common(images: list[np.ndarray], files: list[Path], dc: DataConfig) -> np.ndarray:
+    """One N×C×H×W uint8-grid float array from images of possibly different channels and sizes."""
+    images = [to_channels(a[None].astype(np.float32) / (LEVELS - 1), dc.channels, LEVELS)[0] for a in images]
+    sizes = {a.shape[1:] for a in images}
+    if len(sizes) > 1 and dc.image_size is None:
+        first = {}
+        for a, f in zip(images, files):
+            first.setdefault(a.shape[1:], f)
+        (s1, f1), (s2, f2) = list(first.items())[:2]
+        raise DataError(f"images differ in size ({f1} is {s1[0]}×{s1[1]}, {f2} is {s2[0]}×{s2[1]}); set "
+                        "data.image_size to resize them all to one size")
+    out = np.empty((len(images), dc.channels, *((dc.image_size,) * 2 if len(sizes) > 1 else sizes.pop())),
+                   dtype=np.float32)
+    for shape in {a.shape for a in images}:   # resize each size group at once: one implementation
+        idx = [i for i, a in enumerate(images) if a.shape == shape]
+        group = np.stack([images[i] for i in idx])
+        out[idx] = resize(group, dc.image_size, LEVELS) if len(sizes) > 1 else group
+    return out
+
+
+def _folder_split(split_dir: Path, classes: list[str]) -> tuple[list[np.ndarray], list[Path], np.ndarray]:
+    images, files, labels = [], [], []
+    for c in sorted(p.name for p in split_dir.iterdir() if p.is_dir()):
+        if c not in classes:
+            raise DataError(f"{split_dir / c}: class '{c}' is not among the training classes {classes}")
+        found = sorted(f for f in (split_dir / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not found and split_dir.name == "train":
+            raise DataError(f"{split_dir / c}: no .png/.jpg/.jpeg images in this class folder")
+        for f in found:
+            images.append(_read_image(f))
+            files.append(f)
+            labels.append(classes.index(c))
+    return images, files, np.array(labels, dtype=np.int64)
+
+
+def load_folder_pool(name: str, dc: DataConfig) -> Pool:
+    root = Path(name.removeprefix("folder:"))
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise DataError(f"{name}: folder {root / split} not found; expected {root}/train/<class>/*.png "
+                            f"and {root}/test/<class>/*.png")
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise DataError(f"{root / 'train'}: fewer than 2 class folders ({classes}); classification needs at least 2")
+    tr_img, tr_files, y_tr = _folder_split(root / "train", classes)
+    te_img, te_files, y_te = _folder_split(root / "test", classes)
+    if not te_img:
+        raise DataError(f"{root / 'test'}: no images")
+    x = _common(tr_img + te_img, tr_files + te_files, dc)
+    return _pool(x, np.concatenate([y_tr, y_te]), len(y_tr), len(classes))
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"{path} not found; npz:PATH needs PATH/train.npz and PATH/test.npz with arrays x and y")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("x", "y") if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: missing array(s) {missing}; found {z.files}")
+            x, y = z["x"], z["y"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: unreadable .npz ({e.__class__.__name__}: {e})") from None
+    if len(x) != len(y) or y.ndim != 1:
+        raise DataError(f"{path}: x has {len(x)} images but y has shape {y.shape}; need one label per image")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{path}: y must hold integers, got {y.dtype}")
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    else:
+        raise DataError(f"{path}: x has shape {x.shape}; expected N×H×W or N×H×W×C with C = 1 or 3")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / (LEVELS - 1), y.astype(np.int64)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise DataError(f"{path}: x must be uint8 (0..255) or float in [0, 1], got {x.dtype}")
+    if x.size and not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
+        raise DataError(f"{path}: float x must lie in [0, 1] (got {np.nanmin(x):.3g}..{np.nanmax(x):.3g}); "
+                        "store 0..255 images as uint8")
+    return quantize(x, LEVELS), y.astype(np.int64)
+
+
+def load_npz_pool(name: str, dc: DataConfig) -> Pool:
+    root = Path(name.removeprefix("npz:"))
+    (x_tr, y_tr), (x_te, y_te) = _read_npz(root / "train.npz"), _read_npz(root / "test.npz")
+    _check_classes(y_tr, str(root / "train.npz"))
+    n_classes = int(y_tr.max()) + 1
+    _check_labels(y_tr, n_classes, str(root / "train.npz"))
+    _check_labels(y_te, n_classes, str(root / "test.npz"))
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DataError(f"{root}: train images are {x_tr.shape[1:]} (C×H×W), test images {x_te.shape[1:]}")
+    x = to_channels(np.concatenate([x_tr, x_te]), dc.channels, LEVELS)
+    return _pool(x, np.concatenate([y_tr, y_te]), len(y_tr), n_classes)
+
+
+def _pool(x: np.ndarray, y: np.ndarray, n_train: int, n_classes: int) -> Pool:
+    is_test = np.arange(len(y)) >= n_train
+    return Pool(x.astype(np.float32, copy=False), y, np.arange(len(y)), LEVELS, n_classes, is_test=is_test)
