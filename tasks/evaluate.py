@@ -44,14 +44,14 @@ def _fmt(v: object) -> str:
 
 def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
     g, v, a = m["gmm"], m["vae"], m["adapt"]
-    unit = ("bits/dim of the discrete data, (NLL + D·ln L)/(D·ln 2) with L = %d levels" % meta["levels"]
+    unit = ("bits/dim of the discrete data, (NLL + D·ln L)/(D·ln 2) with L = %d levels" % meta["domains"]["source"]["levels"]
             if cfg.data.likelihood == "gaussian" else "bits/dim of the binary data, NLL/(D·ln 2)")
     dom = "\n".join(f"| {d} | {i['name']} | " + " | ".join(str(i['counts'][s]) for s in ('train', 'val', 'test')) + " |"
                     for d, i in meta["domains"].items())
     lines = [
         "# vaeflow report", "",
         f"Source `{cfg.data.source}` → target `{cfg.data.target}`, data model `{cfg.data.likelihood}`, "
-        f"seed {cfg.seed}, image shape {meta['shape']}.", "",
+        f"seed {cfg.seed}, image shape {tuple(meta['domains']['source']['shape'])}.", "",
         "## 1. Data", "", "| domain | dataset | train | val | test |", "|---|---|---|---|---|", dom, "",
         "![examples](figures/data_examples.png)", "",
         "## 2. Baseline: a mixture model fitted by EM (maximum likelihood)", "",

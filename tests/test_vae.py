@@ -71,7 +71,7 @@ def test_bernoulli_log_px_from_logits():
 
 def test_gaussian_log_px_matches_scipy_and_floor():
     torch.manual_seed(0)
-    vae = VAE((1, 2, 3), 2, [8], "gaussian", min_logvar=-4.0).double()
+    vae = VAE((1, 2, 3), 2, [8], "gaussian", min_logvar=-4.0, decoder_variance="shared").double()
     target = np.linspace(-2.0, 1.0, 6)
     with torch.no_grad():
         vae.dec_logvar.copy_(torch.tensor([_inv_floor(t, -4.0) for t in target], dtype=torch.float64))
@@ -82,8 +82,20 @@ def test_gaussian_log_px_matches_scipy_and_floor():
         vae.dec_logvar.fill_(-50.0)
     assert torch.all(vae.decoder_logvar() >= -4.0)
     assert vae.decoder_logvar().min().item() == pytest.approx(-4.0, abs=1e-9)
-    assert VAE((1, 2, 2), 2, [4], "gaussian").decoder_logvar().abs().max() < 1e-5  # unit variance at init
-    assert torch.all(VAE((1, 2, 2), 2, [4], "gaussian", min_logvar=0.0).decoder_logvar() > 0)
+    assert VAE((1, 2, 2), 2, [4], "gaussian", decoder_variance="shared").decoder_logvar().abs().max() < 1e-5  # unit variance at init
+    assert torch.all(VAE((1, 2, 2), 2, [4], "gaussian", min_logvar=0.0, decoder_variance="shared").decoder_logvar() > 0)
+
+
+def test_conditional_gaussian_log_px_matches_scipy():
+    """Decoded = [means | raw log-variances]; the density must use each pixel's own variance."""
+    vae = VAE((1, 2, 3), 2, [8], "gaussian", min_logvar=-4.0).double()
+    assert vae.decoder_variance == "conditional" and not hasattr(vae, "dec_logvar")
+    target = np.linspace(-2.0, 1.0, 6)[None].repeat(5, 0) + np.arange(5)[:, None] * 0.1
+    raw = torch.tensor(np.vectorize(lambda t: _inv_floor(t, -4.0))(target))
+    x, mean = torch.rand(5, 1, 2, 3, dtype=torch.float64), torch.randn(5, 6, dtype=torch.float64)
+    ref = norm.logpdf(x.reshape(5, -1).numpy(), mean.numpy(), np.exp(target / 2)).sum(-1)
+    np.testing.assert_allclose(vae.log_px(x, torch.cat([mean, raw], 1)).numpy(), ref, rtol=1e-10)
+    assert vae.decode(torch.zeros(3, 2, dtype=torch.float64)).shape == (3, 12)
 
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
@@ -122,7 +134,7 @@ def _linear_gaussian(perturb: bool):
     w, b = q * np.array([2.0, 1.0]), rng.normal(size=d)
     v = s2 / (s2 + (w**2).sum(0))                  # posterior variances
     a = (v[:, None] * w.T) / s2                    # posterior mean = a (x - b)
-    vae = VAE((1, 1, d), l, [4], "gaussian").double()
+    vae = VAE((1, 1, d), l, [4], "gaussian", decoder_variance="shared").double()
     vae.encoder_trunk, vae.feature_dim = nn.Flatten(), d
     vae.enc_head, vae.decoder = nn.Linear(d, 2 * l).double(), nn.Linear(l, d).double()
     shift, widen = (0.3, math.log(2.0)) if perturb else (0.0, 0.0)
@@ -233,7 +245,7 @@ def test_spec_state_dict_round_trip(arch, shape, hidden, likelihood):
     for a, b in zip(vae.encode(x), clone.encode(x)):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(vae.decode(z), clone.decode(z), rtol=0, atol=0)
-    assert vae.decode(z).shape == (5, math.prod(shape))
+    assert vae.decode(z).shape == (5, (2 if likelihood == "gaussian" else 1) * math.prod(shape))
     assert vae.encoder_trunk(x).shape == (5, vae.feature_dim)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     s = vae.sample(11, generator=g1)

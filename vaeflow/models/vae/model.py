@@ -30,7 +30,7 @@ def _conv_sizes(size: int, n: int) -> list[int]:
 class VAE(nn.Module):
     def __init__(self, input_shape: Sequence[int], latent_dim: int, hidden: Sequence[int],
                  likelihood: Literal["gaussian", "bernoulli"], activation: str = "relu", arch: str = "mlp",
-                 min_logvar: float = -9.0):
+                 min_logvar: float = -9.0, decoder_variance: Literal["conditional", "shared"] = "conditional"):
         super().__init__()
         if likelihood not in ("gaussian", "bernoulli"):
             raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli', got {likelihood!r}")
@@ -38,25 +38,25 @@ class VAE(nn.Module):
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if len(input_shape) != 3:
             raise ValueError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
+        if decoder_variance not in ("conditional", "shared"):
+            raise ValueError(f"decoder_variance must be 'conditional' or 'shared', got {decoder_variance!r}")
+        # A Gaussian decoder whose variance depends on z ('conditional') can give near-constant background
+        # pixels a tiny variance and strokes a large one; one shared per-pixel variance cannot, and on
+        # dequantized digits that costs ~100 nats per image.
+        self.decoder_variance = decoder_variance if likelihood == "gaussian" else "shared"
+        self.out_mult = 2 if self.decoder_variance == "conditional" else 1
         self.input_shape = tuple(int(s) for s in input_shape)
         self.latent_dim, self.likelihood, self.min_logvar = int(latent_dim), likelihood, float(min_logvar)
         self.D = math.prod(self.input_shape)
         # Lists, not tuples, so json.loads(json.dumps(spec)) == spec and VAE(**spec) rebuilds the same net.
         self.spec = {"input_shape": list(self.input_shape), "latent_dim": self.latent_dim,
                      "hidden": [int(h) for h in hidden], "likelihood": likelihood, "activation": activation,
-                     "arch": arch, "min_logvar": self.min_logvar}
+                     "arch": arch, "min_logvar": self.min_logvar, "decoder_variance": self.decoder_variance}
         act = ACTIVATIONS[activation]
         if arch == "mlp":
             self.encoder_trunk, self.feature_dim, self.decoder = self._mlp(list(hidden), act)
         elif arch == "conv":
             self.encoder_trunk, self.feature_dim, self.decoder = self._conv(list(hidden), act)
-        else:
-            raise ValueError(f"arch must be 'mlp', 'conv' or 'lenet', got {arch!r}")
-        # One head for (mu, logvar): a single matmul instead of two.
-        self.enc_head = nn.Linear(self.feature_dim, 2 * self.latent_dim)
-        if likelihood == "gaussian":
-            # Raw parameter; the effective log-variance is min_logvar + softplus(raw - min_logvar), a smooth
-            # floor (a clamp would zero the gradient and strand the parameter below the floor).
         elif arch == "lenet":  # `hidden` unused: LeNet's widths are fixed; dropout 0 keeps the encoder deterministic
             c, h, w = self.input_shape
             if h != w:
@@ -64,6 +64,13 @@ class VAE(nn.Module):
             self.encoder_trunk = LeNetTrunk(c, h, dropout=0.0, act=act)
             self.feature_dim, self.decoder = self.encoder_trunk.feature_dim, LeNetDecoder(
                 self.latent_dim, self.out_mult * c, h, act=act)
+        else:
+            raise ValueError(f"arch must be 'mlp', 'conv' or 'lenet', got {arch!r}")
+        # One head for (mu, logvar): a single matmul instead of two.
+        self.enc_head = nn.Linear(self.feature_dim, 2 * self.latent_dim)
+        if likelihood == "gaussian" and self.decoder_variance == "shared":
+            # Raw parameter; the effective log-variance is min_logvar + softplus(raw - min_logvar), a smooth
+            # floor (a clamp would zero the gradient and strand the parameter below the floor).
             # Initialised to unit variance (or just above the floor when the floor is near 0).
             start = max(0.0, self.min_logvar + 1.0) - self.min_logvar
             self.dec_logvar = nn.Parameter(torch.full((self.D,), self.min_logvar + math.log(math.expm1(start))))
@@ -76,7 +83,7 @@ class VAE(nn.Module):
         rev = hidden[::-1]
         for i, o in zip([self.latent_dim] + rev[:-1], rev):
             dec += [nn.Linear(i, o), act()]
-        dec.append(nn.Linear(rev[-1], self.D))
+        dec.append(nn.Linear(rev[-1], self.out_mult * self.D))
         return nn.Sequential(*layers), hidden[-1], nn.Sequential(*dec)
 
     def _conv(self, channels: list[int], act: type[nn.Module]):
@@ -91,7 +98,7 @@ class VAE(nn.Module):
         feat = channels[-1] * hs[-1] * ws[-1]
         dec: list[nn.Module] = [nn.Linear(self.latent_dim, feat), act(),
                                 nn.Unflatten(1, (channels[-1], hs[-1], ws[-1]))]
-        outs = channels[::-1][1:] + [c]
+        outs = channels[::-1][1:] + [self.out_mult * c]  # conditional variance: C mean + C log-variance maps
         for j, (i, o) in enumerate(zip(channels[::-1], outs)):
             th, tw = hs[-2 - j], ws[-2 - j]  # target size of this layer: (in-1)*2 - 2 + 3 + pad
             pad = (th - 2 * hs[-1 - j] + 1, tw - 2 * ws[-1 - j] + 1)
@@ -103,9 +110,11 @@ class VAE(nn.Module):
 
     # ------------------------------------------------------------------------------------ densities
 
-    def decoder_logvar(self) -> torch.Tensor:
-        """Effective per-pixel log-variance of the Gaussian decoder, (D,), >= min_logvar."""
-        return self.min_logvar + F.softplus(self.dec_logvar - self.min_logvar)
+    def decoder_logvar(self, decoded: torch.Tensor | None = None) -> torch.Tensor:
+        """Effective log-variance of the Gaussian decoder, >= min_logvar: (D,) when shared, else (..., D)
+        from the second half of `decoded`."""
+        raw = self.dec_logvar if self.decoder_variance == "shared" else decoded[..., self.D:]
+        return self.min_logvar + F.softplus(raw - self.min_logvar)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.enc_head(self.encoder_trunk(x.reshape(x.shape[0], *self.input_shape)))
@@ -113,7 +122,8 @@ class VAE(nn.Module):
         return mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, latent) -> (B, D): Bernoulli logits or Gaussian means."""
+        """(B, latent) -> (B, D): Bernoulli logits or Gaussian means; (B, 2D) means then raw log-variances
+        when the Gaussian variance is conditional."""
         return self.decoder(z)
 
     def _log_px_flat(self, xf: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
@@ -121,7 +131,7 @@ class VAE(nn.Module):
         if self.likelihood == "bernoulli":
             # -BCEWithLogits written out so it broadcasts: x*l - log(1+e^l); softplus is overflow-safe.
             return (xf * decoded - F.softplus(decoded)).sum(-1)
-        return log_normal_diag(xf, decoded, self.decoder_logvar())
+        return log_normal_diag(xf, decoded[..., :self.D], self.decoder_logvar(decoded))
 
     def log_px(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         return self._log_px_flat(x.reshape(x.shape[0], -1), decoded)
@@ -161,7 +171,7 @@ class VAE(nn.Module):
 
     def _mean(self, decoded: torch.Tensor) -> torch.Tensor:
         # Gaussian means are unconstrained; clamp to the data range [0, 1] for display and comparison.
-        out = torch.sigmoid(decoded) if self.likelihood == "bernoulli" else decoded.clamp(0.0, 1.0)
+        out = torch.sigmoid(decoded) if self.likelihood == "bernoulli" else decoded[..., :self.D].clamp(0.0, 1.0)
         return out.reshape(-1, *self.input_shape)
 
     @torch.no_grad()
