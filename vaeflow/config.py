@@ -123,7 +123,8 @@ class DANNConfig(Section):
 
 
 class AdaptConfig(Section):
-    variants: list[Literal["source_only", "dann", "finetune", "scratch", "oracle"]] = list(VARIANTS)
+    # latent_spreading (opt-in): label spreading over the VAE's posterior means, labels_per_class target labels
+    variants: list[Literal["source_only", "dann", "finetune", "scratch", "oracle", "latent_spreading"]] = list(VARIANTS)
     epochs: int = Field(60, ge=1, le=100_000)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
