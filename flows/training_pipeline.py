@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "vaeflow")  # stage logs reach the run logger
+# Ephemeral mode starts a throwaway server (and migrates its SQLite DB on first use); on a busy 2-core
+# box that takes longer than Prefect's 20 s default.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402

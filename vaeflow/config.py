@@ -87,6 +87,8 @@ class VAEConfig(Section):
     hidden: list[int] = Field(default_factory=lambda: [256, 128])
     activation: Literal["relu", "tanh", "elu", "gelu"] = "relu"
     min_logvar: float = Field(-9.0, le=0, description="floor of the Gaussian decoder's log-variance")
+    decoder_variance: Literal["conditional", "shared"] = Field(
+        "conditional", description="Gaussian decoder: variance decoded from z per pixel, or one learned per pixel")
 
     @field_validator("hidden")
     @classmethod
@@ -131,24 +133,57 @@ class AdaptConfig(Section):
     weight_decay: float = Field(1e-4, ge=0)
     labels_per_class: int = Field(5, ge=1)
     head_hidden: int = Field(128, ge=1)
-    dann: DANNConfig = DANNConfig()
-
+    repeats: int = Field(3, ge=1, le=100, description="seeds per variant; accuracies are reported as mean ± std")
     backbone: Literal["vae_encoder", "lenet"] = Field(
         "vae_encoder", description="classifier trunk: a copy of the VAE encoder, or LeNet (warm-started "
         "from the VAE when vae.arch=lenet, with LeNet's dropout)")
+    dann: DANNConfig = DANNConfig()
+
+
+# Hyperparameters tune.search_space may name, and the section each belongs to (pretrain.use_tuned applies them).
+TUNABLE = {"latent_dim": "vae", "hidden": "vae", "lr": "pretrain", "beta": "pretrain", "batch_size": "pretrain"}
+
 
 class TuneConfig(Section):
-    num_samples: int = Field(4, ge=1)
+    num_samples: int = Field(4, ge=1, description="samples of the search space (each grid point this many times)")
     max_concurrent_trials: int = Field(2, ge=1)
-    cpus_per_trial: float = Field(1, gt=0)
-    gpus_per_trial: float = Field(0, ge=0)
-    max_epochs: int = Field(30, ge=1)
-    grace_period: int = Field(3, ge=1)
+    cpus_per_trial: float = Field(1, gt=0, description="also each trial's torch threads (at least 1)")
+    gpus_per_trial: float = Field(0, ge=0, description="fractional shares a GPU: 0.25 = four trials per GPU")
+    max_epochs: int = Field(30, ge=1, description="ASHA's max_t: epochs of a trial that is never stopped")
+    grace_period: int = Field(3, ge=1, description="epochs before ASHA may stop a trial")
     reduction_factor: float = Field(2, gt=1)
-    max_failures: int = Field(2, ge=0)
-    storage_path: str = "runs/tune"
-    experiment_name: str = "vae_tune"
+    max_failures: int = Field(2, ge=0, description="retries of a crashed trial, from its last checkpoint")
+    storage_path: str = Field("runs/tune", description="local dir (relative to the project) or a URI, e.g. s3://b/p")
+    experiment_name: str = Field("vae_tune", pattern=r"^[A-Za-z0-9_.-]+$")
     search_space: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("search_space")
+    @classmethod
+    def _space(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from vaeflow.tuning.space import check_search_space
+
+        for name in v:
+            if name not in TUNABLE:
+                raise ValueError(f"'{name}' cannot be tuned; tunable: {', '.join(TUNABLE)}")
+        check_search_space(v, _check_tunable_value)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TuneConfig:
+        if self.grace_period > self.max_epochs:
+            raise ValueError("grace_period must not exceed max_epochs")
+        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+            raise ValueError("gpus_per_trial above 1 must be a whole number of GPUs")
+        return self
+
+
+def _check_tunable_value(name: str, value: Any) -> None:
+    section = {"vae": VAEConfig, "pretrain": PretrainConfig}[TUNABLE[name]]
+    try:
+        section.model_validate({name: value})
+    except ValidationError as e:
+        raise ValueError(f"{name}: {value!r} is not a valid {TUNABLE[name]}.{name} "
+                         f"({e.errors()[0]['msg'].removeprefix('Value error, ')})") from None
 
 
 class Config(Section):
