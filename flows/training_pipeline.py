@@ -14,6 +14,9 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "vaeflow")  # stage logs 
 # Ephemeral mode starts a throwaway server (and migrates its SQLite DB on first use); on a busy 2-core
 # box that takes longer than Prefect's 20 s default.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# No telemetry: its heartbeat also writes to the ephemeral SQLite DB ("database is locked" under load).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402

@@ -31,6 +31,7 @@ TINY = [
     "eval.iwae_samples=20",
     "eval.iwae_chunk=10",
     "adapt.epochs=1",
+    "adapt.repeats=2",
     "adapt.head_hidden=16",
     "adapt.dann.domain_hidden=8",
 ]

@@ -1,0 +1,95 @@
+"""`dvc repro` and `vaeflow run` in a temporary git copy of the repo, on a tiny params.yaml.
+
+Checks the one notion of "up to date" both entry points share: a second `dvc repro` is a no-op, an
+adapt-only change re-runs adapt and evaluate only, and after `vaeflow run` `dvc status` is clean.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, TINY
+
+pytestmark = pytest.mark.timeout(900)
+BIN = Path(sys.executable).parent
+
+
+def _sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(cwd),
+           "PREFECT_HOME": str(cwd / ".prefect")}
+    res = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    return res
+
+
+def _ran(out: str) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", out))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """Tracked and untracked (not ignored) files of the checkout, a tiny params.yaml, a fresh git repo."""
+    d = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file() and not f.startswith(("data/", "models/", "metrics/", "reports/", "runs/")):
+            (d / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, d / f)
+    shutil.copytree(REPO / ".dvc", d / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    from vaeflow.config import load_config
+
+    cfg = load_config(REPO / "params.yaml", TINY)
+    (d / "params.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "test"]):
+        subprocess.run(cmd, cwd=d, check=True, capture_output=True)
+    return d
+
+
+def test_dvc_repro_then_noop_then_adapt_only(repo):
+    first = _sh(["dvc", "repro"], repo)
+    assert _ran(first.stdout) == {"prepare", "gmm", "pretrain", "adapt", "evaluate"}
+    for f in ("metrics/metrics.json", "reports/report.md", "models/vae.pt", "dvc.lock"):
+        assert (repo / f).is_file(), f
+    mtimes = {p: p.stat().st_mtime_ns for p in (repo / "models").rglob("*") if p.is_file()}
+
+    second = _sh(["dvc", "repro"], repo)
+    assert _ran(second.stdout) == set(), second.stdout
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["adapt"]["epochs"] = 2
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = _sh(["dvc", "repro"], repo)
+    assert _ran(third.stdout) == {"adapt", "evaluate"}, third.stdout
+
+    shown = _sh(["dvc", "metrics", "show", "--json"], repo).stdout
+    assert "test_nll_nats" in shown and "target_test_acc" in shown
+    _sh(["dvc", "plots", "show", "-o", "dvc_plots"], repo)
+    html = (repo / "dvc_plots" / "index.html").read_text()
+    assert "pretrain.csv" in html and "confusion" in html
+
+
+def test_vaeflow_run_agrees_with_dvc_status(repo):
+    """The flow skips what DVC calls up to date, runs the rest, records it: `dvc status` is clean after."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["adapt"]["epochs"] = 3
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    res = _sh([sys.executable, "-m", "flows.cli", "run"], repo)
+    out = res.stdout + res.stderr
+    skipped = set(re.findall(r"stage (\w+) is up to date", out))
+    assert skipped == {"prepare", "gmm", "pretrain"}, out[-3000:]
+    status = _sh(["dvc", "status"], repo).stdout
+    assert "up to date" in status, status
+    again = _sh([sys.executable, "-m", "flows.cli", "run"], repo)
+    assert set(re.findall(r"stage (\w+) is up to date", again.stdout + again.stderr)) == {
+        "prepare", "gmm", "pretrain", "adapt", "evaluate"}

@@ -1,0 +1,229 @@
+"""The Prefect flow against a real Prefect server that this module starts on a loopback port.
+
+One server (SQLite in a temp PREFECT_HOME, bound to 127.0.0.1) serves every test here; the scheduler
+loop is shortened so that scheduled runs appear within seconds instead of a minute.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+
+from conftest import REPO, TINY
+
+pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
+
+STAGE_NAMES = ["prepare", "gmm", "pretrain", "adapt", "evaluate"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(home: Path, api_url: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "DO_NOT_TRACK": "1", "PYTHONPATH": str(REPO), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect_home")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = _env(home) | {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
+                        "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false"}
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+        time.sleep(1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("prefect server did not become healthy in 240 s")
+    yield {"url": url, "home": home}
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def client(server, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.setenv("PREFECT_API_URL", server["url"])
+    with temporary_settings(updates={PREFECT_API_URL: server["url"]}):
+        with get_client(sync_client=True) as c:
+            yield c
+
+
+def _cli(args: list[str], cwd: Path, server: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=_env(server["home"], server["url"]),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _sets() -> list[str]:
+    return [a for kv in TINY + ["adapt.repeats=1"] for a in ("--set", kv)]
+
+
+def _runs(client, **filters):
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    filters.setdefault("limit", 200)  # the server rejects limit=null and sort=null
+    filters.setdefault("sort", FlowRunSort.EXPECTED_START_TIME_DESC)
+    return client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["training_pipeline"])), **filters)
+
+
+def _task_runs(client, **filters):
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    return client.read_task_runs(limit=50, sort=TaskRunSort.EXPECTED_START_TIME_DESC, **filters)
+
+
+def test_cli_run_is_a_completed_flow_run_with_one_task_per_stage(server, client, project):
+    before = {r.id for r in _runs(client)}
+    res = _cli(["run", *_sets()], project, server)
+    assert res.returncode == 0, res.stdout + res.stderr
+    new = [r for r in _runs(client) if r.id not in before]
+    assert len(new) == 1
+    run = new[0]
+    assert run.state.type.value == "COMPLETED"
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    tasks = _task_runs(client, flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    assert sorted(t.name for t in tasks) == sorted(STAGE_NAMES)
+    assert all(t.state.type.value == "COMPLETED" for t in tasks)
+    arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])),
+                                 limit=50, offset=0, sort=ArtifactSort.CREATED_DESC)
+    by_key = {a.key: a for a in arts}
+    assert {"vaeflow-metrics", "vaeflow-data", "vaeflow-report"} <= by_key.keys()
+    assert by_key["vaeflow-metrics"].type == "table" and by_key["vaeflow-report"].type == "markdown"
+    assert "## 4. Likelihoods" in by_key["vaeflow-report"].data
+    # The artifacts carry the numbers the files on disk hold.
+    import json
+
+    m = json.loads((project / "metrics" / "metrics.json").read_text())
+    rows = json.loads(by_key["vaeflow-metrics"].data) if isinstance(by_key["vaeflow-metrics"].data, str) \
+        else by_key["vaeflow-metrics"].data
+    table = {r["metric"]: r["value"] for r in rows}
+    assert table["vae.test_nll_nats"] == pytest.approx(m["vae"]["test_nll_nats"])
+
+
+def test_bad_params_fail_fast_and_create_no_run(server, client, project):
+    before = len(_runs(client))
+    res = _cli(["run", "--set", "vae.latent_dim=-3"], project, server, timeout=120)
+    assert res.returncode == 2
+    out = res.stdout + res.stderr
+    assert "vae.latent_dim" in out and "Traceback" not in out
+    assert len(_runs(client)) == before
+    assert not (project / "data").exists()
+
+
+def test_transient_error_is_retried_and_flow_completes(server, client, project, monkeypatch):
+    """In-process flow run against the server: gmm raises a transient I/O error once, then succeeds."""
+    from flows import training_pipeline as tp
+    from tasks import STAGES
+
+    real, calls = STAGES["gmm"], []
+
+    def flaky(cfg, paths):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(5, "Input/output error (injected)")
+        return real(cfg, paths)
+
+    monkeypatch.setitem(STAGES, "gmm", flaky)
+    metrics = tp.training_pipeline(params_file="params.yaml", overrides=TINY + ["adapt.repeats=1"], root=".")
+    assert len(calls) == 2 and "gmm" in metrics
+    run = _runs(client, limit=1)[0]
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
+
+    gmm = _task_runs(client, flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+                                task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["gmm"])))[0]
+    assert gmm.state.type.value == "COMPLETED" and gmm.run_count == 2
+
+
+def test_validation_error_is_not_retried(server, client, project, monkeypatch):
+    from flows import training_pipeline as tp
+    from tasks import STAGES
+    from vaeflow.config import ConfigError
+
+    calls = []
+
+    def bad(cfg, paths):
+        calls.append(1)
+        raise ConfigError("gmm.n_components: injected validation error")
+
+    monkeypatch.setitem(STAGES, "gmm", bad)
+    with pytest.raises(ConfigError):
+        tp.training_pipeline(params_file="params.yaml", overrides=TINY + ["adapt.repeats=1"], root=".")
+    assert len(calls) == 1
+
+
+def test_served_deployment_has_cron_schedule_and_runs(server, client, project):
+    """`vaeflow serve --cron` registers the deployment; the scheduler creates runs ahead of time; a run
+    triggered through run_deployment is picked up by the serving process and completes."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, \
+        FlowRunFilterState, FlowRunFilterStateType
+    from prefect.deployments import run_deployment
+
+    log = open(project / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--cron", "0 3 * * *", "--name", "nightly",
+                             *_sets()], cwd=project, env=_env(server["home"], server["url"]),
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, dep = time.time() + 180, None
+        while time.time() < deadline and dep is None:
+            try:
+                dep = client.read_deployment_by_name("training_pipeline/nightly")
+            except Exception:
+                assert proc.poll() is None, (project / "serve.log").read_text()
+                time.sleep(2)
+        assert dep is not None, (project / "serve.log").read_text()
+        scheds = client.read_deployment_schedules(dep.id)
+        assert [s.schedule.cron for s in scheds] == ["0 3 * * *"]
+        assert dep.parameters["overrides"] == TINY + ["adapt.repeats=1"]
+        deadline, scheduled = time.time() + 120, []
+        while time.time() < deadline and not scheduled:
+            scheduled = _runs(
+                client, deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED"]))))
+            time.sleep(2)
+        assert scheduled, "the scheduler created no runs ahead of time"
+        assert all(r.expected_start_time.hour == 3 and r.expected_start_time.minute == 0 for r in scheduled)
+        run = run_deployment(UUID(str(dep.id)), timeout=600, poll_interval=2)
+        assert run.state.type.value == "COMPLETED", (project / "serve.log").read_text()[-3000:]
+        assert (project / "metrics" / "metrics.json").is_file()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
