@@ -48,10 +48,16 @@ def guarded(fn: Callable[[], object]) -> object:
         return fn()
     except ConfigError as e:
         _fail(2, str(e))
-    except (DataError, ArtifactError, FileNotFoundError) as e:
+    except (DataError, ArtifactError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         _fail(2, str(e))
     except (NonFiniteLoss, FloatingPointError) as e:
         _fail(1, str(e))
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+            raise  # anything else is a bug worth its traceback
+        _fail(1, f"{e}; checkpoints and finished artifacts are intact, free space and re-run to resume")
     except KeyboardInterrupt:
         _fail(130, "interrupted; re-run the same command to resume from the last checkpoint")
 
@@ -80,21 +86,33 @@ LOCK_FILE = ".vaeflow.lock"
 
 
 def _project_lock(wait: float):
-    """One pipeline run per project directory at a time: a second one waits `wait` seconds, then fails."""
+    """One pipeline run per project directory at a time: a second one waits `wait` seconds, then fails.
+
+    An OS-level lock (flock) on LOCK_FILE: a run that is killed, even with -9, releases it with its
+    process, so a stale lock file never blocks the next run."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(LOCK_FILE)
     try:
-        lock.acquire(timeout=wait)
+        lock.acquire(timeout=0)
     except Timeout:
-        _fail(3, f"another vaeflow run holds {Path(LOCK_FILE).resolve()}; wait for it to finish "
-                 f"(or pass --wait SECONDS to queue behind it)")
+        if wait > 0:
+            console.print(f"waiting up to {wait:g}s for another vaeflow run in this directory "
+                          f"(lock {Path(LOCK_FILE).resolve()})", highlight=False)
+        try:
+            lock.acquire(timeout=wait)
+        except Timeout:
+            _fail(3, f"another vaeflow run holds {Path(LOCK_FILE).resolve()}; wait for it to finish "
+                     f"(or pass --wait SECONDS to queue behind it)")
     return lock
+
+
+WaitOpt = typer.Option(0.0, "--wait", help="seconds to wait for another run in this directory")
 
 
 @app.command()
 def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
-        wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another run in this directory"),
+        wait: float = WaitOpt,
         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run the Prefect flow `training_pipeline`: prepare → (gmm ∥ pretrain) → adapt → evaluate.
 
@@ -140,9 +158,9 @@ def serve(cron: Optional[str] = typer.Option(None, "--cron", help='cron schedule
 
 @app.command()
 def stage(name: str = typer.Argument(..., help="prepare | gmm | pretrain | adapt | evaluate"),
-          params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
+          params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt, wait: float = WaitOpt,
           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    """Run one stage (what dvc.yaml calls)."""
+    """Run one stage (what dvc.yaml calls). Holds the same project lock as `run`."""
     _setup_logging(verbose)
     from tasks import STAGES
 
@@ -152,7 +170,11 @@ def stage(name: str = typer.Argument(..., help="prepare | gmm | pretrain | adapt
     from vaeflow.runtime import set_threads
 
     set_threads(cfg.threads)
-    guarded(lambda: STAGES[name](cfg, Paths()))
+    lock = _project_lock(wait)
+    try:
+        guarded(lambda: STAGES[name](cfg, Paths()))
+    finally:
+        lock.release()
 
 
 @app.command()
@@ -166,6 +188,9 @@ def validate(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> No
 
 def main() -> None:
     app()
+
+
+from flows import tune_cli  # noqa: E402,F401  registers tune/submit
 
 
 if __name__ == "__main__":

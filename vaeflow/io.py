@@ -2,8 +2,9 @@
 
 Every artifact is written to a temp file in its own directory, fsynced, then renamed over the final
 name, so a crash never leaves a half-written file there. Binary artifacts (npz, checkpoints) get a
-`<name>.sha256` sidecar written after the file itself; a load checks it, so a truncated or bit-flipped
-file is refused with a message naming it instead of being used.
+`<name>.sha256` sidecar; a load checks it, so a truncated or bit-flipped file is refused with a message
+naming it instead of being used. The sidecar is updated so that it vouches for whichever version a
+kill leaves under the final name (see write_bytes), and a load without a sidecar is refused too.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +20,51 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from vaeflow import faults
+
 
 class ArtifactError(RuntimeError):
     """A missing, truncated or corrupted artifact. The message names the file."""
+
+
+def _owner_tag() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _sweep_stale_temps(path: Path) -> None:
+    """Delete temp files of `path` left by writers on this host that were killed (their pid is gone).
+
+    A kill -9 mid-write leaves `.name.<host>-<pid>.*.tmp` behind; inside a directory that DVC tracks
+    (data/prepared, models/adapt) it would otherwise end up in the output's hash."""
+    host = socket.gethostname()
+    for tmp in path.parent.glob(f".{path.name}.{host}-*.tmp"):
+        pid = tmp.name[len(f".{path.name}.{host}-"):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable across a power cut, not just a process kill (POSIX only)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -28,7 +72,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success it replaces `path` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner_tag()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -36,16 +81,40 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def _write_file(path: Path, data: bytes, n: int) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        # Two halves, so a test can kill the process with a half-written temp file (see faults.py).
+        f.write(data[:len(data) // 2])
+        f.flush()
+        faults.pause_point(f"write:{path.name}:{n}:mid")
+        f.write(data[len(data) // 2:])
+
+
 def write_bytes(path: str | Path, data: bytes, checksum: bool = False) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    if checksum:
-        with atomic_path(_sidecar(path)) as tmp:
-            tmp.write_text(hashlib.sha256(data).hexdigest() + "\n")
+    """Write `data` atomically; with `checksum`, keep `<path>.sha256` true to the file at every instant.
+
+    The file and its sidecar cannot be renamed in one step, so the sidecar first lists the new hash
+    *and* the old one, then the file is replaced, then the sidecar is cut to the new hash. A kill at
+    any point leaves a file (old or new, both complete) that its sidecar vouches for."""
+    path = Path(path)
+    n = faults.count_write(path.name)
+    if not checksum:
+        _write_file(path, data, n)
+        return
+    side = _sidecar(path)
+    new = hashlib.sha256(data).hexdigest()
+    current = _hashes(side) if path.exists() else []
+    if current != [new]:
+        _write_file(side, ("\n".join(dict.fromkeys([new, *current])) + "\n").encode(), 0)
+    _write_file(path, data, n)
+    faults.pause_point(f"write:{path.name}:{n}:renamed")
+    if current != [new]:
+        _write_file(side, (new + "\n").encode(), 0)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -88,19 +157,31 @@ def _sidecar(path: str | Path) -> Path:
     return Path(str(path) + ".sha256")
 
 
-def read_verified(path: str | Path) -> bytes:
-    """The bytes of `path`, checked against its sha256 sidecar when there is one."""
+def _hashes(side: Path) -> list[str]:
+    try:
+        return [h for h in side.read_text().split() if h]
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def read_verified(path: str | Path, checksum: bool = True) -> bytes:
+    """The bytes of `path`, checked against its sha256 sidecar (which must exist unless `checksum=False`)."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: missing; run the stage that writes it first")
     data = path.read_bytes()
     side = _sidecar(path)
-    if side.is_file():
-        want = side.read_text().strip()
-        got = hashlib.sha256(data).hexdigest()
-        if want != got:
-            raise ArtifactError(f"{path}: checksum mismatch (file is truncated or corrupted; "
-                                f"expected sha256 {want[:12]}…, got {got[:12]}…). Re-run the stage that writes it.")
+    if not side.is_file():
+        if checksum:
+            raise ArtifactError(f"{path}: its checksum file {side.name} is missing, so the file cannot be "
+                                f"verified. Re-run the stage that writes it.")
+        return data
+    want = _hashes(side)
+    got = hashlib.sha256(data).hexdigest()
+    if got not in want:
+        expected = want[0][:12] + "…" if want else "(empty checksum file)"
+        raise ArtifactError(f"{path}: checksum mismatch (file is truncated or corrupted; expected sha256 "
+                            f"{expected}, got {got[:12]}…). It was not used. Re-run the stage that writes it.")
     return data
 
 
@@ -110,8 +191,8 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     write_bytes(path, buf.getvalue(), checksum=True)
 
 
-def load_npz(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    data = read_verified(path)
+def load_npz(path: str | Path, required: tuple[str, ...] = (), checksum: bool = True) -> dict[str, np.ndarray]:
+    data = read_verified(path, checksum)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}
@@ -131,10 +212,11 @@ def save_torch(path: str | Path, obj: Any) -> None:
     write_bytes(path, buf.getvalue(), checksum=True)
 
 
-def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
+def load_torch(path: str | Path, map_location: Any = "cpu", checksum: bool = True) -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, never arbitrary pickles."""
     import torch
 
-    data = read_verified(path)
+    data = read_verified(path, checksum)
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:

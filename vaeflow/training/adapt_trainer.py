@@ -16,8 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vaeflow import faults
 from vaeflow.models.classifier import Classifier, dann_lambda
-from vaeflow.training.checkpoint import save_checkpoint, try_resume
+from vaeflow.training.checkpoint import NonFiniteLoss, save_checkpoint, try_resume
 
 
 @dataclass
@@ -55,10 +56,11 @@ def train_classifier(clf: Classifier, x_lab: torch.Tensor, y_lab: torch.Tensor, 
     """
     dann = x_unlab_target is not None
     opt = torch.optim.Adam(clf.parameters(), lr=lr, weight_decay=weight_decay)
-    st = {"epoch": 0, "history": []}
+    st = {"epoch": 0, "step": 0, "history": []}
     ckpt = try_resume(ckpt_path, fingerprint, clf, opt)
     if ckpt is not None:
         st = ckpt["state"]
+    nan_at = faults.nan_at(ckpt_path.stem)  # fault injection for the tests; None in real runs
     total = epochs * steps_per_epoch
     device = x_lab.device
     t0 = time.perf_counter()
@@ -67,6 +69,7 @@ def train_classifier(clf: Classifier, x_lab: torch.Tensor, y_lab: torch.Tensor, 
         clf.train()
         sums = torch.zeros(3, device=device)
         for s in range(steps_per_epoch):
+            faults.pause_point(f"step:{ckpt_path.stem}:{epoch}:{s}")
             p = (epoch * steps_per_epoch + s) / total
             for g in opt.param_groups:
                 g["lr"] = lr / (1 + 10 * p) ** 0.75
@@ -83,9 +86,12 @@ def train_classifier(clf: Classifier, x_lab: torch.Tensor, y_lab: torch.Tensor, 
                 is_target = torch.cat([torch.zeros(batch_size, device=device), torch.ones(batch_size, device=device)])
                 dom_loss = F.binary_cross_entropy_with_logits(dom, is_target)
                 loss = cls_loss + dom_loss  # the reversal layer already scales the encoder's share by λ
+            if nan_at == (epoch, s):
+                loss = loss * float("nan")
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite classifier loss at epoch {epoch} step {s}; "
-                                         f"last good checkpoint kept at {ckpt_path}")
+                raise NonFiniteLoss(f"non-finite classifier loss at epoch {epoch} step {s} (global step "
+                                    f"{epoch * steps_per_epoch + s}); training stopped, last good checkpoint "
+                                    f"kept at {ckpt_path}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -98,6 +104,7 @@ def train_classifier(clf: Classifier, x_lab: torch.Tensor, y_lab: torch.Tensor, 
             row["source_val_acc"] = accuracy(clf, *monitor)
         st["history"].append(row)
         st["epoch"] = epoch + 1
+        st["step"] = (epoch + 1) * steps_per_epoch
         save_checkpoint(ckpt_path, fingerprint, clf, opt, st)
         if on_epoch:
             on_epoch(row)

@@ -14,15 +14,13 @@ from typing import Callable
 
 import torch
 
+from vaeflow import faults
 from vaeflow.data import observe
 from vaeflow.models.vae import VAE
-from vaeflow.training.checkpoint import save_checkpoint, try_resume
+from vaeflow.training.checkpoint import NonFiniteLoss, save_checkpoint, try_resume
 
 log = logging.getLogger("vaeflow")
-
-
-class NonFiniteLoss(FloatingPointError):
-    """The loss went NaN or inf. The message names epoch and step; the last good checkpoint is kept."""
+__all__ = ["NonFiniteLoss", "VAETrainResult", "kl_weight", "mean_nelbo", "train_vae"]
 
 
 @dataclass
@@ -64,8 +62,11 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
               fail_at: tuple[int, int] | None = None) -> VAETrainResult:
     """Train with Adam, early stopping on val ELBO, and a resumable checkpoint after every epoch.
 
-    `fail_at=(epoch, step)` injects a NaN loss there; the fault-injection tests use it.
+    A NaN or inf loss raises NonFiniteLoss naming epoch and step, before anything of that epoch is
+    checkpointed. `fail_at=(epoch, step)` (or VAEFLOW_NAN_AT, see vaeflow/faults.py) injects a NaN loss
+    there; the fault-injection tests use it.
     """
+    fail_at = fail_at or faults.nan_at(ckpt_path.stem)
     device = x_train.device
     fused = device.type == "cuda"  # fused Adam is a CUDA kernel; on CPU the foreach path is the fast one
     opt = torch.optim.Adam(model.parameters(), lr=lr, fused=fused or None)
@@ -87,6 +88,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
         kl_sum = torch.zeros((), device=device)
         first_bad = torch.full((), -1, device=device, dtype=torch.long)
         for s in range(steps_per_epoch):
+            faults.pause_point(f"step:{ckpt_path.stem}:{epoch}:{s}")
             idx = perm[s * batch_size:(s + 1) * batch_size]
             xb = observe(x_train[idx], likelihood, levels, None)
             out = model.elbo(xb, kl_weight(epoch, s, steps_per_epoch, beta, warmup_epochs))
@@ -107,6 +109,10 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
         if first_bad.item() >= 0:
             _raise_nonfinite(epoch, first_bad.item(), st["step"], ckpt_path)
         val = mean_nelbo(model, x_val_obs)
+        if not math.isfinite(val):
+            raise NonFiniteLoss(f"non-finite validation -ELBO after epoch {epoch} (global step "
+                                f"{st['step'] + steps_per_epoch}); training stopped, last good checkpoint kept "
+                                f"at {ckpt_path}")
         row = {"epoch": epoch, "train_loss": loss_sum.item() / n, "train_kl": kl_sum.item() / n,
                "val_nelbo": val, "seconds": time.perf_counter() - t0}
         st["history"].append(row)
