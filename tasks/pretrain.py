@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
-from vaeflow.config import Config, PretrainConfig, VAEConfig
-from vaeflow.io import read_json, save_torch, write_json, write_text
+from vaeflow.config import TUNABLE, Config, ConfigError, PretrainConfig, VAEConfig
+from vaeflow.io import ArtifactError, read_json, save_torch, write_json, write_text
 from vaeflow.metrics import bits_per_dim
 from vaeflow.models.vae import VAE
 from vaeflow.paths import Paths
@@ -26,8 +26,20 @@ from vaeflow.training.checkpoint import fingerprint
 from vaeflow.training.vae_trainer import train_vae
 
 log = logging.getLogger("vaeflow")
-TUNABLE_VAE = ("latent_dim", "hidden")
-TUNABLE_TRAIN = ("lr", "beta", "batch_size")
+TUNABLE_VAE = tuple(k for k, sec in TUNABLE.items() if sec == "vae")
+TUNABLE_TRAIN = tuple(k for k, sec in TUNABLE.items() if sec == "pretrain")
+
+
+def apply_tuned(cfg: Config, values: dict) -> tuple[VAEConfig, PretrainConfig]:
+    """cfg's vae and pretrain sections with tuned hyperparameters on top, validated like params.yaml.
+
+    The one place both a Tune trial and `pretrain.use_tuned` turn hyperparameters into a config."""
+    vae = {**cfg.vae.model_dump(), **{k: values[k] for k in TUNABLE_VAE if k in values}}
+    pre = {**cfg.pretrain.model_dump(), **{k: values[k] for k in TUNABLE_TRAIN if k in values}}
+    try:
+        return VAEConfig.model_validate(vae), PretrainConfig.model_validate(pre)
+    except ValueError as e:
+        raise ConfigError(f"tuned hyperparameters {values} do not validate: {e}") from None
 
 
 def effective_params(cfg: Config, paths: Paths) -> tuple[VAEConfig, PretrainConfig]:
@@ -35,9 +47,10 @@ def effective_params(cfg: Config, paths: Paths) -> tuple[VAEConfig, PretrainConf
     if not cfg.pretrain.use_tuned:
         return cfg.vae, cfg.pretrain
     best = read_json(paths.tuned)
-    vae = cfg.vae.model_copy(update={k: best[k] for k in TUNABLE_VAE if k in best})
-    pre = cfg.pretrain.model_copy(update={k: best[k] for k in TUNABLE_TRAIN if k in best})
-    return VAEConfig.model_validate(vae.model_dump()), PretrainConfig.model_validate(pre.model_dump())
+    if not best.get("tuned"):
+        raise ArtifactError(f"{paths.tuned}: holds no tuned config ({best.get('reason', 'no tuning result')}); "
+                            "run `vaeflow tune` (or `dvc repro` with pretrain.use_tuned: true) first")
+    return apply_tuned(cfg, best["config"])
 
 
 def build_vae(vcfg: VAEConfig, image_shape: tuple[int, int, int], likelihood: str) -> VAE:

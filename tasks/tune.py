@@ -1,0 +1,105 @@
+"""Stage `tune`: Ray Tune over the VAE's hyperparameters (tune.search_space), ASHA on val −ELBO every epoch.
+
+Inputs: data/prepared; params tune, vae, pretrain, seed, data.likelihood.
+Outputs: models/tuned/best_config.json, metrics/tune.json, metrics/tune_trials.csv,
+metrics/plots/tune_curves.csv, reports/figures/tune_curves.png, each also copied to
+<tune.storage_path>/<tune.experiment_name>/outputs/ (where a cluster run's results are fetched from),
+beside Ray's own per-trial results and checkpoints.
+
+Two entry points: `tune()` always tunes (`vaeflow tune`); `run(cfg, paths)`, what dvc.yaml and the flow
+call, tunes only when pretrain.use_tuned is set and otherwise writes a best_config.json that says so,
+so the default pipeline never starts Ray yet pretrain can always depend on the file.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+
+from tasks import prepare
+from tasks.pretrain import apply_tuned, build_vae
+from vaeflow.config import Config, validate
+from vaeflow.io import write_json
+from vaeflow.paths import Paths
+from vaeflow.prepared import Prepared, load_prepared, to_tensor
+from vaeflow.runtime import seed_everything, select_device, set_threads
+from vaeflow.training.checkpoint import fingerprint
+from vaeflow.training.vae_trainer import NonFiniteLoss, train_vae
+from vaeflow.tuning import report
+from vaeflow.tuning.experiment import (TrialCheckpoint, connect, experiment_path, inject_fault, make_tuner,
+                                       trial_resources, trial_threads)
+
+log = logging.getLogger("vaeflow")
+
+
+def _plain(v: Any) -> Any:
+    """Ray may hand back numpy scalars; params and JSON want Python values."""
+    return v.item() if hasattr(v, "item") else v
+
+
+def trial(config: dict, *, base: dict, data: Prepared, cpus: float, fault: dict | None = None) -> None:
+    """One Tune trial: pretrain's model and training loop on the sampled hyperparameters.
+
+    Reports val −ELBO (β=1, the bound itself, whatever β the trial trains with) after every epoch, with the
+    training loop's full state as the checkpoint, so ASHA can stop it and a retry resumes it."""
+    import ray.tune
+
+    set_threads(trial_threads(cpus))  # as many torch threads as the trial holds CPUs: no oversubscription
+    cfg = validate(base)
+    vcfg, pcfg = apply_tuned(cfg, {k: _plain(v) for k, v in config.items()})
+    use_gpu = bool(ray.get_gpu_ids()) and cfg.device != "cpu"
+    device = select_device("cuda") if use_gpu else torch.device("cpu")
+    seed_everything(cfg.seed)
+    lik = cfg.data.likelihood
+    model = build_vae(vcfg, data.image_shape, lik).to(device)
+    x_val, _ = data.likelihood_split("val")
+    fp = fingerprint(cfg.seed, lik, vcfg.model_dump(), pcfg.model_dump(), data.hashes, cfg.tune.max_epochs)
+    with TrialCheckpoint() as ck:
+        def on_epoch(row: dict) -> None:
+            ck.report({"val_nelbo": row["val_nelbo"], "train_loss": row["train_loss"], "epoch": row["epoch"],
+                       "threads": torch.get_num_threads(), "device": device.type, "resumed": ck.restored})
+            inject_fault(fault, row["epoch"], ray.tune.get_context().get_trial_id())
+
+        try:
+            train_vae(model, to_tensor(data.unlabelled_train(), device), to_tensor(x_val, device),
+                      epochs=cfg.tune.max_epochs, batch_size=pcfg.batch_size, lr=pcfg.lr, beta=pcfg.beta,
+                      warmup_epochs=pcfg.kl_warmup_epochs, patience=pcfg.patience, likelihood=lik,
+                      levels=data.levels, ckpt_path=ck.path, fingerprint=fp, on_epoch=on_epoch)
+        except NonFiniteLoss as e:
+            # A diverging configuration is a bad trial, not a crash: a retry from its checkpoint would
+            # diverge the same way. It ends here, judged by the epochs it did report.
+            log.warning("tune: trial %s diverged, ending it: %s", config, e)
+
+
+def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool = False,
+         callbacks: list[Any] | None = None, fault: dict | None = None) -> dict:
+    """Run (or with `resume`, continue) the experiment and write its outputs. `fault` is a test hook."""
+    from ray import tune as rt
+
+    if not paths.data_meta.exists():  # e.g. a fresh working dir shipped to a cluster: digits are embedded
+        log.info("tune: no prepared data at %s; running prepare first", paths.prepared)
+        prepare.run(cfg, paths)
+    data = load_prepared(paths)
+    connect(address)
+    res = trial_resources(cfg)
+    trainable = rt.with_resources(
+        rt.with_parameters(trial, base=cfg.model_dump(mode="json"), data=data, cpus=res["cpu"], fault=fault), res)
+    tuner = make_tuner(trainable, cfg, paths.root, resume=resume, callbacks=callbacks)
+    t0 = time.perf_counter()
+    grid = tuner.fit()
+    summary = report.write_outputs(grid, cfg, paths, experiment_path(cfg, paths.root), time.perf_counter() - t0)
+    log.info("tune: %d trials (%d stopped early by ASHA), best val -ELBO %.2f nats: %s", summary["n_trials"],
+             summary["n_stopped_early"], summary["best_val_nelbo"], summary["best_config"])
+    return summary
+
+
+def run(cfg: Config, paths: Paths) -> dict:
+    """The pipeline's stage: tune when pretrain.use_tuned asks for it, else record that tuning is off."""
+    if cfg.pretrain.use_tuned:
+        return tune(cfg, paths)
+    reason = "pretrain.use_tuned is false: tuning skipped"
+    write_json(paths.tuned, {"tuned": False, "reason": reason})
+    log.info("tune: %s (run `vaeflow tune` to tune anyway)", reason)
+    return {"tuned": False}

@@ -1,0 +1,321 @@
+"""Ray Tune: the search space, the stage's outputs, and, with a local Ray, ASHA, retries, resume and jobs.
+
+Ray starts slowly, so one tuned experiment (module fixture) serves several tests: its first run has a
+trial that raises once and is stopped, like Ctrl-C, after two trials finish; `vaeflow tune --resume`
+then completes it. Every check reads Ray's own per-trial files, not our summary of them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import REPO, TINY
+from vaeflow.config import ConfigError, load_config
+from vaeflow.io import ArtifactError, read_json
+from vaeflow.paths import Paths
+
+LRS = [0.003, 0.001, 1e-5, 1e-6]  # two that learn, two that barely move: ASHA must cut the latter
+TUNE = TINY + [
+    "pretrain.patience=100",  # so any trial that ends early was stopped by ASHA
+    "tune.max_epochs=4", "tune.grace_period=1", "tune.reduction_factor=2", "tune.num_samples=1",
+    "tune.max_concurrent_trials=2", "tune.cpus_per_trial=1", "tune.max_failures=2",
+    "tune.gpus_per_trial=0.5",  # the Ray below has no GPU: trials must fall back to CPU and say so once
+    "tune.search_space={lr: {grid: %s}}" % json.dumps(LRS),
+]
+
+
+# ----------------------------------------------------------------------------------- without Ray
+
+
+def test_search_space_becomes_ray_domains():
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    from vaeflow.tuning.space import to_ray
+
+    cfg = load_config(REPO / "params.yaml", ["tune.search_space.latent_dim={randint: [2, 5]}",
+                                              "tune.search_space.batch_size={grid: [32, 64]}"])
+    space = to_ray(cfg.tune.search_space)
+    assert isinstance(space["lr"], Float) and isinstance(space["latent_dim"], Integer)
+    assert isinstance(space["hidden"], Categorical) and space["batch_size"] == {"grid_search": [32, 64]}
+    lrs = [space["lr"].sample() for _ in range(200)]
+    assert 3e-4 <= min(lrs) and max(lrs) <= 3e-3
+    assert {space["latent_dim"].sample() for _ in range(200)} == {2, 3, 4}  # Ray's randint excludes high
+    assert space["hidden"].categories == [[256, 128], [512, 256], [128, 64]]
+
+
+@pytest.mark.parametrize("override, words", [
+    ("tune.search_space.epochs={choice: [3]}", ["'epochs' cannot be tuned"]),
+    ("tune.search_space.lr={sample: [1, 2]}", ["lr", "unknown sampler 'sample'"]),
+    ("tune.search_space.lr={loguniform: [0, 0.1]}", ["0 is not a valid pretrain.lr"]),
+    ("tune.search_space.lr={uniform: [0.1]}", ["lr.uniform", "two bounds"]),
+    ("tune.search_space.latent_dim={randint: [2, 1026]}", ["1025 is not a valid vae.latent_dim"]),
+    ("tune.search_space.lr={uniform: [0.1, 0.01]}", ["low must be below high"]),
+    ("tune.search_space.batch_size={choice: [64, 0]}", ["0 is not a valid pretrain.batch_size"]),
+    ("tune.search_space.hidden={grid: [[8], []]}", ["[] is not a valid vae.hidden"]),
+    ("tune.grace_period=40", ["grace_period must not exceed max_epochs"]),
+    ("tune.gpus_per_trial=1.5", ["whole number of GPUs"]),
+])
+def test_bad_tune_params_are_refused_by_name(override, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(REPO / "params.yaml", [override])
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_stage_without_use_tuned_skips_ray_and_pretrain_refuses_its_file(project, tiny_cfg):
+    from tasks import tune as stage
+    from tasks.pretrain import effective_params
+
+    paths = Paths(project)
+    assert stage.run(tiny_cfg, paths) == {"tuned": False}
+    assert read_json(paths.tuned)["tuned"] is False
+    on = tiny_cfg.model_copy(update={"pretrain": tiny_cfg.pretrain.model_copy(update={"use_tuned": True})})
+    with pytest.raises(ArtifactError, match="holds no tuned config"):
+        effective_params(on, paths)
+
+
+# ----------------------------------------------------------------------------- one tuned experiment
+
+
+def _interrupt_after(n: int, marker: Path):
+    """A Tune callback that, once ever (a restored experiment gets it back), stops the driver the way
+    Ctrl-C does after `n` trials have finished: Tune saves its state and returns."""
+    from ray import tune
+
+    class Interrupt(tune.Callback):
+        def __init__(self):
+            self.done = 0
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.done += 1
+            if self.done >= n and not marker.exists():
+                marker.touch()
+                os.kill(os.getpid(), signal.SIGUSR1)  # Tune's own graceful-stop signal
+
+    return Interrupt()
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def _trials(exp: Path) -> dict[str, pd.DataFrame]:
+    """Ray's own per-trial progress files: trial id -> one row per report."""
+    out = {}
+    for d in exp.glob("trial_*"):
+        if (d / "progress.csv").exists():
+            df = pd.read_csv(d / "progress.csv", dtype={"trial_id": str})
+            out[df["trial_id"].iloc[0]] = df
+    return out
+
+
+def _config(exp: Path, trial_id: str) -> dict:
+    return json.loads(next(exp.glob(f"trial_{trial_id}_*/params.json")).read_text())
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    import ray
+
+    from tasks import prepare
+    from tasks.tune import tune
+    from vaeflow.tuning.report import TuneIncomplete
+
+    root = tmp_path_factory.mktemp("tune")
+    (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    cfg = load_config(root / "params.yaml", TUNE)
+    paths = Paths(root)
+    prepare.run(cfg, paths)
+    exp = root / "runs" / "tune" / "vae_tune"
+    fault = root / "fault.marker"
+    log = logging.getLogger("vaeflow")
+    saved = (list(log.handlers), log.level, log.propagate)  # the CLI below sets up its own logging
+    lines = _Lines()
+    log.addHandler(lines)
+    log.setLevel(logging.INFO)
+    old_cwd = os.getcwd()
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1")
+    try:
+        with pytest.raises(TuneIncomplete, match="--resume"):
+            tune(cfg, paths, callbacks=[_interrupt_after(2, root / "stop.marker")],
+                 fault={"marker": str(fault), "epoch": 0, "kind": "raise"})
+        first_lines = list(lines.lines)
+        from ray.tune import ExperimentAnalysis
+
+        finished = {t.trial_id for t in ExperimentAnalysis(str(exp)).trials if t.status == "TERMINATED"}
+        before = {t: (exp.glob(f"trial_{t}_*").__next__() / "result.json").read_bytes() for t in finished}
+        os.chdir(root)  # the CLI works on the current directory
+        from flows.cli import app
+
+        res = CliRunner().invoke(app, ["tune", "--resume", *sum((["--set", s] for s in TUNE), [])])
+    finally:
+        os.chdir(old_cwd)
+        log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
+        ray.shutdown()
+    return {"root": root, "paths": paths, "cfg": cfg, "exp": exp, "fault": fault, "cli": res,
+            "finished": finished, "before": before, "first_lines": first_lines,
+            "second_lines": lines.lines[len(first_lines):]}
+
+
+def test_resume_completes_without_rerunning_finished_trials(tuned):
+    assert tuned["cli"].exit_code == 0, tuned["cli"].output
+    assert len(tuned["finished"]) >= 2  # the first run was stopped with trials left to do
+    trials = _trials(tuned["exp"])
+    assert len(trials) == len(LRS)
+    for t in tuned["finished"]:  # untouched by the resumed run: not one more report
+        assert (next(tuned["exp"].glob(f"trial_{t}_*")) / "result.json").read_bytes() == tuned["before"][t]
+    for df in trials.values():  # every trial ran each epoch once, from epoch 0, across both runs
+        assert list(df["epoch"]) == list(range(len(df)))
+
+
+def test_two_trials_run_at_once_and_asha_stops_early(tuned):
+    trials = _trials(tuned["exp"])
+    # Each run of a trial function: from its start to its last report. Count how many overlap at once.
+    spans = [(g["started"].iloc[0], g["time"].max()) for df in trials.values() for _, g in df.groupby("started")]
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda x: (x[0], x[1]))
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak == 2  # tune.max_concurrent_trials=2 on 2 CPUs: two at once, never three
+    epochs = [len(df) for df in trials.values()]
+    assert min(epochs) < 4 and max(epochs) == 4  # ASHA cut at least one trial short (patience could not)
+    low = [t for t in trials if _config(tuned["exp"], t)["lr"] < 1e-4]
+    assert len(low) == 2 and all(len(trials[t]) < 4 for t in low)
+    # ASHA's rungs survived the resume: a trial that first reported after it was still cut.
+    interrupted_at = (tuned["root"] / "stop.marker").stat().st_mtime
+    assert any(trials[t]["time"].min() > interrupted_at for t in low)
+    (rungs_file,) = (tuned["exp"] / "scheduler").glob("asha-*.json")  # and it still holds every first report
+    first_rung = json.loads(rungs_file.read_text())["rungs"][0][-1]
+    assert first_rung[0] == 1 and set(first_rung[1]) == set(trials)
+    for df in trials.values():  # no GPU in this Ray: CPU, one torch thread per CPU of the trial
+        assert set(df["device"]) == {"cpu"} and set(df["threads"]) == {1}
+    for lines in (tuned["first_lines"], tuned["second_lines"]):
+        assert sum("no GPU" in m and "run on CPU" in m for m in lines) == 1
+
+
+def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(tuned):
+    victim = tuned["fault"].read_text()  # the trial the hook made raise after reporting epoch 0
+    df = _trials(tuned["exp"])[victim]
+    assert list(df["epoch"]) == list(range(len(df))) and len(df) >= 2
+    assert not df["resumed"].iloc[0] and df["resumed"].iloc[1]  # epoch 1 came from the restored checkpoint
+    table = pd.read_csv(tuned["root"] / "metrics" / "tune_trials.csv", dtype={"trial_id": str})
+    assert "error" not in set(table["status"]) and victim in set(table["trial_id"])
+
+
+def test_outputs_name_the_best_trial_and_pretrain_uses_it(tuned):
+    from tasks.pretrain import effective_params
+
+    root, paths, cfg = tuned["root"], tuned["paths"], tuned["cfg"]
+    trials = _trials(tuned["exp"])
+    best_id = min(trials, key=lambda t: trials[t]["val_nelbo"].min())
+    best = read_json(paths.tuned)
+    assert best["tuned"] and best["trial_id"] == best_id
+    assert best["config"] == _config(tuned["exp"], best_id)
+    assert best["val_nelbo"] == pytest.approx(trials[best_id]["val_nelbo"].min())
+    table = pd.read_csv(root / "metrics" / "tune_trials.csv", dtype={"trial_id": str}).set_index("trial_id")
+    assert set(table.index) == set(trials)
+    for t, df in trials.items():
+        assert table.loc[t, "epochs"] == len(df)
+        assert table.loc[t, "status"] == ("completed" if len(df) == 4 else "stopped_early")
+    curves = pd.read_csv(root / "metrics" / "plots" / "tune_curves.csv", dtype={"trial_id": str})
+    assert len(curves) == sum(len(df) for df in trials.values())
+    assert (root / "reports" / "figures" / "tune_curves.png").stat().st_size > 5000
+    for name in ("best_config.json", "tune_trials.csv", "tune.json"):  # the copy beside Ray's results
+        local = {"best_config.json": paths.tuned, "tune.json": paths.stage_metrics("tune")}.get(
+            name, root / "metrics" / name)
+        assert (tuned["exp"] / "outputs" / name).read_bytes() == local.read_bytes()
+    on = cfg.model_copy(update={"pretrain": cfg.pretrain.model_copy(update={"use_tuned": True})})
+    vae, pre = effective_params(on, paths)
+    assert pre.lr == best["config"]["lr"] and vae == cfg.vae
+
+
+# ------------------------------------------------------------------------- a job on a Ray head
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _head_processes(temp_dir: str, gcs_port: int) -> list:
+    """This head's processes, found by what only they name: its private temp dir or its GCS port."""
+    import psutil
+
+    mine = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if temp_dir in cmd or f":{gcs_port} " in cmd + " " or f"={gcs_port} " in cmd + " ":
+            mine.append(p)
+    kids = [c for p in mine for c in p.children(recursive=True)]
+    return list({p.pid: p for p in mine + kids}.values())
+
+
+def _stop_head(temp_dir: str, gcs_port: int) -> None:
+    """`ray stop` would stop every Ray on the machine; this stops only the head the test started."""
+    import psutil
+
+    procs = _head_processes(temp_dir, gcs_port)
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    for p in alive:
+        p.kill()
+    psutil.wait_procs(alive, timeout=10)
+
+
+@pytest.mark.server
+def test_job_submitted_to_a_local_head_writes_its_outputs(project):
+    from flows.cli import app
+
+    gcs, dash, client, agent, agent_grpc, env_agent, metrics = _free_ports(7)
+    temp_dir = tempfile.mkdtemp(prefix="vfray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
+    start = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",
+             f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
+             f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
+             f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",
+             f"--metrics-export-port={metrics}", f"--temp-dir={temp_dir}", "--num-cpus=2", "--num-gpus=0",
+             "--disable-usage-stats"]
+    storage = project / "cluster_storage"  # an absolute path: what a shared disk or s3:// would be
+    try:
+        subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
+        sets = TINY + ["tune.max_epochs=2", "tune.grace_period=2", "tune.num_samples=1",
+                       "tune.search_space={lr: {grid: [0.003, 0.001]}}", f"tune.storage_path={storage}"]
+        res = CliRunner().invoke(app, ["submit", "--address", f"http://127.0.0.1:{dash}",
+                                       *sum((["--set", s] for s in sets), [])])
+        assert res.exit_code == 0, res.output
+        trials = _trials(storage / "vae_tune")
+        assert len(trials) == 2 and all(len(df) == 2 for df in trials.values())
+        best = read_json(project / "models" / "tuned" / "best_config.json")  # fetched back from storage
+        assert best["tuned"] and best["experiment"] == f"{storage}/vae_tune"
+        best_id = min(trials, key=lambda t: trials[t]["val_nelbo"].min())
+        assert best["config"] == _config(storage / "vae_tune", best_id)
+        assert (project / "reports" / "figures" / "tune_curves.png").exists()
+        assert not (project / "data" / "prepared").exists()  # the job prepared its data in its own working dir
+    finally:
+        _stop_head(temp_dir, gcs)
+    assert _head_processes(temp_dir, gcs) == []

@@ -1,0 +1,170 @@
+"""The Ray side of tuning: connecting, resources, the Tuner (new or restored), and trial checkpoints.
+
+Driver side: `connect`, `trial_resources`, `make_tuner`. Trial side: `TrialCheckpoint`, which bridges the
+training loop's own resumable checkpoint file (vaeflow.training.checkpoint: model, optimizer, every RNG,
+epoch, early-stopping state) and Tune's checkpoints, so a retried or resumed trial continues at the epoch
+after its last report instead of starting over.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from vaeflow.config import Config, ConfigError
+
+log = logging.getLogger("vaeflow")
+METRIC, MODE = "val_nelbo", "min"
+
+
+def storage_root(cfg: Config, root: Path) -> str:
+    """tune.storage_path as Ray wants it: a URI unchanged, a local path made absolute against the project."""
+    p = cfg.tune.storage_path
+    return p if "://" in p else str((root / p).resolve())
+
+
+def experiment_path(cfg: Config, root: Path) -> str:
+    return f"{storage_root(cfg, root).rstrip('/')}/{cfg.tune.experiment_name}"
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at `address` ('auto', 'HOST:PORT', 'ray://HOST:PORT'), or start a local Ray.
+
+    An already-initialised Ray (a test's, or a notebook's) is used as it is."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        # A private local Ray on 127.0.0.1 with every core; no dashboard: nothing listens beyond the trials.
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1")
+
+
+def trial_resources(cfg: Config) -> dict[str, float]:
+    """{"cpu", "gpu"} per trial. Asking for GPUs on a cluster that has none would leave every trial
+    pending forever; instead it falls back to CPUs and says so once."""
+    import ray
+
+    cpus, gpus = cfg.tune.cpus_per_trial, cfg.tune.gpus_per_trial
+    have = ray.cluster_resources().get("GPU", 0)
+    if gpus > 0 and have == 0:
+        log.warning("tune: the Ray cluster has no GPU, so tune.gpus_per_trial=%g is ignored and trials run on CPU "
+                    "(%g CPU and %d torch threads each)", gpus, cpus, trial_threads(cpus))
+        gpus = 0
+    return {"cpu": cpus, "gpu": gpus}
+
+
+def trial_threads(cpus: float) -> int:
+    """torch threads for a trial holding `cpus` CPUs: no more threads than its share, never zero."""
+    return max(1, int(cpus))
+
+
+def storage_fs(uri: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path in it) for a local path or any URI pyarrow accepts (s3://, gs://, ...)."""
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
+
+
+def make_tuner(trainable: Any, cfg: Config, root: Path, *, resume: bool,
+               callbacks: list[Any] | None = None) -> Any:
+    """A Tuner for a fresh experiment, or, with `resume`, the interrupted one restored from storage.
+
+    Restoring keeps finished trials as they are (they are not run again), resumes unfinished and errored
+    trials from their last checkpoint, and keeps the search state, so no new samples are drawn twice."""
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+
+    from vaeflow.tuning.asha import ResumableASHA
+    from vaeflow.tuning.space import to_ray
+
+    path = experiment_path(cfg, root)
+    if resume:
+        if not tune.Tuner.can_restore(path):
+            raise ConfigError(f"--resume: no Tune experiment to resume at {path} "
+                              "(from tune.storage_path and tune.experiment_name)")
+        log.info("tune: resuming %s", path)
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    if not cfg.tune.search_space:
+        raise ConfigError("tune.search_space is empty: name at least one hyperparameter to tune")
+    t = cfg.tune
+    scheduler = ResumableASHA(path, time_attr="training_iteration", max_t=t.max_epochs,
+                              grace_period=t.grace_period, reduction_factor=t.reduction_factor)
+    return tune.Tuner(
+        trainable,
+        param_space=to_ray(t.search_space),
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode=MODE, scheduler=scheduler, num_samples=t.num_samples,
+            reuse_actors=True,  # a new trial reuses a finished one's process: no torch import and warm-up
+            # Seeded sampling: the same params draw the same trials. The concurrency cap goes here: Tune
+            # ignores TuneConfig.max_concurrent_trials when it is handed a search algorithm.
+            search_alg=BasicVariantGenerator(random_state=cfg.seed, max_concurrent=t.max_concurrent_trials)),
+        run_config=tune.RunConfig(
+            name=t.experiment_name, storage_path=storage_root(cfg, root), callbacks=callbacks, verbose=1,
+            failure_config=tune.FailureConfig(max_failures=t.max_failures),
+            # The latest two: one to resume from, one spare while the next is being written.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+
+
+class TrialCheckpoint:
+    """Inside a trial: a local file for the training loop's checkpoint, seeded from Tune's latest checkpoint
+    (after a retry or a resume), and `report`, which hands that file to Tune with each epoch's metrics."""
+
+    FILE = "train_state.pt"
+
+    def __enter__(self) -> TrialCheckpoint:
+        from ray import tune
+
+        self.dir = Path(tempfile.mkdtemp(prefix="vaeflow-trial-"))
+        self.path = self.dir / self.FILE
+        self.restored = False
+        ckpt = tune.get_checkpoint()
+        if ckpt is not None:
+            with ckpt.as_directory() as d:
+                for f in Path(d).iterdir():
+                    shutil.copy2(f, self.dir / f.name)
+            self.restored = True
+        self.started = time.time()
+        return self
+
+    def report(self, metrics: dict[str, Any]) -> None:
+        from ray import tune
+
+        # Called after the training loop has atomically written this epoch's state: Tune copies the
+        # directory into the experiment's storage before returning, so the next epoch may overwrite it.
+        tune.report({**metrics, "started": self.started, "time": time.time()},
+                    checkpoint=tune.Checkpoint.from_directory(str(self.dir)))
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def claim_once(marker: str | Path, note: str = "") -> bool:
+    """True for exactly one caller across processes: the first to create `marker`, which then holds `note`."""
+    import os
+
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(note)
+    return True
+
+
+def inject_fault(fault: dict | None, epoch: int, trial_id: str) -> None:
+    """Test hook: at `fault['epoch']`, once per `fault['marker']` (which records the trial), raise or SIGKILL
+    this trial's process."""
+    if not fault or epoch != fault["epoch"] or not claim_once(fault["marker"], trial_id):
+        return
+    if fault.get("kind") == "kill":
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"injected failure of trial {trial_id} at epoch {epoch}")
