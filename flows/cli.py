@@ -39,16 +39,35 @@ def _fail(code: int, msg: str) -> None:
     raise typer.Exit(code)
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can fix (params, missing or corrupted inputs): exit 2 with their message, no traceback."""
+    from vaeflow.data import DataError
+
+    return (ConfigError, DataError, ArtifactError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+            PermissionError)
+
+
+class _NoTracebackFor(logging.Filter):
+    """Prefect logs a failed flow run with its traceback; for the errors `guarded` reports in one line
+    that traceback is noise. Any other exception keeps it."""
+
+    def __init__(self, kinds: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.kinds = kinds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.kinds):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def guarded(fn: Callable[[], object]) -> object:
     """Run `fn`, turning the errors a user can fix into one clear message and a non-zero exit."""
-    from vaeflow.data import DataError
     from vaeflow.training.vae_trainer import NonFiniteLoss
 
     try:
         return fn()
-    except ConfigError as e:
-        _fail(2, str(e))
-    except (DataError, ArtifactError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+    except _user_errors() as e:
         _fail(2, str(e))
     except (NonFiniteLoss, FloatingPointError) as e:
         _fail(1, str(e))
@@ -104,6 +123,9 @@ def _project_lock(wait: float):
         except Timeout:
             _fail(3, f"another vaeflow run holds {Path(LOCK_FILE).resolve()}; wait for it to finish "
                      f"(or pass --wait SECONDS to queue behind it)")
+    from vaeflow import faults
+
+    faults.pause_point("lock:acquired")  # lets the concurrency test see the moment a waiting run gets in
     return lock
 
 
@@ -126,7 +148,11 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     lock = _project_lock(wait)
     try:
         from flows.training_pipeline import training_pipeline
+        from vaeflow.training.vae_trainer import NonFiniteLoss
 
+        quiet = _NoTracebackFor(_user_errors() + (NonFiniteLoss,))
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).addFilter(quiet)
         t0 = time.perf_counter()
         metrics = guarded(lambda: training_pipeline(params_file=str(params), overrides=list(set_ or []), root="."))
     finally:

@@ -44,25 +44,31 @@ def run_cli(cwd: Path, *args: str, log: str | None = None, timeout: float = 300,
     return p
 
 
-def start_paused(cwd: Path, point: str, *args: str, log: str) -> subprocess.Popen:
-    """Start `vaeflow ARGS` with a pause at fault point `point` (vaeflow/faults.py); return once it is there.
-
-    The process is its own session leader, so `kill9` takes down anything it started too."""
-    signal_file = cwd / f".paused-{log}"
-    signal_file.unlink(missing_ok=True)
+def spawn(cwd: Path, *args: str, log: str, pause_at: str | None = None) -> subprocess.Popen:
+    """Start `vaeflow ARGS` in the background, output to cwd/logs/<log>, optionally pausing at a fault
+    point (vaeflow/faults.py); it then creates cwd/.paused-<log>. The process is its own session
+    leader, so `kill9` takes down anything it started too (e.g. Prefect's temporary server)."""
     (cwd / "logs").mkdir(exist_ok=True)
-    out = open(cwd / "logs" / log, "w")
-    proc = subprocess.Popen(vaeflow(*args), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                            env=cli_env(VAEFLOW_PAUSE_AT=point, VAEFLOW_PAUSE_SIGNAL=str(signal_file)))
-    out.close()
+    env = {"VAEFLOW_PAUSE_AT": pause_at, "VAEFLOW_PAUSE_SIGNAL": str(cwd / f".paused-{log}")} if pause_at else {}
+    with open(cwd / "logs" / log, "w") as out:
+        return subprocess.Popen(vaeflow(*args), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=cli_env(**env))
+
+
+def wait_until(proc: subprocess.Popen, done, what: str, log: Path) -> None:
+    """Poll until `done()`; fail (and kill `proc`) if the process exits first."""
     deadline = time.monotonic() + 240  # a guard against a hung test, not a measurement
-    while not signal_file.exists():
+    while not done():
         if proc.poll() is not None or time.monotonic() > deadline:
             kill9(proc)
-            raise AssertionError(f"never reached {point} (exit {proc.returncode}):\n"
-                                 + (cwd / "logs" / log).read_text()[-3000:])
+            raise AssertionError(f"never got to {what} (exit {proc.returncode}):\n" + log.read_text()[-3000:])
         time.sleep(0.05)
-    signal_file.unlink()
+
+
+def start_paused(cwd: Path, point: str, *args: str, log: str) -> subprocess.Popen:
+    """Start `vaeflow ARGS` and return once it is paused at fault point `point`."""
+    proc = spawn(cwd, *args, log=log, pause_at=point)
+    wait_until(proc, (cwd / f".paused-{log}").exists, point, cwd / "logs" / log)
     return proc
 
 

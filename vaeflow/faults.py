@@ -9,6 +9,7 @@ VAEFLOW_PAUSE_AT=<point>   the process stops at <point>, creates the file named 
                                                               half of it in the temp file
                              write:<file>:<n>:renamed         the same write, renamed into place, its
                                                               checksum not yet final
+                             lock:acquired                    the CLI has just taken the project lock
 VAEFLOW_NAN_AT=<run>:<epoch>:<step>   the loss of that step becomes NaN.
 
 Unset (always, outside tests), every hook is one dictionary lookup.
