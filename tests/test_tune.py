@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -148,7 +149,7 @@ def tuned(tmp_path_factory):
     lines = _Lines()
     log.addHandler(lines)
     log.setLevel(logging.INFO)
-    old_cwd = os.getcwd()
+    old_cwd, old_env = os.getcwd(), dict(os.environ)  # ray.init sets RAY_AUTH_MODE for this process
     ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         with pytest.raises(TuneIncomplete, match="--resume"):
@@ -167,6 +168,8 @@ def tuned(tmp_path_factory):
         os.chdir(old_cwd)
         log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
         ray.shutdown()
+        os.environ.clear()
+        os.environ.update(old_env)
     return {"root": root, "paths": paths, "cfg": cfg, "exp": exp, "fault": fault, "cli": res,
             "finished": finished, "before": before, "first_lines": first_lines,
             "second_lines": lines.lines[len(first_lines):]}
@@ -281,41 +284,54 @@ def _stop_head(temp_dir: str, gcs_port: int) -> None:
             p.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=15)
+    _, alive = psutil.wait_procs(procs, timeout=5)
     for p in alive:
         p.kill()
     psutil.wait_procs(alive, timeout=10)
 
 
-@pytest.mark.server
-def test_job_submitted_to_a_local_head_writes_its_outputs(project):
-    from flows.cli import app
-
+@pytest.fixture(scope="module")
+def ray_head():
+    """A Ray head on 127.0.0.1 with 2 CPUs and no GPU: its own free ports, temp dir and auth token. At the
+    end it is stopped, and only it. (The experiment above runs on an in-process Ray that is already shut
+    down by then, so the two never share the 2 CPUs.)"""
     gcs, dash, client, agent, agent_grpc, env_agent, metrics = _free_ports(7)
     temp_dir = tempfile.mkdtemp(prefix="vfray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0"}
+    # Token authentication (Ray's default) with a token of this head's own, for drivers and `vaeflow submit`.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env.pop("RAY_AUTH_TOKEN_PATH", None)
     start = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",
              f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
              f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
              f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",
              f"--metrics-export-port={metrics}", f"--temp-dir={temp_dir}", "--num-cpus=2", "--num-gpus=0",
              "--disable-usage-stats"]
-    storage = project / "cluster_storage"  # an absolute path: what a shared disk or s3:// would be
     try:
         subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
-        sets = TINY + ["tune.max_epochs=2", "tune.grace_period=2", "tune.num_samples=1",
-                       "tune.search_space={lr: {grid: [0.003, 0.001]}}", f"tune.storage_path={storage}"]
-        res = CliRunner().invoke(app, ["submit", "--address", f"http://127.0.0.1:{dash}",
-                                       *sum((["--set", s] for s in sets), [])])
-        assert res.exit_code == 0, res.output
-        trials = _trials(storage / "vae_tune")
-        assert len(trials) == 2 and all(len(df) == 2 for df in trials.values())
-        best = read_json(project / "models" / "tuned" / "best_config.json")  # fetched back from storage
-        assert best["tuned"] and best["experiment"] == f"{storage}/vae_tune"
-        best_id = min(trials, key=lambda t: trials[t]["val_nelbo"].min())
-        assert best["config"] == _config(storage / "vae_tune", best_id)
-        assert (project / "reports" / "figures" / "tune_curves.png").exists()
-        assert not (project / "data" / "prepared").exists()  # the job prepared its data in its own working dir
+        yield {"address": f"127.0.0.1:{gcs}", "jobs": f"http://127.0.0.1:{dash}", "env": env}
     finally:
         _stop_head(temp_dir, gcs)
     assert _head_processes(temp_dir, gcs) == []
+
+
+@pytest.mark.server
+def test_job_submitted_to_a_local_head_writes_its_outputs(project, ray_head):
+    """`vaeflow submit` ships the project to the head as a Ray job running `vaeflow tune --address auto`,
+    follows it, then copies its outputs from tune.storage_path into the project."""
+    storage = project / "cluster_storage"  # an absolute path: what a shared disk or s3:// would be
+    sets = TINY + ["tune.max_epochs=2", "tune.grace_period=2", "tune.num_samples=1",
+                   "tune.search_space={lr: {grid: [0.003, 0.001]}}", f"tune.storage_path={storage}"]
+    res = subprocess.run([str(Path(sys.executable).parent / "vaeflow"), "submit", "--address",
+                          ray_head["jobs"], *sum((["--set", s] for s in sets), [])],
+                         env=ray_head["env"], cwd=project, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "fetched" in res.stderr + res.stdout
+    trials = _trials(storage / "vae_tune")
+    assert len(trials) == 2 and all(len(df) == 2 for df in trials.values())
+    best = read_json(project / "models" / "tuned" / "best_config.json")  # fetched back from storage
+    assert best["tuned"] and best["experiment"] == f"{storage}/vae_tune"
+    best_id = min(trials, key=lambda t: trials[t]["val_nelbo"].min())
+    assert best["config"] == _config(storage / "vae_tune", best_id)
+    assert (project / "reports" / "figures" / "tune_curves.png").exists()
+    assert not (project / "data" / "prepared").exists()  # the job prepared its data in its own working dir
