@@ -272,3 +272,27 @@ def test_checkpoint_survives_a_copy_without_rewrite(reference, tmp_path):
     (tmp_path / "x.pt.sha256").write_text("0" * 64 + "\n")
     with pytest.raises(ArtifactError, match="x.pt: checksum mismatch"):
         load_torch(tmp_path / "x.pt")
+
+
+def test_checkpoint_clock_throttles_writes_without_changing_results(tmp_path, monkeypatch):
+    from vaeflow.models.vae import VAE
+    from vaeflow.training import vae_trainer
+
+    saved = []
+    real = vae_trainer.save_checkpoint
+    monkeypatch.setattr(vae_trainer, "save_checkpoint", lambda *a, **k: (saved.append(a[4]["epoch"]), real(*a, **k)))
+    g = torch.Generator().manual_seed(0)
+    x, x_val = torch.rand(40, 1, 4, 4, generator=g), (torch.rand(10, 1, 4, 4, generator=g) < 0.5).float()
+
+    def train(every_s: float, name: str) -> dict:
+        saved.clear()
+        torch.manual_seed(0)
+        model = VAE(input_shape=(1, 4, 4), latent_dim=2, hidden=[8], likelihood="bernoulli")
+        res = vae_trainer.train_vae(model, x, x_val, epochs=3, batch_size=16, lr=1e-2, beta=1.0, warmup_epochs=0,
+                                    patience=10, likelihood="bernoulli", levels=2, ckpt_path=tmp_path / name,
+                                    fingerprint="fp", checkpoint_every_s=every_s)
+        return {"saved": list(saved), "best": res.best_state}
+
+    every_epoch, hourly = train(0.0, "a.pt"), train(3600.0, "b.pt")
+    assert every_epoch["saved"] == [1, 2, 3] and hourly["saved"] == [3]  # the last epoch is always saved
+    assert all(torch.equal(every_epoch["best"][k], hourly["best"][k]) for k in every_epoch["best"])

@@ -3,7 +3,7 @@
 Every artifact is written to a temp file in its own directory, fsynced, then renamed over the final
 name, so a crash never leaves a half-written file there. Binary artifacts (npz, checkpoints) get a
 `<name>.sha256` sidecar; a load checks it, so a truncated or bit-flipped file is refused with a message
-naming it instead of being used. The sidecar is updated so that it vouches for whichever version a
+naming it instead of being used. The sidecar is written so that it vouches for whichever version a
 kill leaves under the final name (see write_bytes), and a load without a sidecar is refused too.
 """
 from __future__ import annotations
@@ -98,23 +98,27 @@ def _write_file(path: Path, data: bytes, n: int) -> None:
 def write_bytes(path: str | Path, data: bytes, checksum: bool = False) -> None:
     """Write `data` atomically; with `checksum`, keep `<path>.sha256` true to the file at every instant.
 
-    The file and its sidecar cannot be renamed in one step, so the sidecar first lists the new hash
-    *and* the old one, then the file is replaced, then the sidecar is cut to the new hash. A kill at
-    any point leaves a file (old or new, both complete) that its sidecar vouches for."""
+    A file and its sidecar cannot be renamed in one step, so the sidecar is written first and lists
+    the new hash and, when the file now in place verifies, that file's hash too; then the file is
+    replaced. A kill at any point leaves a complete file (old or new) that its sidecar vouches for.
+    The old hash stays listed until the next write: it only ever matches that complete old version."""
     path = Path(path)
     n = faults.count_write(path.name)
-    if not checksum:
-        _write_file(path, data, n)
-        return
-    side = _sidecar(path)
-    new = hashlib.sha256(data).hexdigest()
-    current = _hashes(side) if path.exists() else []
-    if current != [new]:
-        _write_file(side, ("\n".join(dict.fromkeys([new, *current])) + "\n").encode(), 0)
+    if checksum:
+        new = hashlib.sha256(data).hexdigest()
+        side = _sidecar(path)
+        old = _verified_hash(path, side)
+        _write_file(side, ("\n".join(dict.fromkeys([new] + ([old] if old else []))) + "\n").encode(), 0)
     _write_file(path, data, n)
     faults.pause_point(f"write:{path.name}:{n}:renamed")
-    if current != [new]:
-        _write_file(side, (new + "\n").encode(), 0)
+
+
+def _verified_hash(path: Path, side: Path) -> str | None:
+    """sha256 of the file now at `path` if its sidecar vouches for it, else None."""
+    if not (path.is_file() and side.is_file()):
+        return None
+    got = file_sha256(path)
+    return got if got in _hashes(side) else None
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from vaeflow import faults
 from vaeflow.models.classifier import Classifier, dann_lambda
-from vaeflow.training.checkpoint import NonFiniteLoss, save_checkpoint, try_resume
+from vaeflow.training.checkpoint import CheckpointClock, NonFiniteLoss, save_checkpoint, try_resume
 
 
 @dataclass
@@ -47,7 +47,7 @@ def train_classifier(clf: Classifier, x_lab: torch.Tensor, y_lab: torch.Tensor, 
                      dann_gamma: float = 10.0, dann_lambda_max: float = 1.0,
                      monitor: tuple[torch.Tensor, torch.Tensor] | None = None,
                      ckpt_path: Path, fingerprint: str,
-                     on_epoch: Callable[[dict], None] | None = None) -> AdaptResult:
+                     on_epoch: Callable[[dict], None] | None = None, checkpoint_every_s: float = 0.0) -> AdaptResult:
     """Cross-entropy on (x_lab, y_lab); with `x_unlab_target`, DANN (Ganin et al., 2016).
 
     Batches are drawn with replacement, so a labelled set of 50 images gets as many steps as one of
@@ -64,6 +64,7 @@ def train_classifier(clf: Classifier, x_lab: torch.Tensor, y_lab: torch.Tensor, 
     total = epochs * steps_per_epoch
     device = x_lab.device
     t0 = time.perf_counter()
+    clock = CheckpointClock(checkpoint_every_s)  # 0: after every epoch
     while st["epoch"] < epochs:
         epoch = st["epoch"]
         clf.train()
@@ -105,7 +106,8 @@ def train_classifier(clf: Classifier, x_lab: torch.Tensor, y_lab: torch.Tensor, 
         st["history"].append(row)
         st["epoch"] = epoch + 1
         st["step"] = (epoch + 1) * steps_per_epoch
-        save_checkpoint(ckpt_path, fingerprint, clf, opt, st)
+        if clock.due(last_epoch=st["epoch"] >= epochs):
+            save_checkpoint(ckpt_path, fingerprint, clf, opt, st)
         if on_epoch:
             on_epoch(row)
     return AdaptResult(state={k: v.detach().clone() for k, v in clf.state_dict().items()},

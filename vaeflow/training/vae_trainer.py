@@ -17,7 +17,7 @@ import torch
 from vaeflow import faults
 from vaeflow.data import observe
 from vaeflow.models.vae import VAE
-from vaeflow.training.checkpoint import NonFiniteLoss, save_checkpoint, try_resume
+from vaeflow.training.checkpoint import CheckpointClock, NonFiniteLoss, save_checkpoint, try_resume
 
 log = logging.getLogger("vaeflow")
 __all__ = ["NonFiniteLoss", "VAETrainResult", "kl_weight", "mean_nelbo", "train_vae"]
@@ -59,12 +59,13 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
               lr: float, beta: float, warmup_epochs: int, patience: int, likelihood: str, levels: int,
               ckpt_path: Path, fingerprint: str,
               on_epoch: Callable[[dict], None] | None = None,
-              fail_at: tuple[int, int] | None = None) -> VAETrainResult:
+              fail_at: tuple[int, int] | None = None, checkpoint_every_s: float = 0.0) -> VAETrainResult:
     """Train with Adam, early stopping on val ELBO, and a resumable checkpoint after every epoch.
 
     A NaN or inf loss raises NonFiniteLoss naming epoch and step, before anything of that epoch is
     checkpointed. `fail_at=(epoch, step)` (or VAEFLOW_NAN_AT, see vaeflow/faults.py) injects a NaN loss
-    there; the fault-injection tests use it.
+    there; the fault-injection tests use it. `checkpoint_every_s` > 0 checkpoints at most that often
+    (and after the last epoch) instead of after every epoch; see CheckpointClock.
     """
     fail_at = fail_at or faults.nan_at(ckpt_path.stem)
     device = x_train.device
@@ -80,6 +81,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
     n = len(x_train)
     steps_per_epoch = math.ceil(n / batch_size)
     t0 = time.perf_counter()
+    clock = CheckpointClock(checkpoint_every_s)
     while st["epoch"] < epochs and st["bad_epochs"] < patience:
         epoch = st["epoch"]
         model.train()
@@ -123,7 +125,8 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             st["bad_epochs"] += 1
-        save_checkpoint(ckpt_path, fingerprint, model, opt, st, {"best_state": best_state})
+        if clock.due(last_epoch=st["epoch"] >= epochs or st["bad_epochs"] >= patience):
+            save_checkpoint(ckpt_path, fingerprint, model, opt, st, {"best_state": best_state})
         if on_epoch:
             on_epoch(row)
     return VAETrainResult(best_state=best_state, best_epoch=st["best_epoch"], best_val_nelbo=st["best_val"],
