@@ -55,7 +55,7 @@ def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
         lock.release()
     if summary.get("tuned", True):
         console.print(f"best val −ELBO {summary['best_val_nelbo']:.2f} nats with {summary['best_config']} "
-                      f"({summary['n_trials']} trials, {summary['n_stopped_early']} stopped early by ASHA)")
+                      f"({summary['n_trials']} trials, {summary['n_stopped_early']} stopped early)")
 
 
 @app.command()

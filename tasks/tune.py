@@ -6,9 +6,10 @@ metrics/plots/tune_curves.csv, reports/figures/tune_curves.png, each also copied
 <tune.storage_path>/<tune.experiment_name>/outputs/ (where a cluster run's results are fetched from),
 beside Ray's own per-trial results and checkpoints.
 
-Two entry points: `tune()` always tunes (`vaeflow tune`); `run(cfg, paths)`, what dvc.yaml and the flow
-call, tunes only when pretrain.use_tuned is set and otherwise writes a best_config.json that says so,
-so the default pipeline never starts Ray yet pretrain can always depend on the file.
+Two entry points: `tune()` always tunes (`vaeflow tune`, `vaeflow submit`'s job, the flow's tune task);
+`run(cfg, paths)`, the stage-function form (`vaeflow tune --if-used`), tunes only when pretrain.use_tuned
+is set and otherwise writes a best_config.json that says so in a second, without starting Ray (what a
+dvc.yaml `tune` stage would run; docs/ray.md says why dvc.yaml has none).
 """
 from __future__ import annotations
 
@@ -21,22 +22,18 @@ import torch
 from tasks import prepare
 from tasks.pretrain import apply_tuned, build_vae
 from vaeflow.config import Config, validate
-from vaeflow.io import write_json
+from vaeflow.io import ArtifactError, read_json, write_json
 from vaeflow.paths import Paths
 from vaeflow.prepared import Prepared, load_prepared, to_tensor
 from vaeflow.runtime import seed_everything, select_device, set_threads
 from vaeflow.training.checkpoint import fingerprint
 from vaeflow.training.vae_trainer import NonFiniteLoss, train_vae
 from vaeflow.tuning import report
+from vaeflow.tuning.space import plain
 from vaeflow.tuning.experiment import (TrialCheckpoint, connect, experiment_path, inject_fault, make_tuner,
                                        trial_resources, trial_threads)
 
 log = logging.getLogger("vaeflow")
-
-
-def _plain(v: Any) -> Any:
-    """Ray may hand back numpy scalars; params and JSON want Python values."""
-    return v.item() if hasattr(v, "item") else v
 
 
 def trial(config: dict, *, base: dict, data: Prepared, cpus: float, fault: dict | None = None) -> None:
@@ -48,7 +45,7 @@ def trial(config: dict, *, base: dict, data: Prepared, cpus: float, fault: dict 
 
     set_threads(trial_threads(cpus))  # as many torch threads as the trial holds CPUs: no oversubscription
     cfg = validate(base)
-    vcfg, pcfg = apply_tuned(cfg, {k: _plain(v) for k, v in config.items()})
+    vcfg, pcfg = apply_tuned(cfg, {k: plain(v) for k, v in config.items()})
     use_gpu = bool(ray.get_gpu_ids()) and cfg.device != "cpu"
     device = select_device("cuda") if use_gpu else torch.device("cpu")
     seed_everything(cfg.seed)
@@ -82,17 +79,31 @@ def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool 
         log.info("tune: no prepared data at %s; running prepare first", paths.prepared)
         prepare.run(cfg, paths)
     data = load_prepared(paths)
-    connect(address)
-    res = trial_resources(cfg)
-    trainable = rt.with_resources(
-        rt.with_parameters(trial, base=cfg.model_dump(mode="json"), data=data, cpus=res["cpu"], fault=fault), res)
-    tuner = make_tuner(trainable, cfg, paths.root, resume=resume, callbacks=callbacks)
-    t0 = time.perf_counter()
-    grid = tuner.fit()
+    started = connect(address)
+    try:
+        res = trial_resources(cfg)
+        trainable = rt.with_resources(
+            rt.with_parameters(trial, base=cfg.model_dump(mode="json"), data=data, cpus=res["cpu"], fault=fault), res)
+        tuner = make_tuner(trainable, cfg, paths.root, resume=resume, callbacks=callbacks)
+        t0 = time.perf_counter()
+        grid = tuner.fit()
+    finally:
+        if started:  # a Ray this call started ends with it (a flow or notebook process lives on)
+            import ray
+
+            ray.shutdown()
     summary = report.write_outputs(grid, cfg, paths, experiment_path(cfg, paths.root), time.perf_counter() - t0)
-    log.info("tune: %d trials (%d stopped early by ASHA), best val -ELBO %.2f nats: %s", summary["n_trials"],
+    log.info("tune: %d trials (%d stopped early), best val -ELBO %.2f nats: %s", summary["n_trials"],
              summary["n_stopped_early"], summary["best_val_nelbo"], summary["best_config"])
     return summary
+
+
+def has_tuned(paths: Paths) -> bool:
+    """Whether models/tuned/best_config.json holds a tuning result (not the stage's 'tuning off' record)."""
+    try:
+        return bool(read_json(paths.tuned).get("tuned"))
+    except ArtifactError:
+        return False
 
 
 def run(cfg: Config, paths: Paths) -> dict:

@@ -30,19 +30,21 @@ def experiment_path(cfg: Config, root: Path) -> str:
     return f"{storage_root(cfg, root).rstrip('/')}/{cfg.tune.experiment_name}"
 
 
-def connect(address: str | None) -> None:
+def connect(address: str | None) -> bool:
     """Join the cluster at `address` ('auto', 'HOST:PORT', 'ray://HOST:PORT'), or start a local Ray.
+    True if this call initialised Ray (so the caller shuts it down).
 
     An already-initialised Ray (a test's, or a notebook's) is used as it is."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
         # A private local Ray on 127.0.0.1 with every core; no dashboard: nothing listens beyond the trials.
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1")
+    return True
 
 
 def trial_resources(cfg: Config) -> dict[str, float]:
@@ -92,6 +94,8 @@ def make_tuner(trainable: Any, cfg: Config, root: Path, *, resume: bool,
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     if not cfg.tune.search_space:
         raise ConfigError("tune.search_space is empty: name at least one hyperparameter to tune")
+    if tune.Tuner.can_restore(path):
+        log.info("tune: starting a new experiment beside the one in %s (--resume would continue that one)", path)
     t = cfg.tune
     scheduler = ResumableASHA(path, time_attr="training_iteration", max_t=t.max_epochs,
                               grace_period=t.grace_period, reduction_factor=t.reduction_factor)

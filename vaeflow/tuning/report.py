@@ -18,6 +18,7 @@ from vaeflow.config import Config
 from vaeflow.io import save_figure, write_bytes, write_json, write_text
 from vaeflow.paths import Paths
 from vaeflow.tuning.experiment import METRIC, storage_fs
+from vaeflow.tuning.space import plain
 
 log = logging.getLogger("vaeflow")
 
@@ -32,10 +33,6 @@ def outputs(paths: Paths) -> dict[str, Path]:
             "tune_trials.csv": paths.metrics / "tune_trials.csv",
             "tune_curves.csv": paths.plots / "tune_curves.csv",
             "tune_curves.png": paths.figures / "tune_curves.png"}
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
 
 
 def _progress(r: Any) -> Any:
@@ -58,14 +55,15 @@ def _trial(r: Any, max_epochs: int) -> dict:
     best = min(hist, key=lambda h: h[1]) if hist else (-1, math.inf)
     status = ("error" if r.error is not None else "unfinished" if not m.get("done")
               else "completed" if m.get("training_iteration", 0) >= max_epochs else "stopped_early")
-    return {"trial_id": m.get("trial_id") or Path(r.path).name, "config": {k: _plain(v) for k, v in (r.config or {}).items()},
-            "status": status, "epochs": len(hist), "best_val_nelbo": best[1], "best_epoch": best[0],
+    return {"trial_id": m.get("trial_id") or Path(r.path).name,
+            "config": {k: plain(v) for k, v in (r.config or {}).items()}, "status": status,
+            "epochs": len(hist), "best_val_nelbo": best[1], "best_epoch": best[0],
             "last_val_nelbo": hist[-1][1] if hist else math.inf, "seconds": m.get("time_total_s"),
             "history": hist, "error": None if r.error is None else f"{type(r.error).__name__}: {r.error}"[:300]}
 
 
 def _trials_csv(trials: list[dict]) -> str:
-    keys = list(trials[0]["config"])
+    keys = list(dict.fromkeys(k for t in trials for k in t["config"]))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["trial_id", *keys, "status", "epochs", "best_val_nelbo", "best_epoch", "last_val_nelbo", "seconds"])

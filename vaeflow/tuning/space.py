@@ -48,13 +48,18 @@ def normalize_search_space(space: dict[str, Any], coerce: Callable[[str, Any], A
     out = {}
     for name, spec in space.items():
         if not isinstance(spec, dict) or len(spec) != 1:
-            raise ValueError(f"{name}: expected one sampler, e.g. {{choice: [8, 16]}} or {{loguniform: [0.0001, 0.01]}}; "
-                             f"got {spec!r}")
+            raise ValueError(f"{name}: expected one sampler, e.g. {{choice: [8, 16]}} or "
+                             f"{{loguniform: [0.0001, 0.01]}}; got {spec!r}")
         (sampler, args), = spec.items()
         if sampler not in SAMPLERS:
             raise ValueError(f"{name}: unknown sampler '{sampler}'; use one of {', '.join(SAMPLERS)}")
         out[name] = {sampler: _normalize(name, sampler, args, coerce)}
     return out
+
+
+def plain(v: Any) -> Any:
+    """A sampled value as params and JSON want it: Ray may hand back numpy scalars."""
+    return v.item() if hasattr(v, "item") else v
 
 
 def to_ray(space: dict[str, dict[str, Any]]) -> dict[str, Any]:
