@@ -34,7 +34,8 @@ def vaeflow(*args: str) -> list[str]:
     return [sys.executable, "-m", "flows.cli", *args]
 
 
-def run_cli(cwd: Path, *args: str, log: str | None = None, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+def run_cli(cwd: Path, *args: str, log: str | None = None, timeout: float = 300,
+            **env: str) -> subprocess.CompletedProcess:
     """Run `vaeflow ARGS` in `cwd` to completion; its combined output is also kept in cwd/logs/<log>."""
     p = subprocess.run(vaeflow(*args), cwd=cwd, env=cli_env(**env), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=timeout)

@@ -37,7 +37,8 @@ FILES = {
 CASES = [
     # typos
     ("typo-top-file", "prepared", ["validate", "-p", "typo_top.yaml"], ["sed", "seed"]),
-    ("typo-nested-file", "prepared", ["stage", "prepare", "-p", "typo_nested.yaml"], ["vae.latnet_dim", "vae.latent_dim"]),
+    ("typo-nested-file", "prepared", ["stage", "prepare", "-p", "typo_nested.yaml"],
+     ["vae.latnet_dim", "vae.latent_dim"]),
     ("typo-section", "prepared", ["run", "--set", "pretrian.epochs=3"], ["pretrian", "pretrain"]),
     ("typo-key", "prepared", ["stage", "pretrain", "--set", "data.likelihod=bernoulli"], ["data.likelihod"]),
     ("typo-dataset", "prepared", ["validate", "--set", "data.source=mnst"], ["data.source", "mnist"]),

@@ -10,7 +10,8 @@ import shutil
 
 from filelock import FileLock
 
-from tests.cli_utils import OUTPUT_DIRS, assert_no_canary, kill9, run_cli, sets, spawn, start_paused, tree_hash, wait_until
+from tests.cli_utils import (OUTPUT_DIRS, assert_no_canary, kill9, run_cli, sets, spawn, start_paused, tree_hash,
+                              wait_until)
 from tests.conftest import REPO, TINY
 from vaeflow.io import read_verified
 

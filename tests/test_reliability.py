@@ -142,7 +142,8 @@ def _drop_sidecar_and_flip(path):
     _flip_bit(path)
 
 
-@pytest.mark.parametrize("corrupt", [_truncate, _flip_bit, _drop_sidecar_and_flip], ids=["truncated", "bitflip", "nosum"])
+@pytest.mark.parametrize("corrupt", [_truncate, _flip_bit, _drop_sidecar_and_flip],
+                         ids=["truncated", "bitflip", "nosum"])
 @pytest.mark.parametrize("stage,target", [("pretrain", "runs/checkpoints/pretrain.pt"),
                                           ("pretrain", "data/prepared/source.npz"),
                                           ("adapt", "models/vae.pt"),
@@ -233,33 +234,49 @@ def test_checkpoint_restores_every_rng_including_cached_gaussians_and_generators
     assert try_resume(tmp_path / "c.pt", "other params", model, opt) is None
 
 
-def test_package_loads_are_safe():
-    """Fail if any torch.load lacks weights_only=True, or any np.load allows pickles, or pickle is used."""
+def _unsafe_loads(source: str) -> list[str]:
+    """Lines of `source` that could unpickle: torch.load without weights_only=True, np.load without
+    allow_pickle=False, yaml.load with an unsafe loader, any pickle-family import."""
     import ast
 
+    def const(kw: dict, name: str, value: object) -> bool:
+        return isinstance(kw.get(name), ast.Constant) and kw[name].value is value
+
     bad = []
-    for f in [*REPO.glob("vaeflow/**/*.py"), *REPO.glob("tasks/*.py"), *REPO.glob("flows/*.py")]:
-        for node in ast.walk(ast.parse(f.read_text())):
-            where = f"{f.relative_to(REPO)}:{getattr(node, 'lineno', 0)}"
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
-                if {"pickle", "cloudpickle", "dill", "joblib"} & {(n or "").split(".")[0] for n in names}:
-                    bad.append(f"{where}: imports a pickle library")
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"):
-                continue
-            kw = {k.arg: k.value for k in node.keywords}
-            owner = ast.unparse(node.func.value)
-            if owner == "torch" and not (isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True):
-                bad.append(f"{where}: torch.load without weights_only=True")
-            if owner in ("np", "numpy") and not (isinstance(kw.get("allow_pickle"), ast.Constant)
-                                                 and kw["allow_pickle"].value is False):
-                bad.append(f"{where}: np.load without allow_pickle=False")
-            loader = ast.unparse(kw["Loader"]) if "Loader" in kw else ""
-            if owner == "yaml" and (not loader or loader.split(".")[-1] in ("Loader", "UnsafeLoader", "FullLoader")):
-                bad.append(f"{where}: yaml.load without a safe Loader (use yaml.safe_load)")
+    for node in ast.walk(ast.parse(source)):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if {"pickle", "cloudpickle", "dill", "joblib"} & {n.split(".")[0] for n in names}:
+                bad.append(f"{line}: imports a pickle library")
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"):
+            continue
+        kw = {k.arg: k.value for k in node.keywords}
+        owner = ast.unparse(node.func.value)
+        if owner == "torch" and not const(kw, "weights_only", True):
+            bad.append(f"{line}: torch.load without weights_only=True")
+        if owner in ("np", "numpy") and not const(kw, "allow_pickle", False):
+            bad.append(f"{line}: np.load without allow_pickle=False")
+        loader = ast.unparse(kw["Loader"]).split(".")[-1] if "Loader" in kw else ""
+        if owner == "yaml" and loader in ("", "Loader", "UnsafeLoader", "FullLoader"):
+            bad.append(f"{line}: yaml.load without a safe Loader")
+    return bad
+
+
+def test_package_loads_are_safe():
+    import ast
+
+    # The scanner itself catches each kind of unsafe load ...
+    assert len(_unsafe_loads("import pickle\ntorch.load(f)\ntorch.load(f, weights_only=False)\n"
+                             "np.load(f)\nnp.load(f, allow_pickle=True)\nyaml.load(s, Loader=yaml.Loader)\n")) == 6
+    assert _unsafe_loads("torch.load(f, weights_only=True)\nnp.load(f, allow_pickle=False)\n"
+                         "yaml.load(s, Loader=_UniqueKeyLoader)\n") == []
+    # ... and the package has none.
+    files = [*REPO.glob("vaeflow/**/*.py"), *REPO.glob("tasks/*.py"), *REPO.glob("flows/*.py")]
+    bad = [f"{f.relative_to(REPO)}:{b}" for f in files for b in _unsafe_loads(f.read_text())]
     assert bad == [], bad
-    # and the binds: nothing the project starts listens beyond loopback unless a user says so
-    for f in [*REPO.glob("vaeflow/**/*.py"), *REPO.glob("tasks/*.py"), *REPO.glob("flows/*.py")]:
+    # Nothing the project starts listens beyond loopback unless a user says so.
+    for f in files:
         consts = [n.value for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.Constant)]
         assert "0.0.0.0" not in consts, f"{f} binds to all interfaces"
 
@@ -280,7 +297,8 @@ def test_checkpoint_clock_throttles_writes_without_changing_results(tmp_path, mo
 
     saved = []
     real = vae_trainer.save_checkpoint
-    monkeypatch.setattr(vae_trainer, "save_checkpoint", lambda *a, **k: (saved.append(a[4]["epoch"]), real(*a, **k)))
+    monkeypatch.setattr(vae_trainer, "save_checkpoint",
+                        lambda *a, **k: (saved.append(a[4]["epoch"]), real(*a, **k)))
     g = torch.Generator().manual_seed(0)
     x, x_val = torch.rand(40, 1, 4, 4, generator=g), (torch.rand(10, 1, 4, 4, generator=g) < 0.5).float()
 
