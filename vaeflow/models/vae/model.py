@@ -28,6 +28,11 @@ def _conv_sizes(size: int, n: int) -> list[int]:
 
 
 class VAE(nn.Module):
+    # IWAE decoder rows (samples x images) per chunk on a CPU: the (rows, D) logits and their temporaries
+    # then stay in cache. Chunking by samples alone (250 samples x 256 images = 64k rows, 200 MB a tensor)
+    # streams every elementwise pass through DRAM, about 2x slower (bench/RESULTS.md). GPUs want big chunks.
+    CPU_ROWS = 2048
+
     def __init__(self, input_shape: Sequence[int], latent_dim: int, hidden: Sequence[int],
                  likelihood: Literal["gaussian", "bernoulli"], activation: str = "relu", arch: str = "mlp",
                  min_logvar: float = -9.0, decoder_variance: Literal["conditional", "shared"] = "conditional"):
@@ -129,8 +134,10 @@ class VAE(nn.Module):
     def _log_px_flat(self, xf: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """log p(x|z) over the last dim; broadcasts xf (..., D) against decoded (..., D)."""
         if self.likelihood == "bernoulli":
-            # -BCEWithLogits written out so it broadcasts: x*l - log(1+e^l); softplus is overflow-safe.
-            return (xf * decoded - F.softplus(decoded)).sum(-1)
+            # x*l - log(1+e^l) from logits, overflow-safe, as one autograd node whose backward is just
+            # sigmoid(l) - x (cheaper to train than the expression written out); expand_as broadcasts x
+            # over IWAE's sample dim without a copy.
+            return -F.binary_cross_entropy_with_logits(decoded, xf.expand_as(decoded), reduction="none").sum(-1)
         return log_normal_diag(xf, decoded[..., :self.D], self.decoder_logvar(decoded))
 
     def log_px(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
@@ -146,12 +153,14 @@ class VAE(nn.Module):
     def iwae(self, x: torch.Tensor, k: int, chunk: int = 250, generator: torch.Generator | None = None) -> torch.Tensor:
         """log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(.|x): a lower bound on log p(x) that tightens with k.
 
-        The k samples are processed `chunk` at a time and combined with a running logsumexp, so memory is
-        O(chunk * B * D) whatever k is.
+        The k samples are processed at most `chunk` at a time and combined with a running logsumexp, so
+        memory is O(chunk * B * D) whatever k is. On a CPU the chunk is also capped at CPU_ROWS // B samples.
         """
         if k < 1 or chunk < 1:
             raise ValueError(f"k and chunk must be >= 1, got k={k}, chunk={chunk}")
         B = x.shape[0]
+        if x.device.type == "cpu":
+            chunk = min(chunk, max(1, self.CPU_ROWS // B))
         xf = x.reshape(B, -1)
         mu, logvar = self.encode(x)
         std = torch.exp(0.5 * logvar)
