@@ -167,13 +167,12 @@ class TuneConfig(Section):
     @field_validator("search_space")
     @classmethod
     def _space(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        from vaeflow.tuning.space import check_search_space
+        from vaeflow.tuning.space import normalize_search_space
 
         for name in v:
             if name not in TUNABLE:
                 raise ValueError(f"'{name}' cannot be tuned; tunable: {', '.join(TUNABLE)}")
-        check_search_space(v, _check_tunable_value)
-        return v
+        return normalize_search_space(v, _tunable_value)
 
     @model_validator(mode="after")
     def _consistent(self) -> TuneConfig:
@@ -184,10 +183,11 @@ class TuneConfig(Section):
         return self
 
 
-def _check_tunable_value(name: str, value: Any) -> None:
+def _tunable_value(name: str, value: Any) -> Any:
+    """`value` as params.yaml's schema types `name` (so 1e-5, which YAML reads as a string, is a float)."""
     section = {"vae": VAEConfig, "pretrain": PretrainConfig}[TUNABLE[name]]
     try:
-        section.model_validate({name: value})
+        return getattr(section.model_validate({name: value}), name)
     except ValidationError as e:
         raise ValueError(f"{name}: {value!r} is not a valid {TUNABLE[name]}.{name} "
                          f"({e.errors()[0]['msg'].removeprefix('Value error, ')})") from None
@@ -196,7 +196,7 @@ def _check_tunable_value(name: str, value: Any) -> None:
 class Config(Section):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = Field(0, ge=0, le=512, description="torch intra-op threads; 0 = all cores")
+    threads: int = Field(1, ge=0, le=512, description="torch intra-op threads; 0 = all cores")
     data: DataConfig = DataConfig()
     gmm: GMMConfig = GMMConfig()
     vae: VAEConfig = VAEConfig()

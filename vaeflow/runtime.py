@@ -31,6 +31,9 @@ def set_threads(n: int) -> None:
     if n > 0:
         torch.set_num_threads(n)
         os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    # Denormals in late-training gradients and Adam moments cost up to ~2x on CPU; flushing them to zero
+    # changes nothing measurable and stays deterministic.
+    torch.set_flush_denormal(True)
 
 
 def seed_everything(seed: int) -> None:
