@@ -94,3 +94,21 @@ def test_evaluate_collects_metrics_and_report(ran):
     report = paths.report.read_text()
     for fig in paths.figures.glob("*.png"):
         assert f"figures/{fig.name}" in report, fig.name
+
+
+def test_bernoulli_data_model_end_to_end(tmp_path):
+    """prepare → gmm (mixture of Bernoullis) → pretrain (Bernoulli decoder): binary test data, bits/dim without
+    the dequantisation term, and the same test images for both models."""
+    from tests.conftest import REPO, TINY
+    from vaeflow.config import load_config
+
+    cfg = load_config(REPO / "params.yaml", TINY + ["data.likelihood=bernoulli"])
+    paths = Paths(tmp_path)
+    STAGES["prepare"](cfg, paths)
+    x_test, _ = load_prepared(paths).likelihood_split("test")
+    assert set(np.unique(x_test)) <= {0.0, 1.0}
+    g, p = STAGES["gmm"](cfg, paths), STAGES["pretrain"](cfg, paths)
+    assert g["family"] == "bernoulli" and g["n_test"] == p["n_test"] == len(x_test)
+    for r in (g, p):
+        assert r["test_bits_per_dim"] == pytest.approx(r["test_nll_nats"] / (64 * np.log(2)))
+    assert 0 < g["test_nll_nats"] < 64 * np.log(2)  # better than a fair coin per pixel
