@@ -82,6 +82,10 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
         st = ckpt["state"]
         best_state = ckpt["best_state"]
     sync_each_step = device.type == "cpu"  # host and device are the same: the check costs nothing
+    # Binary images are their own Bernoulli observation: skip the per-step draw (~8% of a CPU step).
+    # Checked in blocks so the check never holds a dataset-sized mask.
+    binary = likelihood == "bernoulli" and x_train.dtype in (torch.float32, torch.float64) and all(
+        bool(((b == 0) | (b == 1)).all()) for b in x_train.split(4096))
     n = len(x_train)
     steps_per_epoch = math.ceil(n / batch_size)
     t0 = time.perf_counter()
@@ -96,7 +100,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
         for s in range(steps_per_epoch):
             faults.pause_point(f"step:{ckpt_path.stem}:{epoch}:{s}")
             idx = perm[s * batch_size:(s + 1) * batch_size]
-            xb = observe(x_train[idx], likelihood, levels, None)
+            xb = x_train[idx] if binary else observe(x_train[idx], likelihood, levels, None)
             out = model.elbo(xb, kl_weight(epoch, s, steps_per_epoch, beta, warmup_epochs))
             loss = -out["elbo"].mean()
             if fail_at == (epoch, s):
