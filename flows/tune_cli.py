@@ -60,9 +60,9 @@ def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
 
 @app.command()
 def submit(address: Optional[str] = typer.Option(
-               None, "--address", envvar="RAY_API_SERVER_ADDRESS",
-               help="the cluster's job server (dashboard), e.g. http://HEAD:8265; default $RAY_ADDRESS or "
-                    "http://127.0.0.1:8265"),
+               None, "--address", help="the cluster's job server (dashboard), e.g. http://HEAD:8265. Ray lets "
+                                       "RAY_API_SERVER_ADDRESS or RAY_ADDRESS override it; without any, a Ray "
+                                       "running on this machine"),
            params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
            resume: bool = typer.Option(False, "--resume", help="submit `vaeflow tune --resume`"),
            working_dir: Path = typer.Option(Path("."), "--working-dir", help="shipped to the cluster as the job's cwd"),

@@ -31,7 +31,7 @@ from vaeflow.training.vae_trainer import NonFiniteLoss, train_vae
 from vaeflow.tuning import report
 from vaeflow.tuning.space import plain
 from vaeflow.tuning.experiment import (TrialCheckpoint, connect, experiment_path, inject_fault, make_tuner,
-                                       trial_resources, trial_threads)
+                                       preflight, trial_resources, trial_threads)
 
 log = logging.getLogger("vaeflow")
 
@@ -75,6 +75,7 @@ def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool 
     """Run (or with `resume`, continue) the experiment and write its outputs. `fault` is a test hook."""
     from ray import tune as rt
 
+    preflight(cfg, paths.root, resume)
     if not paths.data_meta.exists():  # e.g. a fresh working dir shipped to a cluster: digits are embedded
         log.info("tune: no prepared data at %s; running prepare first", paths.prepared)
         prepare.run(cfg, paths)

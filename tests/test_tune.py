@@ -85,6 +85,18 @@ def test_stage_without_use_tuned_skips_ray_and_pretrain_refuses_its_file(project
         effective_params(on, paths)
 
 
+def test_cli_refuses_a_resume_with_nothing_to_resume_before_starting_ray(project):
+    from flows.cli import app
+
+    res = CliRunner().invoke(app, ["tune", "--resume"])
+    assert res.exit_code == 2
+    assert "no Tune experiment to resume at" in res.output and str(project / "runs" / "tune" / "vae_tune") in \
+        res.output.replace("\n", "")
+    res = CliRunner().invoke(app, ["tune", "--set", "tune.search_space={}"])
+    assert res.exit_code == 2 and "tune.search_space is empty" in res.output
+    assert not (project / "runs").exists() and not (project / "data").exists()
+
+
 # ----------------------------------------------------------------------------- one tuned experiment
 
 

@@ -42,8 +42,13 @@ class ResumableASHA(ASHAScheduler):
             b._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
         self._num_stopped = saved["num_stopped"]
 
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_fs"}  # a filesystem client is not state
+
     def _tracked(self, fn: Any, *args: Any) -> Any:
-        fs, path = storage_fs(self._state_uri)
+        if getattr(self, "_fs", None) is None:  # one client per driver (an S3 client resolves credentials)
+            self._fs = storage_fs(self._state_uri)
+        fs, path = self._fs
         if not self._loaded:
             self._load(fs, path)
         before = json.dumps(self._rungs())

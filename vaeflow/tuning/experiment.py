@@ -73,6 +73,18 @@ def storage_fs(uri: str) -> tuple[Any, str]:
     return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
 
 
+def preflight(cfg: Config, root: Path, resume: bool) -> None:
+    """What can be refused before Ray starts (seconds): nothing to resume, or nothing to tune."""
+    from ray import tune
+
+    path = experiment_path(cfg, root)
+    if resume and not tune.Tuner.can_restore(path):
+        raise ConfigError(f"--resume: no Tune experiment to resume at {path} "
+                          "(from tune.storage_path and tune.experiment_name)")
+    if not resume and not cfg.tune.search_space:
+        raise ConfigError("tune.search_space is empty: name at least one hyperparameter to tune")
+
+
 def make_tuner(trainable: Any, cfg: Config, root: Path, *, resume: bool,
                callbacks: list[Any] | None = None) -> Any:
     """A Tuner for a fresh experiment, or, with `resume`, the interrupted one restored from storage.
@@ -87,13 +99,8 @@ def make_tuner(trainable: Any, cfg: Config, root: Path, *, resume: bool,
 
     path = experiment_path(cfg, root)
     if resume:
-        if not tune.Tuner.can_restore(path):
-            raise ConfigError(f"--resume: no Tune experiment to resume at {path} "
-                              "(from tune.storage_path and tune.experiment_name)")
         log.info("tune: resuming %s", path)
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
-    if not cfg.tune.search_space:
-        raise ConfigError("tune.search_space is empty: name at least one hyperparameter to tune")
     if tune.Tuner.can_restore(path):
         log.info("tune: starting a new experiment beside the one in %s (--resume would continue that one)", path)
     t = cfg.tune
