@@ -24,6 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
 from tasks import STAGES, UPSTREAM  # noqa: E402
+from tasks import tune as tune_stage  # noqa: E402
 from vaeflow import uptodate  # noqa: E402
 from vaeflow.config import load_config  # noqa: E402
 from vaeflow.io import read_json  # noqa: E402
@@ -61,6 +62,23 @@ def run_stage(name: str, params_file: str, overrides: list[str], root: str, trac
 STAGE_TASKS = {name: run_stage.with_options(name=name, task_run_name=name) for name in STAGES}
 
 
+@task(name="tune", task_run_name="tune", cache_policy=None, persist_result=False)
+def tune_task(params_file: str, overrides: list[str], root: str) -> dict:
+    """Ray Tune, driven from this task: Tune schedules its own trials (ASHA, retries, checkpoints), so the
+    flow sees one task. Not retried by Prefect: a retry would start a new experiment (`vaeflow tune
+    --resume` continues one). Why not prefect-ray's RayTaskRunner: docs/ray.md."""
+    return tune_stage.tune(load_config(params_file, overrides), Paths(Path(root)))
+
+
+def _after(stage: str) -> set[str]:
+    """`stage` and every stage downstream of it in UPSTREAM."""
+    out, grew = {stage}, True
+    while grew:
+        new = {n for n, ups in UPSTREAM.items() if out & set(ups)} - out
+        out, grew = out | new, bool(new)
+    return out
+
+
 def _publish(paths: Paths, ran: list[str]) -> None:
     """Metrics as a table artifact, the report as markdown, and a data summary."""
     m = read_json(paths.all_metrics)
@@ -79,18 +97,30 @@ def _publish(paths: Paths, ran: list[str]) -> None:
 
 
 @flow(name="training_pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2), validate_parameters=True)
-def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None, root: str = ".") -> dict:
-    """prepare → (gmm ∥ pretrain) → adapt → evaluate, on the validated params."""
+def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None, root: str = ".",
+                      tune: bool = False) -> dict:
+    """prepare → (gmm ∥ pretrain) → adapt → evaluate, on the validated params.
+
+    With `tune`, or with pretrain.use_tuned and no tuned config yet, a `tune` task (Ray Tune) runs
+    between prepare and pretrain."""
     logger = get_run_logger()
     overrides = list(overrides or [])
-    load_config(params_file, overrides)  # fail fast, before any task: a ConfigError is never retried
+    cfg = load_config(params_file, overrides)  # fail fast, before any task: a ConfigError is never retried
     track = uptodate.tracks(root, params_file, overrides)
     if not track:
         logger.info("params differ from %s/params.yaml (or no DVC project): every stage runs, dvc.lock untouched", root)
+    tuning = tune or (cfg.pretrain.use_tuned and not tune_stage.has_tuned(Paths(Path(root))))
+    # dvc.lock cannot see models/tuned/best_config.json (docs/ray.md), so with use_tuned the stages that read
+    # it, and everything after them, are neither skipped nor recorded on DVC's word.
+    untracked = _after("pretrain") if cfg.pretrain.use_tuned else set()
     futures: dict[str, Any] = {}
     for name in STAGES:  # insertion order is a topological order of UPSTREAM
-        futures[name] = STAGE_TASKS[name].submit(name, params_file, overrides, root, track,
-                                                 wait_for=[futures[u] for u in UPSTREAM[name]])
+        waits = [futures[u] for u in UPSTREAM[name]]
+        if name == "pretrain" and tuning:
+            futures["tune"] = tune_task.submit(params_file, overrides, root, wait_for=[futures["prepare"]])
+            waits.append(futures["tune"])
+        futures[name] = STAGE_TASKS[name].submit(name, params_file, overrides, root, track and name not in untracked,
+                                                 wait_for=waits)
     results = {name: f.result() for name, f in futures.items()}
     ran = [n for n, r in results.items() if not r.get("skipped")]
     paths = Paths(Path(root))
