@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -325,6 +326,7 @@ def ray_head():
     finally:
         _stop_head(temp_dir, gcs)
     assert _head_processes(temp_dir, gcs) == []
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.mark.server
