@@ -220,4 +220,7 @@ from flows import tune_cli  # noqa: E402,F401  registers tune/submit
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m flows.cli`: run the app of the importable module, where tune_cli registered its commands.
+    from flows.cli import main as _main
+
+    _main()
