@@ -25,7 +25,7 @@ from common import median, record  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-       "PREFECT_LOGGING_LEVEL": "WARNING"}
+       "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
 DIRECT = ("import sys; from vaeflow.config import load_config; from vaeflow.paths import Paths; "
           "from vaeflow.runtime import set_threads; from tasks import STAGES; "
           "cfg = load_config('params.yaml', sys.argv[1:]); set_threads(cfg.threads); "
