@@ -6,6 +6,7 @@ Each measurement is its own process. It loads its data, builds the MLP VAE (784-
 the kernel's high-water mark (/proc/self/clear_refs, so imports and data loading do not mask what
 follows; a short warm-up run comes before it) and runs one of:
   pretrain  vaeflow's train_vae, 1 epoch over N training images (batch 100), 1,000 validation images
+            (the first test images)
   iwae      tasks.pretrain.score, the pipeline's evaluation (ELBO draws + IWAE with k samples), with the
             default eval.batch_size and eval.iwae_chunk, on --iwae-images test images
 "Working memory" is peak RSS minus RSS at the reset. It should not grow with N or k: batches are
@@ -57,8 +58,8 @@ def child(what: str, size: int, k: int, iwae_images: int, root: Path) -> dict:
     model = VAE((1, 28, 28), 50, [200, 200], "bernoulli", "tanh")
     ev = EvalConfig()
     if what == "pretrain":
-        x = torch.from_numpy(load_mnist("train", size + 1000, root=root))
-        x_train, x_val = x[:size], x[size:]
+        x_train = torch.from_numpy(load_mnist("train", size, root=root))
+        x_val = torch.from_numpy(load_mnist("test", 1000, root=root))
     else:
         x_test = torch.from_numpy(load_mnist("test", iwae_images, root=root))
     # Warm-up on a few images first, so one-off costs (lazy imports, autograd and oneDNN set-up, allocator
@@ -126,7 +127,8 @@ def main() -> None:
     (n1, n2), (k1, k2) = args.train_sizes, args.ks
     line = " ".join(f"{key}_mib={v:.1f}" for key, v in work.items())
     summary = (f"Working memory = peak RSS − RSS once data and model are loaded (high-water mark reset there). "
-               f"Training on {n2 / n1:.0f}× the images changes it by {work[f'pretrain_{n2}'] - work[f'pretrain_{n1}']:+.1f} "
+               f"Training on {n2 / n1:.0f}× the images changes it by "
+               f"{work[f'pretrain_{n2}'] - work[f'pretrain_{n1}']:+.1f} "
                f"MiB; {k2 / k1:.0f}× the importance samples changes IWAE's by "
                f"{work[f'iwae_k{k2}'] - work[f'iwae_k{k1}']:+.1f} MiB. {args.threads} threads. "
                f"Machine at start: {at_start}.")

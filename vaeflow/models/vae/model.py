@@ -28,9 +28,10 @@ def _conv_sizes(size: int, n: int) -> list[int]:
 
 
 class VAE(nn.Module):
-    # IWAE decoder rows (samples x images) per chunk on a CPU: the (rows, D) logits and their temporaries
-    # then stay in cache. Chunking by samples alone (250 samples x 256 images = 64k rows, 200 MB a tensor)
-    # streams every elementwise pass through DRAM, about 2x slower (bench/RESULTS.md). GPUs want big chunks.
+    # IWAE decoder rows (samples x images) per chunk and per intra-op thread on a CPU: the (rows, D) logits
+    # and their temporaries then stay in cache. Chunking by samples alone (250 samples x 256 images = 64k
+    # rows, 200 MB a tensor) streams every elementwise pass through DRAM: ~1.8x slower on one thread
+    # (bench/RESULTS.md). GPUs want big chunks, so there is no cap there.
     CPU_ROWS = 2048
 
     def __init__(self, input_shape: Sequence[int], latent_dim: int, hidden: Sequence[int],
@@ -154,13 +155,14 @@ class VAE(nn.Module):
         """log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(.|x): a lower bound on log p(x) that tightens with k.
 
         The k samples are processed at most `chunk` at a time and combined with a running logsumexp, so
-        memory is O(chunk * B * D) whatever k is. On a CPU the chunk is also capped at CPU_ROWS // B samples.
+        memory is O(chunk * B * D) whatever k is. On a CPU the chunk is also capped at CPU_ROWS x threads // B
+        samples.
         """
         if k < 1 or chunk < 1:
             raise ValueError(f"k and chunk must be >= 1, got k={k}, chunk={chunk}")
         B = x.shape[0]
         if x.device.type == "cpu":
-            chunk = min(chunk, max(1, self.CPU_ROWS // B))
+            chunk = min(chunk, max(1, self.CPU_ROWS * torch.get_num_threads() // B))
         xf = x.reshape(B, -1)
         mu, logvar = self.encode(x)
         std = torch.exp(0.5 * logvar)
