@@ -37,6 +37,18 @@ TINY = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tests use tiny tensors: extra intra-op threads only add contention (10x slowdowns on a busy 2-core
+    box). One thread is also what params.yaml's `threads: 1` gives the stages."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def tiny_cfg():
     return load_config(REPO / "params.yaml", TINY)

@@ -10,14 +10,6 @@ from vaeflow.models.classifier import Classifier, classifier_from_vae, dann_lamb
 from vaeflow.models.vae import VAE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("lambd", [0.0, 0.37, 2.5])
 def test_grad_reverse_flips_and_scales_gradient(lambd):
     torch.manual_seed(0)

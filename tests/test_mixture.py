@@ -12,15 +12,6 @@ from vaeflow.config import GMMConfig
 from vaeflow.models.mixture import BernoulliMixture, fit_mixture, mixture_from_arrays
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # EM on a few thousand rows: extra intra-op threads only add contention (10x slower on a busy box).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _npz_round_trip(model, tmp_path):
     np.savez(tmp_path / "m.npz", **model.to_arrays())
     with np.load(tmp_path / "m.npz", allow_pickle=False) as z:

@@ -16,15 +16,6 @@ from vaeflow.metrics import bits_per_dim, kl_std_normal, log_normal_diag
 from vaeflow.models.vae import VAE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: extra intra-op threads only add contention (and 10x slowdowns on a busy 2-core box).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _inv_floor(target: float, floor: float) -> float:
     """Raw dec_logvar value whose floored log-variance floor + softplus(raw - floor) equals target."""
     return floor + math.log(math.expm1(target - floor))
