@@ -26,7 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from common import machine, median, record  # noqa: E402
-from vae_bench import IWAE_FLOP_PER_SAMPLE, MNIST, PythaeWorker, load_mnist, roofline, vaeflow_to_plain  # noqa: E402
+from vae_bench import (  # noqa: E402
+    IWAE_FLOP_PER_SAMPLE, MNIST, PythaeWorker, load_mnist, plural, roofline, vaeflow_to_plain)
 
 from vaeflow.models.vae import VAE  # noqa: E402
 from vaeflow.training.vae_trainer import train_vae  # noqa: E402
@@ -139,21 +140,20 @@ def main() -> None:
                     f"speedup_k{k}": paired["vaeflow"], f"z_k{k}": z,
                     f"vaeflow_k{k}_matmul_fraction": rate["vaeflow"] * k * IWAE_FLOP_PER_SAMPLE / 1e9 / matmul}
     figures["matmul_gflops"] = matmul
+    per_chunk = max(1, VAE.CPU_ROWS * args.threads // args.batch)
     summary = (f"The first {', '.join(f'{images_for[k]} (k = {k})' for k in args.ks)} binarized MNIST test "
-               f"images (at most {args.max_samples:,} samples per image set), vaeflow batches of {args.batch} "
-               f"images (CPU row cap "
-               f"{VAE.CPU_ROWS} per thread → {max(1, VAE.CPU_ROWS * args.threads // args.batch)} samples "
-               f"per chunk), pythae's get_nll with its "
-               f"default batch_size=100 under torch.no_grad, {args.threads} threads, {args.repeats} interleaved "
-               f"repeats; "
-               f"model trained {args.train_epochs} epochs on {args.train_images:,} images. Large fp32 matmul in "
-               f"the same run: {matmul:.0f} GFLOP/s. Machine at start: {at_start}.")
+               f"images (at most {args.max_samples:,} samples per image set); vaeflow in batches of {args.batch} "
+               f"images (CPU row cap {VAE.CPU_ROWS} per thread → {per_chunk} samples per chunk); pythae's "
+               f"get_nll with its default batch_size=100 under torch.no_grad; {plural(args.threads, 'thread')}, "
+               f"{args.repeats} interleaved repeats; model trained {args.train_epochs} epochs on "
+               f"{args.train_images:,} images. Large fp32 matmul in the same run: {matmul:.0f} GFLOP/s. "
+               f"Machine at start: {at_start}.")
     table = "\n".join(rows)
     line = " ".join(f"{key}={v:.3g}" for key, v in figures.items())
     print(summary + "\n\n" + table + "\n\n" + "\n".join(checks))
     print(line)
     if not args.no_record:
-        record(f"IWAE NLL evaluation, {args.threads} thread{'s' * (args.threads > 1)}",
+        record(f"IWAE NLL evaluation, {plural(args.threads, 'thread')}",
                summary + "\n\n" + table + "\n\n" + "\n".join(f"- {c}" for c in checks)
                + "\n\n`" + line + "`", "python bench/bench_iwae.py " + " ".join(sys.argv[1:]))
 

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from common import machine, record  # noqa: E402
-from vae_bench import MNIST, load_mnist  # noqa: E402
+from vae_bench import MNIST, load_mnist, plural  # noqa: E402
 
 
 def rss_mib() -> tuple[float, float]:
@@ -133,7 +133,7 @@ def main() -> None:
                f"Training on {n2 / n1:.0f}× the images changes it by "
                f"{work[f'pretrain_{n2}'] - work[f'pretrain_{n1}']:+.1f} "
                f"MiB; {k2 / k1:.0f}× the importance samples changes IWAE's by "
-               f"{work[f'iwae_k{k2}'] - work[f'iwae_k{k1}']:+.1f} MiB. {args.threads} threads. "
+               f"{work[f'iwae_k{k2}'] - work[f'iwae_k{k1}']:+.1f} MiB. {plural(args.threads, 'thread')}. "
                f"Machine at start: {at_start}.")
     table = "\n".join(rows)
     print(summary + "\n\n" + table)

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from common import machine, median, record  # noqa: E402
-from vae_bench import MNIST, TRAIN_FLOP_PER_IMAGE, PlainVAE, PythaeWorker, load_mnist, roofline  # noqa: E402
+from vae_bench import MNIST, TRAIN_FLOP_PER_IMAGE, PlainVAE, PythaeWorker, load_mnist, plural, roofline  # noqa: E402
 
 from vaeflow.models.vae import VAE  # noqa: E402
 from vaeflow.training.vae_trainer import train_vae  # noqa: E402
@@ -148,7 +148,7 @@ def main() -> None:
     line = " ".join(f"{k}={v:.3g}" if not float(v).is_integer() else f"{k}={v:.0f}"
                     for k, v in figures.items() if math.isfinite(v))
     summary = (f"{args.epochs} epochs × {args.n_train:,} binarized MNIST images (+ {args.n_val:,} validation "
-               f"images scored per epoch), batch {args.batch_size}, {args.threads} threads, {args.repeats} "
+               f"images scored per epoch), batch {args.batch_size}, {plural(args.threads, 'thread')}, {args.repeats} "
                f"interleaved repeats. A training image costs {TRAIN_FLOP_PER_IMAGE / 1e6:.2f} MFLOP; large fp32 "
                f"matmul in the same run: {matmul:.0f} GFLOP/s (model's 100×784×200 GEMM: "
                f"{figures['model_gemm_gflops']:.0f} GFLOP/s). Machine at start: {at_start}.")
@@ -163,7 +163,7 @@ def main() -> None:
     body = summary + "\n\n" + table + "\n\n" + "\n".join(f"- {g}" for g in goals) + "\n\n`" + line + "`"
     print(body)
     if not args.no_record:
-        record(f"VAE training throughput, {args.threads} thread{'s' * (args.threads > 1)}", body,
+        record(f"VAE training throughput, {plural(args.threads, 'thread')}", body,
                "python bench/bench_train.py " + " ".join(sys.argv[1:]))
 
 

@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from common import machine, record  # noqa: E402
-from vae_bench import MNIST, load_mnist  # noqa: E402
+from vae_bench import MNIST, load_mnist, plural  # noqa: E402
 
 from vaeflow.models.vae import VAE  # noqa: E402
 from vaeflow.training import vae_trainer  # noqa: E402
@@ -106,7 +106,7 @@ def main() -> None:
                   f"{split['mean_nelbo'] / total:.0%}, checkpoints {split['save_checkpoint'] / total:.0%} "
                   f"({split['save_checkpoint'] / 2 * 1e3:.0f} ms each).")
     body = (f"One epoch of train_vae on {args.n_train:,} images (batch 100, with its validation pass and "
-            f"checkpoint), after a warm-up epoch; {args.threads} threads. Machine at start: {at_start}.\n\n"
+            f"checkpoint), after a warm-up epoch; {plural(args.threads, 'thread')}. Machine at start: {at_start}.\n\n"
             f"{split_line}\n\n"
             f"Training, top ops by self CPU time (matmul share {train_mm:.0%}):\n\n{train_table}\n\n"
             f"IWAE, k = {args.iwae_k}, {args.iwae_images} images in one call (matmul share {iwae_mm:.0%}):"

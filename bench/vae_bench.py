@@ -33,6 +33,10 @@ TRAIN_FLOP_PER_IMAGE = 3 * 2 * (ENC_MACS + DEC_MACS)  # ≈ 2.5 MFLOP
 IWAE_FLOP_PER_SAMPLE = 2 * DEC_MACS  # ≈ 0.41 MFLOP: one decoder pass per importance sample
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
 def load_mnist(split: str = "train", n: int | None = None, seed: int = 0, root: Path = MNIST) -> np.ndarray:
     """(n, 784) float32 in {0, 1}: the first n images, statically binarized with a seeded RNG, so every
     process (and both venvs) builds the identical array."""
