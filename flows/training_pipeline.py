@@ -70,15 +70,6 @@ def tune_task(params_file: str, overrides: list[str], root: str) -> dict:
     return tune_stage.tune(load_config(params_file, overrides), Paths(Path(root)))
 
 
-def _after(stage: str) -> set[str]:
-    """`stage` and every stage downstream of it in UPSTREAM."""
-    out, grew = {stage}, True
-    while grew:
-        new = {n for n, ups in UPSTREAM.items() if out & set(ups)} - out
-        out, grew = out | new, bool(new)
-    return out
-
-
 def _publish(paths: Paths, ran: list[str]) -> None:
     """Metrics as a table artifact, the report as markdown, and a data summary."""
     m = read_json(paths.all_metrics)
@@ -110,16 +101,13 @@ def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | N
     if not track:
         logger.info("params differ from %s/params.yaml (or no DVC project): every stage runs, dvc.lock untouched", root)
     tuning = tune or (cfg.pretrain.use_tuned and not tune_stage.has_tuned(Paths(Path(root))))
-    # dvc.lock cannot see models/tuned/best_config.json (docs/ray.md), so with use_tuned the stages that read
-    # it, and everything after them, are neither skipped nor recorded on DVC's word.
-    untracked = _after("pretrain") if cfg.pretrain.use_tuned else set()
     futures: dict[str, Any] = {}
     for name in STAGES:  # insertion order is a topological order of UPSTREAM
         waits = [futures[u] for u in UPSTREAM[name]]
         if name == "pretrain" and tuning:
             futures["tune"] = tune_task.submit(params_file, overrides, root, wait_for=[futures["prepare"]])
             waits.append(futures["tune"])
-        futures[name] = STAGE_TASKS[name].submit(name, params_file, overrides, root, track and name not in untracked,
+        futures[name] = STAGE_TASKS[name].submit(name, params_file, overrides, root, track,
                                                  wait_for=waits)
     results = {name: f.result() for name, f in futures.items()}
     ran = [n for n, r in results.items() if not r.get("skipped")]

@@ -11,6 +11,8 @@ Variants (all scored on the target test set, selected by nothing: a fixed schedu
   oracle       warm-started, all target training labels (an upper bound)
   latent_spreading  (opt-in) no classifier: label spreading (Zhou et al., 2004) on a kNN graph of the VAE's
                posterior means of the target training images, with the same labelled images as finetune
+  self_training  (opt-in) each dann run, continued for adapt.self_training.rounds rounds on source labels +
+               the target images it labels with confidence ≥ threshold (no target label is ever read)
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from vaeflow.progress import epoch_bar
 from vaeflow.runtime import seed_everything, select_device
 from vaeflow.training.adapt_trainer import accuracy, confusion, predict, steps_for, train_classifier
 from vaeflow.training.checkpoint import fingerprint
+from vaeflow.training.self_training import self_train
 
 log = logging.getLogger("vaeflow")
 
@@ -76,6 +79,7 @@ def run(cfg: Config, paths: Paths) -> dict:
     sets = {
         "source_only": (xs, ys, None),
         "dann": (xs, ys, xt),
+        "self_training": (xs, ys, xt),
         "finetune": (xt[lab], yt[lab], None),
         "scratch": (xt[lab], yt[lab], None),
         "oracle": (xt, yt, None),
@@ -84,6 +88,7 @@ def run(cfg: Config, paths: Paths) -> dict:
     monitor = (t(src.x_val), t(src.y_val))
     x_tt, y_tt = t(tgt.x_test), t(tgt.y_test)
     results: dict[str, dict] = {}
+    dann_states: list[dict] = []  # each dann run's final weights: where its self_training run starts
     for i, variant in enumerate(a.variants):
         x_lab, y_lab, x_unl = sets.get(variant, sets["finetune"])
         runs = []
@@ -96,20 +101,36 @@ def run(cfg: Config, paths: Paths) -> dict:
                 runs.append({"pred": pred, "acc": float((pred == tgt.y_test).mean()), "res": None,
                              "seconds": secs, "source_test_acc": src_acc})
                 continue
+            adversarial = variant in ("dann", "self_training")
             clf = classifier_from_vae(vae, vae.spec, src.n_classes, a.head_hidden,
-                                      domain_hidden=a.dann.domain_hidden if variant == "dann" else None,
+                                      domain_hidden=a.dann.domain_hidden if adversarial else None,
                                       pretrained=variant != "scratch", backbone=a.backbone).to(device)
             fp = fingerprint(cfg.seed, variant, r, a.model_dump(), data.hashes, vae_hash)
             tag = f"adapt {variant}" + (f" {r + 1}/{a.repeats}" if a.repeats > 1 else "")
-            with epoch_bar(tag, a.epochs, show="cls_loss") as advance:
-                res = train_classifier(clf, x_lab, y_lab, x_unlab_target=x_unl, epochs=a.epochs, steps_per_epoch=steps,
-                                       batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay,
-                                       dann_gamma=a.dann.gamma, dann_lambda_max=a.dann.lambda_max, monitor=monitor,
-                                       ckpt_path=paths.checkpoint(f"adapt_{variant}_{r}"), fingerprint=fp,
-                                       on_epoch=advance)
+            rounds = None
+            if variant == "self_training":
+                clf.load_state_dict(dann_states[r])
+                st = a.self_training
+                with epoch_bar(tag, st.rounds * st.epochs, show="cls_loss") as advance:
+                    res, rounds = self_train(
+                        clf, x_lab, y_lab, x_unl, rounds=st.rounds, threshold=st.threshold, epochs=st.epochs,
+                        steps_per_epoch=steps, batch_size=a.batch_size, lr=st.lr, weight_decay=a.weight_decay,
+                        dann_gamma=a.dann.gamma, dann_lambda_max=a.dann.lambda_max,
+                        ckpt_path=lambda k: paths.checkpoint(f"adapt_{variant}_{r}_round{k}"),
+                        fingerprint=lambda k: fingerprint(fp, k), on_epoch=advance)
+            else:
+                with epoch_bar(tag, a.epochs, show="cls_loss") as advance:
+                    res = train_classifier(clf, x_lab, y_lab, x_unlab_target=x_unl, epochs=a.epochs,
+                                           steps_per_epoch=steps, batch_size=a.batch_size, lr=a.lr,
+                                           weight_decay=a.weight_decay, dann_gamma=a.dann.gamma,
+                                           dann_lambda_max=a.dann.lambda_max, monitor=monitor,
+                                           ckpt_path=paths.checkpoint(f"adapt_{variant}_{r}"), fingerprint=fp,
+                                           on_epoch=advance)
+            if variant == "dann":
+                dann_states.append(res.state)
             pred = predict(clf, x_tt).cpu().numpy()
             runs.append({"pred": pred, "acc": float((pred == tgt.y_test).mean()), "res": res, "seconds": res.seconds,
-                         "source_test_acc": accuracy(clf, t(src.x_test), t(src.y_test))})
+                         "source_test_acc": accuracy(clf, t(src.x_test), t(src.y_test)), "rounds": rounds})
         accs = np.array([u["acc"] for u in runs])
         first = runs[0]
         results[variant] = {
@@ -118,10 +139,12 @@ def run(cfg: Config, paths: Paths) -> dict:
             "target_test_acc_runs": accs.tolist(),
             "source_test_acc": float(np.mean([u["source_test_acc"] for u in runs])),
             "n_labelled": int(len(x_lab)),
-            "labelled_domain": "source" if variant in ("source_only", "dann") else "target",
+            "labelled_domain": "source" if variant in ("source_only", "dann", "self_training") else "target",
             "train_seconds": float(sum(u["seconds"] for u in runs)),
             "confusion": confusion(tgt.y_test, first["pred"], src.n_classes).tolist(),
         }
+        if variant == "self_training":  # pseudo-labels per round, per repeat (counts only: no label is read)
+            results[variant]["rounds"] = [u["rounds"] for u in runs]
         # The saved model and the plotted curves are the first repeat's (seed = params seed).
         if first["res"] is not None:
             save_torch(paths.adapt_model(variant), {k: v.cpu() for k, v in first["res"].state.items()})

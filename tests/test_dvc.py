@@ -19,6 +19,7 @@ from conftest import REPO, TINY
 
 pytestmark = pytest.mark.timeout(900)
 BIN = Path(sys.executable).parent
+TUNED_README = "models/tuned/README.md"  # keeps models/tuned, a dep of pretrain, in a fresh checkout
 
 
 def _sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -41,8 +42,8 @@ def repo(tmp_path_factory) -> Path:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
     for f in files:
-        if (REPO / f).is_file() and not f.startswith(("data/", "models/", "metrics/", "reports/", "runs/")) \
-                and ".venv" not in f:
+        outputs = f.startswith(("data/", "models/", "metrics/", "reports/", "runs/")) and f != TUNED_README
+        if (REPO / f).is_file() and not outputs and ".venv" not in f:
             (d / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, d / f)
     shutil.copytree(REPO / ".dvc", d / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"), dirs_exist_ok=True)
@@ -94,3 +95,25 @@ def test_vaeflow_run_agrees_with_dvc_status(repo):
     again = _sh([sys.executable, "-m", "flows.cli", "run"], repo)
     assert set(re.findall(r"stage (\w+) is up to date", again.stdout + again.stderr)) == {
         "prepare", "gmm", "pretrain", "adapt", "evaluate"}
+
+
+def test_a_new_tuning_result_makes_dvc_retrain_from_pretrain(repo):
+    """models/tuned is a DVC dep of pretrain: DVC sees a new best_config.json, and pretrain uses it."""
+    import json
+
+    _sh(["dvc", "repro"], repo)  # whatever the earlier tests left: up to date from here
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["pretrain"]["use_tuned"] = True
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    best = {"tuned": True, "config": {"lr": 0.002}, "trial_id": "t0", "val_nelbo": 1.0}
+    (repo / "models" / "tuned" / "best_config.json").write_text(json.dumps(best))
+    assert _ran(_sh(["dvc", "repro"], repo).stdout) == {"pretrain", "adapt", "evaluate"}
+    assert json.loads((repo / "metrics" / "pretrain.json").read_text())["params"]["lr"] == 0.002
+
+    best["config"]["lr"] = 0.003  # a new tuning result, params.yaml unchanged
+    (repo / "models" / "tuned" / "best_config.json").write_text(json.dumps(best))
+    status = _sh(["dvc", "status", "pretrain"], repo).stdout
+    assert "models/tuned" in status and "modified" in status, status
+    assert _ran(_sh(["dvc", "repro"], repo).stdout) == {"pretrain", "adapt", "evaluate"}
+    assert json.loads((repo / "metrics" / "pretrain.json").read_text())["params"]["lr"] == 0.003
+    assert _ran(_sh(["dvc", "repro"], repo).stdout) == set()

@@ -112,3 +112,26 @@ def test_bernoulli_data_model_end_to_end(tmp_path):
     for r in (g, p):
         assert r["test_bits_per_dim"] == pytest.approx(r["test_nll_nats"] / (64 * np.log(2)))
     assert 0 < g["test_nll_nats"] < 64 * np.log(2)  # better than a fair coin per pixel
+
+
+def test_adapt_self_training_continues_each_dann_run(ran):
+    cfg, paths, _ = ran
+    from tasks import adapt
+    from tests.conftest import REPO, TINY
+    from vaeflow.config import load_config
+
+    cfg = load_config(REPO / "params.yaml", TINY + ["adapt.variants=[dann, self_training]",
+                                                    "adapt.self_training.rounds=2", "adapt.self_training.epochs=1",
+                                                    "adapt.self_training.threshold=0.5", "adapt.epochs=40",
+                                                    "adapt.lr=0.01", "adapt.head_hidden=64"])
+    v = adapt.run(cfg, paths)["variants"]
+    st = v["self_training"]
+    assert st["labelled_domain"] == "source" and st["n_labelled"] == v["dann"]["n_labelled"]
+    n_target = len(load_prepared(paths).target.x_train)
+    assert len(st["rounds"]) == cfg.adapt.repeats  # one list of rounds per repeat
+    for rounds in st["rounds"]:
+        assert [r["round"] for r in rounds] == [0, 1]
+        for r in rounds:
+            assert 0 < r["pseudo_labelled"] <= n_target and sum(r["per_class"]) == r["pseudo_labelled"], rounds
+    assert st["target_test_acc_runs"] != v["dann"]["target_test_acc_runs"]  # it trained on from dann
+    assert paths.checkpoint("adapt_self_training_0_round1").is_file()

@@ -124,9 +124,18 @@ class DANNConfig(Section):
     domain_hidden: int = Field(64, ge=1)
 
 
+class SelfTrainingConfig(Section):
+    rounds: int = Field(2, ge=1, le=20, description="pseudo-label, then train; repeated this many times")
+    threshold: float = Field(0.95, gt=0, lt=1, description="softmax confidence a target image needs for its pseudo-label")
+    epochs: int = Field(2, ge=1, le=100_000, description="epochs per round (an epoch: one pass over the larger set)")
+    lr: float = Field(1e-4, gt=0, le=1, description="below adapt.lr: it refines a trained DANN")
+
+
 class AdaptConfig(Section):
     # latent_spreading (opt-in): label spreading over the VAE's posterior means, labels_per_class target labels
-    variants: list[Literal["source_only", "dann", "finetune", "scratch", "oracle", "latent_spreading"]] = list(VARIANTS)
+    # self_training (opt-in): each DANN run, then rounds of training on confident target pseudo-labels
+    variants: list[Literal["source_only", "dann", "finetune", "scratch", "oracle", "latent_spreading",
+                           "self_training"]] = list(VARIANTS)
     epochs: int = Field(60, ge=1, le=100_000)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
@@ -138,12 +147,15 @@ class AdaptConfig(Section):
         "vae_encoder", description="classifier trunk: a copy of the VAE encoder, or LeNet (warm-started "
         "from the VAE when vae.arch=lenet, with LeNet's dropout)")
     dann: DANNConfig = DANNConfig()
+    self_training: SelfTrainingConfig = SelfTrainingConfig()
 
     @field_validator("variants")
     @classmethod
     def _some_variants_once(cls, v: list[str]) -> list[str]:
         if not v or len(set(v)) != len(v):
             raise ValueError("list at least one variant, each once")
+        if "self_training" in v and ("dann" not in v or v.index("dann") > v.index("self_training")):
+            raise ValueError("self_training continues each dann run, so list 'dann' before 'self_training'")
         return v
 
 
