@@ -87,7 +87,16 @@ def _publish(paths: Paths, ran: list[str]) -> None:
                              description="reports/report.md")
 
 
-@flow(name="training_pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2), validate_parameters=True)
+# gmm and pretrain run concurrently; VAEFLOW_FLOW_WORKERS=1 runs the tasks one at a time (a 1-core box,
+# or bench/bench_flow_overhead.py measuring the flow's own overhead against direct stage calls).
+try:
+    WORKERS = int(os.environ.get("VAEFLOW_FLOW_WORKERS", "2"))
+    assert WORKERS >= 1
+except (ValueError, AssertionError):
+    raise SystemExit(f"VAEFLOW_FLOW_WORKERS must be a whole number ≥ 1, got {os.environ['VAEFLOW_FLOW_WORKERS']!r}")
+
+
+@flow(name="training_pipeline", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS), validate_parameters=True)
 def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None, root: str = ".",
                       tune: bool = False) -> dict:
     """prepare → (gmm ∥ pretrain) → adapt → evaluate, on the validated params.
