@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 LRS = [0.003, 0.002, 0.001, 0.0005]
 
 
-def _experiment(root: Path, name: str, epochs: int, concurrent: bool, seq_cpus: int) -> dict:
+def _experiment(root: Path, name: str, epochs: int, concurrent: bool, seq_cpus: int, sets: list[str]) -> dict:
     from tasks.tune import tune
     from vaeflow.config import load_config
     from vaeflow.paths import Paths
@@ -40,7 +40,7 @@ def _experiment(root: Path, name: str, epochs: int, concurrent: bool, seq_cpus: 
     cfg = load_config(REPO / "params.yaml", [
         "device=cpu", "pretrain.patience=1000", f"tune.max_epochs={epochs}", f"tune.grace_period={epochs}",
         "tune.num_samples=1", "tune.gpus_per_trial=0", f"tune.experiment_name={name}",
-        "tune.search_space={lr: {grid: %s}}" % json.dumps(LRS), *mode])
+        "tune.search_space={lr: {grid: %s}}" % json.dumps(LRS), *mode, *sets])
     load_before = os.getloadavg()[0]  # other processes' demand on the 2 cores changes the answer
     t0 = time.perf_counter()
     summary = tune(cfg, Paths(root))
@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="alternate sequential/concurrent this many times")
     ap.add_argument("--seq-cpus", type=int, default=1, choices=(1, 2),
                     help="CPUs (and torch threads) of a trial in the sequential mode")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="a params override for both modes")
     args = ap.parse_args()
     import ray
 
@@ -73,7 +74,8 @@ def main() -> None:
     try:
         for r in range(args.repeats):
             for mode in ("sequential", "concurrent"):
-                res = _experiment(root, f"{mode}_{r}", args.epochs, mode == "concurrent", args.seq_cpus)
+                res = _experiment(root, f"{mode}_{r}", args.epochs, mode == "concurrent", args.seq_cpus,
+                                  args.sets)
                 runs[mode].append(res)
                 print(f"{mode:>10} run {r}: {res['wall_s']:.1f} s wall, trials' own training "
                       f"{res['trial_seconds_sum']:.1f} s, load {res['load_avg_1m_before']:.1f} -> "
@@ -85,7 +87,7 @@ def main() -> None:
     out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.node(),
            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
            "load_avg_1m_at_end": os.getloadavg()[0], "epochs": args.epochs, "trials": len(LRS),
-           "seq_cpus": args.seq_cpus,
+           "seq_cpus": args.seq_cpus, "overrides": args.sets,
            "sequential_wall_s": seq, "concurrent_wall_s": conc, "speedup": seq / conc, "runs": runs}
     print(json.dumps(out, indent=2))
 

@@ -81,6 +81,33 @@ def guarded(fn: Callable[[], object]) -> object:
         _fail(130, "interrupted; re-run the same command to resume from the last checkpoint")
 
 
+def _nothing_to_do(cfg: Config, params: Path, overrides: list[str]) -> bool:
+    """In Prefect's ephemeral mode, a run whose every stage DVC finds up to date skips starting Prefect's
+    throwaway server (most of a no-op run's time) and says so. With PREFECT_API_URL set, the flow always
+    runs, so the server records every run, skipped stages included."""
+    import os
+
+    from tasks.tune import has_tuned
+    from vaeflow import uptodate
+
+    if os.environ.get("PREFECT_API_URL") or not uptodate.tracks(".", params, overrides):
+        return False
+    if cfg.pretrain.use_tuned and not has_tuned(Paths()):
+        return False  # the flow would tune first
+    return guarded(lambda: uptodate.all_up_to_date("."))
+
+
+def _report_up_to_date() -> None:
+    from tasks import STAGES
+    from vaeflow.io import read_json
+
+    for name in STAGES:
+        log.info("stage %s is up to date (dvc.lock); skipped", name)
+    log.info("every stage is up to date (dvc status): nothing to run, so the flow was not started "
+             "(set PREFECT_API_URL to record no-op runs on a Prefect server)")
+    console.print(summary_table(guarded(lambda: read_json(Paths().all_metrics))))
+
+
 def _config(params: Path, overrides: Optional[list[str]]) -> Config:
     return guarded(lambda: load_config(params, overrides or []))
 
@@ -147,6 +174,8 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     set_threads(cfg.threads)
     lock = _project_lock(wait)
     try:
+        if _nothing_to_do(cfg, params, set_ or []):
+            return _report_up_to_date()
         from flows.training_pipeline import training_pipeline
         from vaeflow.training.vae_trainer import NonFiniteLoss
 

@@ -172,6 +172,8 @@ class TuneConfig(Section):
     grace_period: int = Field(3, ge=1, description="epochs before ASHA may stop a trial")
     reduction_factor: float = Field(2, gt=1)
     max_failures: int = Field(2, ge=0, description="retries of a crashed trial, from its last checkpoint")
+    keep_checkpoints: int = Field(10, ge=2, description="per trial. Tune saves the experiment state whenever a "
+                                  "trial has written this many since the last save: more means less driver work")
     storage_path: str = Field("runs/tune", description="local dir (relative to the project) or a URI, e.g. s3://b/p")
     experiment_name: str = Field("vae_tune", pattern=r"^[A-Za-z0-9_.-]+$")
     search_space: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -27,10 +27,16 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def set_threads(n: int) -> None:
-    """n=0 leaves torch's default (all cores). Ray trials pass their CPU share so the box is not oversubscribed."""
+    """Threads for torch, BLAS and OpenMP. n=0 leaves the libraries' defaults (all cores). Ray trials pass
+    their CPU share so the box is not oversubscribed."""
     if n > 0:
+        from threadpoolctl import threadpool_limits
+
         torch.set_num_threads(n)
         os.environ.setdefault("OMP_NUM_THREADS", str(n))
+        # numpy's OpenBLAS and scikit-learn's OpenMP keep their own pools (all cores): cap them too, or the
+        # GMM fit (BLAS) running beside VAE training (torch) oversubscribes the cores.
+        threadpool_limits(n)
     # Denormals in late-training gradients and Adam moments cost up to ~2x on CPU; flushing them to zero
     # changes nothing measurable and stays deterministic.
     torch.set_flush_denormal(True)

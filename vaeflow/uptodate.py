@@ -42,3 +42,11 @@ def record(stage: str, root: str | Path) -> None:
 
     with _dvc_lock, Repo(str(root)) as repo:
         repo.commit(stage, force=True)
+
+
+def all_up_to_date(root: str | Path) -> bool:
+    """Whether `dvc status` finds every stage of the pipeline up to date (one call for all of them)."""
+    from dvc.repo import Repo
+
+    with _dvc_lock, Repo(str(root)) as repo:
+        return not repo.status()
