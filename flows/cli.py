@@ -87,12 +87,12 @@ def _nothing_to_do(cfg: Config, params: Path, overrides: list[str]) -> bool:
     runs, so the server records every run, skipped stages included."""
     import os
 
-    from tasks.tune import has_tuned
     from vaeflow import uptodate
+    from vaeflow.io import read_json
 
     if os.environ.get("PREFECT_API_URL") or not uptodate.tracks(".", params, overrides):
         return False
-    if cfg.pretrain.use_tuned and not has_tuned(Paths()):
+    if cfg.pretrain.use_tuned and not (Paths().tuned.is_file() and read_json(Paths().tuned).get("tuned")):
         return False  # the flow would tune first
     return guarded(lambda: uptodate.all_up_to_date("."))
 
@@ -169,13 +169,13 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     ephemeral mode; with it, against that server."""
     _setup_logging(verbose)
     cfg = _config(params, set_)
-    from vaeflow.runtime import set_threads
-
-    set_threads(cfg.threads)
     lock = _project_lock(wait)
     try:
         if _nothing_to_do(cfg, params, set_ or []):
             return _report_up_to_date()
+        from vaeflow.runtime import set_threads
+
+        set_threads(cfg.threads)
         from flows.training_pipeline import training_pipeline
         from vaeflow.training.vae_trainer import NonFiniteLoss
 
