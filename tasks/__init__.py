@@ -4,24 +4,17 @@ Every entry point (CLI, dvc.yaml, the Prefect flow, Ray jobs) calls these and no
 """
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, MutableMapping
 from typing import Callable
 
 from vaeflow.config import Config
 from vaeflow.paths import Paths
 
-from . import adapt, evaluate, gmm, prepare, pretrain
-
 StageFn = Callable[[Config, Paths], dict]
 
-STAGES: dict[str, StageFn] = {
-    "prepare": prepare.run,
-    "gmm": gmm.run,
-    "pretrain": pretrain.run,
-    "adapt": adapt.run,
-    "evaluate": evaluate.run,
-}
-
 # The DAG, as dvc.yaml also declares it: gmm and pretrain need only prepare and may run at once.
+# Its order is a topological order, and the order of STAGES.
 UPSTREAM: dict[str, tuple[str, ...]] = {
     "prepare": (),
     "gmm": ("prepare",),
@@ -29,3 +22,36 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "adapt": ("prepare", "pretrain"),
     "evaluate": ("gmm", "pretrain", "adapt"),
 }
+
+
+class _Stages(MutableMapping):
+    """Stage name -> its `run`, importing the stage's module on first lookup. The stages together import
+    torch, scikit-learn and matplotlib (~6 s); a process that runs one of them (`vaeflow stage` under
+    dvc repro, a Ray trial) then pays only for its own. Assigning a name replaces its function (tests)."""
+
+    def __init__(self) -> None:
+        self._replaced: dict[str, StageFn] = {}
+
+    def __getitem__(self, name: str) -> StageFn:
+        if name in self._replaced:
+            return self._replaced[name]
+        if name not in UPSTREAM:
+            raise KeyError(name)
+        return importlib.import_module(f"{__name__}.{name}").run
+
+    def __setitem__(self, name: str, fn: StageFn) -> None:
+        if name not in UPSTREAM:
+            raise KeyError(f"no stage {name!r}")
+        self._replaced[name] = fn
+
+    def __delitem__(self, name: str) -> None:
+        self._replaced.pop(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(UPSTREAM)
+
+    def __len__(self) -> int:
+        return len(UPSTREAM)
+
+
+STAGES = _Stages()

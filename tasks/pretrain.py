@@ -11,7 +11,6 @@ import logging
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
 
 from vaeflow.config import TUNABLE, Config, ConfigError, PretrainConfig, VAEConfig
 from vaeflow.io import ArtifactError, read_json, save_torch, write_json, write_text
@@ -88,6 +87,8 @@ def _figures(model: VAE, data: Prepared, x_test: torch.Tensor, dom: np.ndarray, 
         from sklearn.manifold import TSNE
         z2 = TSNE(2, random_state=seed, init="pca", perplexity=min(30, len(mu) - 1)).fit_transform(mu)
     else:
+        from sklearn.decomposition import PCA  # here: scikit-learn's import is seconds a Ray trial never needs
+
         z2 = PCA(2, random_state=seed).fit_transform(mu) if mu.shape[1] > 1 else np.c_[mu, np.zeros(len(mu))]
     latent_scatter(z2, labels, dom, paths.figures / "vae_latent.png", f"posterior means of test images ({method})")
     ep = [r["epoch"] for r in history]

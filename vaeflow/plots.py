@@ -4,13 +4,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from vaeflow.io import save_figure
 
-from vaeflow.io import save_figure  # noqa: E402
+
+def pyplot():  # also used by vaeflow.tuning.report
+    """pyplot on the Agg backend, imported on first use: ~1 s that a process drawing nothing (a Ray trial,
+    a stage reading this module's neighbours) should not pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _to_hwc(img: np.ndarray) -> np.ndarray:
@@ -22,6 +29,7 @@ def _to_hwc(img: np.ndarray) -> np.ndarray:
 
 def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str = "", ncol: int = 16) -> None:
     """One labelled row of images per entry; images are N×C×H×W in [0,1]."""
+    plt = pyplot()
     fig, axes = plt.subplots(len(rows), ncol, figsize=(ncol * 0.6, len(rows) * 0.7 + 0.4), squeeze=False)
     for r, (label, imgs) in enumerate(rows):
         for c in range(ncol):
@@ -39,6 +47,7 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str = 
 
 
 def latent_scatter(z2: np.ndarray, labels: np.ndarray, domains: np.ndarray, path: Path, title: str) -> None:
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.4))
     sc = a.scatter(z2[:, 0], z2[:, 1], c=labels, cmap="tab10", s=6, alpha=0.8)
     a.legend(*sc.legend_elements(), fontsize=6, title="class", loc="best", markerscale=0.7)
@@ -55,6 +64,7 @@ def latent_scatter(z2: np.ndarray, labels: np.ndarray, domains: np.ndarray, path
 
 def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, xlabel: str, ylabel: str,
            title: str) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for name, (x, y) in series.items():
         ax.plot(x, y, label=name)
@@ -66,6 +76,7 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Pat
 
 
 def bars(values: dict[str, float], path: Path, ylabel: str, title: str, fmt: str = "{:.3f}") -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     names = list(values)
     ax.bar(names, [values[n] for n in names], color="tab:blue")

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from vaeflow.config import Config, DataConfig
 from vaeflow.data.digits import Pool, load_digits_pool
@@ -79,6 +78,10 @@ def _state(rng: np.random.Generator) -> int:
 def _stratified(idx: np.ndarray, y: np.ndarray, size: float | int, rng: np.random.Generator,
                 what: str) -> tuple[np.ndarray, np.ndarray]:
     """(chosen, rest) of idx, with `size` of them chosen stratified by y[idx]."""
+    # Imported here: scikit-learn costs ~3 s to import, and most importers of this module (a Ray trial,
+    # any stage reading prepared data) never split.
+    from sklearn.model_selection import train_test_split
+
     try:
         return train_test_split(idx, train_size=size, stratify=y[idx], random_state=_state(rng))
     except ValueError as e:  # too few images of some class for the requested share

@@ -75,7 +75,9 @@ def _trials_csv(trials: list[dict]) -> str:
 
 
 def _curves_figure(trials: list[dict], best_id: str, path: Path) -> None:
-    from vaeflow.plots import plt  # sets the Agg backend
+    from vaeflow.plots import pyplot
+
+    plt = pyplot()  # on the Agg backend
 
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for t in trials:
