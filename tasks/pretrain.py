@@ -20,7 +20,7 @@ from vaeflow.paths import Paths
 from vaeflow.plots import curves, image_grid, latent_scatter
 from vaeflow.prepared import Prepared, load_prepared, to_tensor
 from vaeflow.progress import epoch_bar
-from vaeflow.runtime import seed_everything, select_device
+from vaeflow.runtime import full_fp32, seed_everything, select_device
 from vaeflow.training.checkpoint import fingerprint
 from vaeflow.training.vae_trainer import train_vae
 
@@ -63,10 +63,11 @@ def score(model: VAE, x_obs: torch.Tensor, iwae_k: int, chunk: int, batch_size: 
     """Per-image negative ELBO (averaged over draws) and IWAE NLL, batched to bound memory."""
     model.eval()
     nelbo, nll = [], []
-    for i in range(0, len(x_obs), batch_size):
-        xb = x_obs[i:i + batch_size]
-        nelbo.append(-torch.stack([model.elbo(xb)["elbo"] for _ in range(elbo_draws)]).mean(0))
-        nll.append(-model.iwae(xb, iwae_k, chunk))
+    with full_fp32():
+        for i in range(0, len(x_obs), batch_size):
+            xb = x_obs[i:i + batch_size]
+            nelbo.append(-torch.stack([model.elbo(xb)["elbo"] for _ in range(elbo_draws)]).mean(0))
+            nll.append(-model.iwae(xb, iwae_k, chunk))
     return {"nelbo": torch.cat(nelbo).cpu().numpy(), "nll": torch.cat(nll).cpu().numpy()}
 
 
@@ -106,12 +107,14 @@ def run(cfg: Config, paths: Paths) -> dict:
     model = build_vae(vcfg, data.image_shape, lik).to(device)
     x_train = to_tensor(data.unlabelled_train(), device)
     x_val, _ = data.likelihood_split("val")
-    fp = fingerprint(cfg.seed, lik, vcfg.model_dump(), pcfg.model_dump(), data.hashes)
+    # The time budget does not change the trajectory, so a run resumed with another budget continues.
+    fp = fingerprint(cfg.seed, lik, vcfg.model_dump(), pcfg.model_dump(exclude={"max_minutes"}), data.hashes)
     with epoch_bar("pretrain", pcfg.epochs, show="val_nelbo") as advance:
         res = train_vae(model, x_train, to_tensor(x_val, device), epochs=pcfg.epochs, batch_size=pcfg.batch_size,
                         lr=pcfg.lr, beta=pcfg.beta, warmup_epochs=pcfg.kl_warmup_epochs, patience=pcfg.patience,
                         likelihood=lik, levels=data.levels, ckpt_path=paths.checkpoint("pretrain"),
-                        fingerprint=fp, on_epoch=advance)
+                        fingerprint=fp, on_epoch=advance,
+                        max_seconds=None if pcfg.max_minutes is None else 60 * pcfg.max_minutes)
     model.load_state_dict(res.best_state)
     x_test_np, dom = data.likelihood_split("test")
     x_test = to_tensor(x_test_np, device)
@@ -131,6 +134,7 @@ def run(cfg: Config, paths: Paths) -> dict:
         "test_nll_nats_target": float(s["nll"][dom == 1].mean()),
         "best_epoch": res.best_epoch,
         "epochs_run": len(res.history),
+        "stopped_by": "time_budget" if res.out_of_time else "patience" if res.stopped_early else "epochs",
         "val_nelbo_nats": res.best_val_nelbo,
         "train_seconds": res.seconds,
         "n_test": int(len(x_test_np)),

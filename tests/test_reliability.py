@@ -314,3 +314,27 @@ def test_checkpoint_clock_throttles_writes_without_changing_results(tmp_path, mo
     every_epoch, hourly = train(0.0, "a.pt"), train(3600.0, "b.pt")
     assert every_epoch["saved"] == [1, 2, 3] and hourly["saved"] == [3]  # the last epoch is always saved
     assert all(torch.equal(every_epoch["best"][k], hourly["best"][k]) for k in every_epoch["best"])
+
+
+def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """pretrain.max_minutes: the epoch that crosses the budget is the last one, and it is checkpointed,
+    so a second process with more time continues exactly where the first stopped."""
+    from vaeflow.models.vae import VAE
+    from vaeflow.training import vae_trainer
+
+    g = torch.Generator().manual_seed(0)
+    x, x_val = torch.rand(40, 1, 4, 4, generator=g), (torch.rand(10, 1, 4, 4, generator=g) < 0.5).float()
+
+    def train(name: str, max_seconds: float | None):
+        torch.manual_seed(0)
+        model = VAE(input_shape=(1, 4, 4), latent_dim=2, hidden=[8], likelihood="bernoulli")
+        return vae_trainer.train_vae(model, x, x_val, epochs=3, batch_size=16, lr=1e-2, beta=1.0, warmup_epochs=0,
+                                     patience=10, likelihood="bernoulli", levels=2, ckpt_path=tmp_path / name,
+                                     fingerprint="fp", max_seconds=max_seconds)
+
+    whole = train("a.pt", None)
+    cut = train("b.pt", 1e-9)
+    assert cut.out_of_time and cut.stopped_early and len(cut.history) == 1 and not whole.out_of_time
+    rest = train("b.pt", None)
+    assert [r["epoch"] for r in rest.history] == [0, 1, 2] and len(whole.history) == 3
+    assert all(torch.equal(whole.best_state[k], rest.best_state[k]) for k in whole.best_state)

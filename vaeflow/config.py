@@ -105,6 +105,8 @@ class PretrainConfig(Section):
     beta: float = Field(1.0, gt=0)
     kl_warmup_epochs: int = Field(10, ge=0)
     patience: int = Field(20, ge=1, description="epochs without val-ELBO improvement before stopping")
+    max_minutes: float | None = Field(None, gt=0, description="stop after the epoch that uses up this "
+                                         "wall-clock budget (like Lightning's max_time); null: no limit")
     use_tuned: bool = False
 
 

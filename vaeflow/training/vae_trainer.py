@@ -31,6 +31,7 @@ class VAETrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     stopped_early: bool = False
+    out_of_time: bool = False
 
 
 def kl_weight(epoch: int, step_in_epoch: int, steps_per_epoch: int, beta: float, warmup_epochs: int) -> float:
@@ -59,13 +60,15 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
               lr: float, beta: float, warmup_epochs: int, patience: int, likelihood: str, levels: int,
               ckpt_path: Path, fingerprint: str,
               on_epoch: Callable[[dict], None] | None = None,
-              fail_at: tuple[int, int] | None = None, checkpoint_every_s: float = 0.0) -> VAETrainResult:
+              fail_at: tuple[int, int] | None = None, checkpoint_every_s: float = 0.0,
+              max_seconds: float | None = None) -> VAETrainResult:
     """Train with Adam, early stopping on val ELBO, and a resumable checkpoint after every epoch.
 
     A NaN or inf loss raises NonFiniteLoss naming epoch and step, before anything of that epoch is
     checkpointed. `fail_at=(epoch, step)` (or VAEFLOW_NAN_AT, see vaeflow/faults.py) injects a NaN loss
     there; the fault-injection tests use it. `checkpoint_every_s` > 0 checkpoints at most that often
-    (and after the last epoch) instead of after every epoch; see CheckpointClock.
+    (and after the last epoch) instead of after every epoch; see CheckpointClock. `max_seconds` stops after
+    the epoch that crosses that wall-clock budget (counted in this process: a resumed run gets it afresh).
     """
     fail_at = fail_at or faults.nan_at(ckpt_path.stem)
     device = x_train.device
@@ -90,7 +93,8 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
     steps_per_epoch = math.ceil(n / batch_size)
     t0 = time.perf_counter()
     clock = CheckpointClock(checkpoint_every_s)
-    while st["epoch"] < epochs and st["bad_epochs"] < patience:
+    out_of_time = False
+    while st["epoch"] < epochs and st["bad_epochs"] < patience and not out_of_time:
         epoch = st["epoch"]
         model.train()
         perm = torch.randperm(n, device=device)
@@ -133,10 +137,11 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             st["bad_epochs"] += 1
-        if clock.due(last_epoch=st["epoch"] >= epochs or st["bad_epochs"] >= patience):
+        out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+        if clock.due(last_epoch=st["epoch"] >= epochs or st["bad_epochs"] >= patience or out_of_time):
             save_checkpoint(ckpt_path, fingerprint, model, opt, st, {"best_state": best_state})
         if on_epoch:
             on_epoch(row)
     return VAETrainResult(best_state=best_state, best_epoch=st["best_epoch"], best_val_nelbo=st["best_val"],
                           history=st["history"], seconds=time.perf_counter() - t0,
-                          stopped_early=st["epoch"] < epochs)
+                          stopped_early=st["epoch"] < epochs, out_of_time=out_of_time)
