@@ -43,8 +43,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can fix (params, missing or corrupted inputs): exit 2 with their message, no traceback."""
     from vaeflow.data import DataError
 
+    from flows.local_server import ServerError
+
     return (ConfigError, DataError, ArtifactError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-            PermissionError)
+            PermissionError, ServerError)
 
 
 class _NoTracebackFor(logging.Filter):
@@ -106,6 +108,21 @@ def _report_up_to_date() -> None:
     log.info("every stage is up to date (dvc status): nothing to run, so the flow was not started "
              "(set PREFECT_API_URL to record no-op runs on a Prefect server)")
     console.print(summary_table(guarded(lambda: read_json(Paths().all_metrics))))
+
+
+def _early_server():
+    """Prefect's ephemeral API server, started now so that it boots while this process imports torch and
+    Prefect (flows/local_server.py); None where Prefect would not start one (PREFECT_API_URL is set)."""
+    import os
+
+    from flows import local_server
+
+    if not local_server.wanted():
+        return None
+    server = local_server.LocalServer()
+    os.environ["PREFECT_API_URL"] = server.url  # before Prefect is imported: its settings are read then
+    log.debug("started Prefect's local API server for this run at %s", server.url)
+    return server
 
 
 def _config(params: Path, overrides: Optional[list[str]]) -> Config:
@@ -173,6 +190,7 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     try:
         if _nothing_to_do(cfg, params, set_ or []):
             return _report_up_to_date()
+        server = _early_server()
         from vaeflow.runtime import set_threads
 
         set_threads(cfg.threads)
@@ -183,6 +201,8 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
         for name in ("prefect.flow_runs", "prefect.task_runs"):
             logging.getLogger(name).addFilter(quiet)
         t0 = time.perf_counter()
+        if server is not None:
+            guarded(server.wait)
         metrics = guarded(lambda: training_pipeline(params_file=str(params), overrides=list(set_ or []), root="."))
     finally:
         lock.release()

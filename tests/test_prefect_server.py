@@ -227,3 +227,53 @@ def test_served_deployment_has_cron_schedule_and_runs(server, client, project):
             proc.wait(30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+# ------------------------------------------------ ephemeral mode: the server `vaeflow run` starts early
+
+def test_run_without_api_url_records_the_run_in_the_local_database_and_leaves_no_server(project, tmp_path_factory):
+    """Without PREFECT_API_URL, `vaeflow run` starts Prefect's throwaway API server itself, before its imports
+    (flows/local_server.py): on 127.0.0.1, with Prefect's own SQLite database, stopped when the run ends."""
+    import re
+    import sqlite3
+
+    home = tmp_path_factory.mktemp("ephemeral_home")
+    res = subprocess.run([sys.executable, "-m", "flows.cli", "run", "-v", *_sets()], cwd=project, env=_env(home),
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    url = re.search(r"local API server for this run at\s+(http://\S+)", res.stdout + res.stderr)
+    assert url and url[1].startswith("http://127.0.0.1:"), res.stderr[-2000:]
+    with pytest.raises(httpx.ConnectError):  # gone with the run
+        httpx.get(f"{url[1]}/health", timeout=2)
+    with sqlite3.connect(home / "prefect.db") as db:
+        runs = db.execute("SELECT id, state_type FROM flow_run").fetchall()
+        assert [s for _, s in runs] == ["COMPLETED"]
+        tasks = db.execute("SELECT name, state_type FROM task_run WHERE flow_run_id = ?", (runs[0][0],)).fetchall()
+    assert sorted(n for n, _ in tasks) == sorted(STAGE_NAMES) and {s for _, s in tasks} == {"COMPLETED"}
+
+
+def test_early_server_is_skipped_where_prefect_would_not_start_one(tmp_path, monkeypatch):
+    from flows import local_server
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    for var in ("PREFECT_API_URL", "PREFECT_PROFILES_PATH", "VAEFLOW_EARLY_SERVER", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    assert local_server.wanted()
+    monkeypatch.setenv("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
+    assert not local_server.wanted()
+    monkeypatch.delenv("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE")
+    (tmp_path / "profiles.toml").write_text('active = "x"\n[profiles.x]\nPREFECT_API_URL = "http://10.0.0.5:4200/api"\n')
+    assert not local_server.wanted()  # a profile's server is Prefect's to use
+    (tmp_path / "profiles.toml").unlink()
+    monkeypatch.setenv("VAEFLOW_EARLY_SERVER", "0")
+    assert not local_server.wanted()
+
+
+def test_early_server_that_cannot_start_is_a_clear_error(monkeypatch):
+    from flows import local_server
+
+    monkeypatch.setattr(local_server.sys, "executable", "/bin/false")
+    srv = local_server.LocalServer()
+    with pytest.raises(local_server.ServerError, match=r"exited with code 1.*PREFECT_API_URL"):
+        srv.wait(timeout=20)
+    assert srv.proc is None

@@ -1,0 +1,86 @@
+"""Prefect's ephemeral mode, started early: a throwaway API server subprocess for one `vaeflow run`.
+
+Without PREFECT_API_URL, Prefect starts the same server itself, but only when the flow first calls the API,
+and to do so the client imports `prefect.server.api.server` (~5 s) before the server subprocess starts
+importing it too (~6 s more). Started here, before `vaeflow run` imports torch and Prefect, the server boots
+on the other core while this process imports, and this process never imports Prefect's server code.
+It is the same server Prefect starts (uvicorn serving `prefect.server.api.server:create_app` with the
+ephemeral flags, on 127.0.0.1, the default SQLite database), so runs, logs and artifacts land in the same place.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+EPHEMERAL_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def wanted() -> bool:
+    """Only where Prefect would start an ephemeral server itself: no API URL in the environment or in a
+    Prefect profile (a profile that names one is left to Prefect), and ephemeral mode not switched off."""
+    if os.environ.get("PREFECT_API_URL") or os.environ.get("VAEFLOW_EARLY_SERVER", "1") == "0":
+        return False
+    if os.environ.get("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true").lower() in ("0", "false", "no"):
+        return False
+    home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
+    try:
+        return "PREFECT_API_URL" not in profiles.read_text()
+    except OSError:
+        return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        port = _free_port(host)
+        self.host, self.url = host, f"http://{host}:{port}/api"
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host",
+               host, "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+        self.proc: subprocess.Popen | None = subprocess.Popen(cmd, env={**os.environ, **EPHEMERAL_ENV},
+                                                               stdin=subprocess.DEVNULL)
+        atexit.register(self.stop)  # registered before Prefect's log and event workers, so it runs after they drain
+
+    def wait(self, timeout: float | None = None) -> str:
+        """The server's API URL once /health answers. The URL is fixed (Prefect read it at import), so a
+        server that died at start is not moved to another port: the error says what to do instead."""
+        timeout = timeout or float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 60))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc is not None and self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self.url
+            except OSError:
+                pass
+            time.sleep(0.1)
+        code = None if self.proc is None else self.proc.poll()
+        self.stop()
+        raise ServerError(f"Prefect's local API server did not answer at {self.url} within {timeout:g}s"
+                          + (f" (it exited with code {code})" if code is not None else "")
+                          + "; start one yourself (prefect server start --host 127.0.0.1) and set PREFECT_API_URL")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
