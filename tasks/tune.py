@@ -56,14 +56,16 @@ def trial(config: dict, *, base: dict, data: Prepared, cpus: float, fault: dict 
     with TrialCheckpoint() as ck:
         def on_epoch(row: dict) -> None:
             ck.report({"val_nelbo": row["val_nelbo"], "train_loss": row["train_loss"], "epoch": row["epoch"],
-                       "threads": torch.get_num_threads(), "device": device.type, "resumed": ck.restored})
+                       "threads": torch.get_num_threads(), "device": device.type, "resumed": ck.restored},
+                      checkpoint=row["checkpointed"])
             inject_fault(fault, row["epoch"], ray.tune.get_context().get_trial_id())
 
         try:
             train_vae(model, to_tensor(data.unlabelled_train(), device), to_tensor(x_val, device),
                       epochs=cfg.tune.max_epochs, batch_size=pcfg.batch_size, lr=pcfg.lr, beta=pcfg.beta,
                       warmup_epochs=pcfg.kl_warmup_epochs, patience=pcfg.patience, likelihood=lik,
-                      levels=data.levels, ckpt_path=ck.path, fingerprint=fp, on_epoch=on_epoch)
+                      levels=data.levels, ckpt_path=ck.path, fingerprint=fp, on_epoch=on_epoch,
+                      checkpoint_every_s=cfg.tune.checkpoint_every_s)
         except NonFiniteLoss as e:
             # A diverging configuration is a bad trial, not a crash: a retry from its checkpoint would
             # diverge the same way. It ends here, judged by the epochs it did report.

@@ -32,6 +32,7 @@ TUNE = TINY + [
     "pretrain.patience=100",  # so any trial that ends early was stopped by ASHA
     "tune.max_epochs=4", "tune.grace_period=1", "tune.reduction_factor=2", "tune.num_samples=1",
     "tune.max_concurrent_trials=2", "tune.cpus_per_trial=1", "tune.max_failures=2",
+    "tune.checkpoint_every_s=0",  # a checkpoint every epoch: a retry or resume repeats no epoch
     "tune.gpus_per_trial=0.5",  # the Ray below has no GPU: trials must fall back to CPU and say so once
     "tune.search_space={lr: {grid: %s}}" % json.dumps(LRS),
 ]
@@ -349,3 +350,36 @@ def test_job_submitted_to_a_local_head_writes_its_outputs(project, ray_head):
     assert best["config"] == _config(storage / "vae_tune", best_id)
     assert (project / "reports" / "figures" / "tune_curves.png").exists()
     assert not (project / "data" / "prepared").exists()  # the job prepared its data in its own working dir
+
+
+def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_unsaved_ones(tmp_path):
+    """tune.checkpoint_every_s > 0: metrics every epoch (ASHA's input), a checkpoint at most that often and
+    after the last epoch. A trial that fails before its first checkpoint starts again from epoch 0, and
+    the trials table counts each epoch once."""
+    import ray
+
+    from tasks import prepare
+    from tasks.tune import tune
+
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    cfg = load_config(tmp_path / "params.yaml", TINY + [
+        "pretrain.patience=100", "tune.max_epochs=4", "tune.grace_period=4", "tune.num_samples=1",
+        "tune.max_concurrent_trials=1", "tune.cpus_per_trial=1", "tune.gpus_per_trial=0", "tune.max_failures=1",
+        "tune.checkpoint_every_s=3600", "tune.search_space={lr: {grid: [0.001]}}"])
+    paths = Paths(tmp_path)
+    prepare.run(cfg, paths)
+    old_env = dict(os.environ)
+    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1")
+    try:
+        tune(cfg, paths, fault={"marker": str(tmp_path / "fault.marker"), "epoch": 2, "kind": "raise"})
+    finally:
+        ray.shutdown()
+        os.environ.clear()
+        os.environ.update(old_env)
+    (trial_dir,) = (tmp_path / "runs" / "tune" / "vae_tune").glob("trial_*")
+    df = pd.read_csv(trial_dir / "progress.csv")
+    # epochs 0-2, the fault, then from epoch 0 again: there was no checkpoint to resume from
+    assert list(df["epoch"]) == [0, 1, 2, 0, 1, 2, 3] and not df["resumed"].any()
+    assert len(list(trial_dir.glob("checkpoint_*"))) == 1  # the one after the last epoch
+    table = pd.read_csv(tmp_path / "metrics" / "tune_trials.csv")
+    assert list(table["status"]) == ["completed"] and list(table["epochs"]) == [4]

@@ -138,10 +138,11 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
         else:
             st["bad_epochs"] += 1
         out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
-        if clock.due(last_epoch=st["epoch"] >= epochs or st["bad_epochs"] >= patience or out_of_time):
+        saved = clock.due(last_epoch=st["epoch"] >= epochs or st["bad_epochs"] >= patience or out_of_time)
+        if saved:
             save_checkpoint(ckpt_path, fingerprint, model, opt, st, {"best_state": best_state})
         if on_epoch:
-            on_epoch(row)
+            on_epoch({**row, "checkpointed": saved})
     return VAETrainResult(best_state=best_state, best_epoch=st["best_epoch"], best_val_nelbo=st["best_val"],
                           history=st["history"], seconds=time.perf_counter() - t0,
                           stopped_early=st["epoch"] < epochs, out_of_time=out_of_time)

@@ -143,13 +143,14 @@ class TrialCheckpoint:
         self.started = time.time()
         return self
 
-    def report(self, metrics: dict[str, Any]) -> None:
+    def report(self, metrics: dict[str, Any], checkpoint: bool = True) -> None:
         from ray import tune
 
-        # Called after the training loop has atomically written this epoch's state: Tune copies the
-        # directory into the experiment's storage before returning, so the next epoch may overwrite it.
+        # With `checkpoint`, called after the training loop has atomically written this epoch's state: Tune
+        # copies the directory into the experiment's storage before returning, so the next epoch may
+        # overwrite it. Without, metrics only: ASHA still sees every epoch, and Tune's driver does far less.
         tune.report({**metrics, "started": self.started, "time": time.time()},
-                    checkpoint=tune.Checkpoint.from_directory(str(self.dir)))
+                    checkpoint=tune.Checkpoint.from_directory(str(self.dir)) if checkpoint else None)
 
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -50,8 +50,9 @@ def _progress(r: Any) -> Any:
 def _trial(r: Any, max_epochs: int) -> dict:
     """One trial's row. Epochs count from 0 as in pretrain's history; a trial that never started has no metrics."""
     m, df = r.metrics or {}, _progress(r)
-    hist = [] if df is None or METRIC not in df else [
-        (int(e), float(v)) for e, v in zip(df["epoch"], df[METRIC]) if math.isfinite(v)]
+    # A trial retried from a checkpoint older than its last report reports those epochs again: keep the last.
+    hist = [] if df is None or METRIC not in df else sorted(
+        {int(e): float(v) for e, v in zip(df["epoch"], df[METRIC]) if math.isfinite(v)}.items())
     best = min(hist, key=lambda h: h[1]) if hist else (-1, math.inf)
     status = ("error" if r.error is not None else "unfinished" if not m.get("done")
               else "completed" if m.get("training_iteration", 0) >= max_epochs else "stopped_early")
