@@ -178,6 +178,8 @@ class TuneConfig(Section):
                                   "trial has written this many since the last save: more means less driver work")
     checkpoint_every_s: float = Field(5.0, ge=0, description="a trial hands Tune a checkpoint at most this often "
                                       "(and after its last epoch); metrics go every epoch. 0: every epoch")
+    tensorboard: bool = Field(False, description="also write TensorBoard event files for every report (Tune's "
+                              "TBXLoggerCallback: driver work on every result)")
     storage_path: str = Field("runs/tune", description="local dir (relative to the project) or a URI, e.g. s3://b/p")
     experiment_name: str = Field("vae_tune", pattern=r"^[A-Za-z0-9_.-]+$")
     search_space: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -8,6 +8,7 @@ after its last report instead of starting over.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -97,6 +98,14 @@ def make_tuner(trainable: Any, cfg: Config, root: Path, *, resume: bool,
     from vaeflow.tuning.asha import ResumableASHA
     from vaeflow.tuning.space import to_ray
 
+    # Tune's default loggers are CSV (progress.csv, which the trials table and curves read), JSON and, when
+    # tensorboardX is importable, TensorBoard. With epochs of tens of milliseconds the driver's work on every
+    # result competes with the trials, so TensorBoard is opt-in: name the loggers, switch off the automatic ones.
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), *([TBXLoggerCallback()] if cfg.tune.tensorboard else []),
+                 *(callbacks or [])]
     path = experiment_path(cfg, root)
     if resume:
         log.info("tune: resuming %s", path)
@@ -158,8 +167,6 @@ class TrialCheckpoint:
 
 def claim_once(marker: str | Path, note: str = "") -> bool:
     """True for exactly one caller across processes: the first to create `marker`, which then holds `note`."""
-    import os
-
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
@@ -175,7 +182,6 @@ def inject_fault(fault: dict | None, epoch: int, trial_id: str) -> None:
     if not fault or epoch != fault["epoch"] or not claim_once(fault["marker"], trial_id):
         return
     if fault.get("kind") == "kill":
-        import os
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
