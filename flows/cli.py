@@ -85,14 +85,13 @@ def guarded(fn: Callable[[], object]) -> object:
 
 def _nothing_to_do(cfg: Config, params: Path, overrides: list[str]) -> bool:
     """In Prefect's ephemeral mode, a run whose every stage DVC finds up to date skips starting Prefect's
-    throwaway server (most of a no-op run's time) and says so. With PREFECT_API_URL set, the flow always
-    runs, so the server records every run, skipped stages included."""
-    import os
-
+    throwaway server (most of a no-op run's time) and says so. With PREFECT_API_URL set (environment or
+    profile), the flow always runs, so the server records every run, skipped stages included."""
+    from flows.local_server import api_url_configured
     from vaeflow import uptodate
     from vaeflow.io import read_json
 
-    if os.environ.get("PREFECT_API_URL") or not uptodate.tracks(".", params, overrides):
+    if api_url_configured() or not uptodate.tracks(".", params, overrides):
         return False
     if cfg.pretrain.use_tuned and not (Paths().tuned.is_file() and read_json(Paths().tuned).get("tuned")):
         return False  # the flow would tune first

@@ -25,22 +25,28 @@ class ServerError(RuntimeError):
     pass
 
 
-def wanted() -> bool:
-    """Only where Prefect would start an ephemeral server itself: no API URL in the environment or in a
-    Prefect profile (a profile that names one is left to Prefect), and ephemeral mode not switched off."""
-    if os.environ.get("PREFECT_API_URL") or os.environ.get("VAEFLOW_EARLY_SERVER", "1") == "0":
-        return False
-    if os.environ.get("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true").lower() in ("0", "false", "no"):
-        return False
+def api_url_configured() -> bool:
+    """Whether Prefect will talk to a server of the user's: PREFECT_API_URL in the environment or in a Prefect
+    profile (read as text, so that asking costs no Prefect import). Otherwise Prefect runs in ephemeral mode."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
     home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
     profiles = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
     try:
-        return "PREFECT_API_URL" not in profiles.read_text()
+        return "PREFECT_API_URL" in profiles.read_text()
     except OSError:
-        return True
+        return False
 
 
-def _free_port(host: str) -> int:
+def wanted() -> bool:
+    """Only where Prefect would start an ephemeral server itself: no API URL configured (a profile's is left
+    to Prefect) and ephemeral mode not switched off."""
+    if api_url_configured() or os.environ.get("VAEFLOW_EARLY_SERVER", "1") == "0":
+        return False
+    return os.environ.get("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "true").lower() not in ("0", "false", "no")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -48,7 +54,7 @@ def _free_port(host: str) -> int:
 
 class LocalServer:
     def __init__(self, host: str = "127.0.0.1") -> None:
-        port = _free_port(host)
+        port = free_port(host)
         self.host, self.url = host, f"http://{host}:{port}/api"
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host",
                host, "--port", str(port), "--log-level", "error", "--lifespan", "on"]

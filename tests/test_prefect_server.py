@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,11 @@ import httpx
 import pytest
 
 from conftest import REPO, TINY
+from flows.local_server import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 
 STAGE_NAMES = ["prepare", "gmm", "pretrain", "adapt", "evaluate"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(home: Path, api_url: str | None = None) -> dict[str, str]:
@@ -41,7 +35,7 @@ def _env(home: Path, api_url: str | None = None) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect_home")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = _env(home) | {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
                         "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false"}

@@ -316,7 +316,7 @@ def test_checkpoint_clock_throttles_writes_without_changing_results(tmp_path, mo
     assert all(torch.equal(every_epoch["best"][k], hourly["best"][k]) for k in every_epoch["best"])
 
 
-def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes_to_the_same_weights(tmp_path, monkeypatch):
+def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes_to_the_same_weights(tmp_path):
     """pretrain.max_minutes: the epoch that crosses the budget is the last one, and it is checkpointed,
     so a second process with more time continues exactly where the first stopped."""
     from vaeflow.models.vae import VAE

@@ -127,8 +127,8 @@ def make_tuner(trainable: Any, cfg: Config, root: Path, *, resume: bool,
         run_config=tune.RunConfig(
             name=t.experiment_name, storage_path=storage_root(cfg, root), callbacks=callbacks, verbose=1,
             failure_config=tune.FailureConfig(max_failures=t.max_failures),
-            # At least two: one to resume from, one spare while the next is being written.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=max(2, t.keep_checkpoints))))
+            # At least two (the schema's bound): one to resume from, one spare while the next is being written.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=t.keep_checkpoints)))
 
 
 class TrialCheckpoint:
