@@ -264,7 +264,7 @@ def main() -> None:
     app()
 
 
-from flows import tune_cli  # noqa: E402,F401  registers tune/submit
+from flows import deps, tune_cli  # noqa: E402,F401  registers deps, tune, submit
 
 
 if __name__ == "__main__":

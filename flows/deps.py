@@ -1,0 +1,257 @@
+"""Each stage's code deps in dvc.yaml, derived from the code instead of kept by hand.
+
+`vaeflow run` and `dvc repro` both call a stage up to date when its deps are unchanged, so a project file
+that a stage runs but dvc.yaml does not list makes an edit to it invisible (stale results reported as up to
+date). Two views of "the files a stage runs":
+
+- `static_deps(stage)`: the project files reachable from `tasks/<stage>.py` through import statements,
+  wherever they are (lazy imports inside functions included), plus every package `__init__.py` on the way.
+  An over-approximation: a branch that a config never takes still counts, as it must (a config can take it).
+  This is what `vaeflow deps --write` puts into dvc.yaml.
+- `traced_deps(...)`: the project files whose code actually executes while the stage runs on a config, each
+  stage in a freshly forked process with no project module imported yet (tests/test_deps.py). It catches
+  what reading import statements cannot (an `importlib.import_module(name)` with a computed name).
+
+Only code deps (paths under CODE_ROOTS) are managed; data, model and metric deps are left as written.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE_ROOTS = ("vaeflow", "tasks", "flows")  # the project's packages; deps under them are code deps
+NOT_COLLAPSED = set(CODE_ROOTS)  # never list a whole package root: it would tie a stage to every module
+
+
+def module_file(name: str, root: Path = ROOT) -> Path | None:
+    """The file of project module `name` (a package's __init__.py), or None if it is not a project module."""
+    if name.split(".")[0] not in CODE_ROOTS:
+        return None
+    base = root.joinpath(*name.split("."))
+    for f in (base.with_suffix(".py"), base / "__init__.py"):
+        if f.is_file():
+            return f
+    return None
+
+
+def _package_inits(name: str, root: Path) -> list[Path]:
+    """Importing a.b.c runs a/__init__.py and a/b/__init__.py first."""
+    parts = name.split(".")
+    return [f for i in range(1, len(parts)) if (f := module_file(".".join(parts[:i]), root))
+            and f.name == "__init__.py"]
+
+
+def _imported_names(path: Path, root: Path) -> set[str]:
+    """Every module name that `path` imports anywhere (module level or inside functions), with `from X import
+    y` also giving X.y (y may be a submodule), and `importlib.import_module("literal")`."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    rel = path.relative_to(root).with_suffix("")
+    package = list(rel.parts[:-1])  # a/b/c.py and a/b/__init__.py both sit in package a.b
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from . import x / from ..a import b
+                base = package[:len(package) - node.level + 1] if node.level > 1 else package
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            names.add(mod)
+            names.update(f"{mod}.{a.name}" for a in node.names if a.name != "*")
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            names.add(node.args[0].value)
+    return names
+
+
+def static_deps(stage: str, root: Path = ROOT) -> set[str]:
+    """Project files (relative posix paths) that importing and running tasks/<stage>.py can execute."""
+    start = f"tasks.{stage}"
+    seen: set[Path] = set()
+    todo = [f for f in [module_file(start, root), *_package_inits(start, root)] if f]
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        for name in _imported_names(f, root):
+            target = module_file(name, root)
+            todo += [g for g in [target, *(_package_inits(name, root) if target else [])] if g and g not in seen]
+    return {f.relative_to(root).as_posix() for f in seen}
+
+
+def collapse(files: set[str], root: Path = ROOT) -> list[str]:
+    """The shortest dvc.yaml listing of `files`: a directory stands for its files when every .py file under
+    it is needed (so a module added there later is covered too)."""
+    def all_needed(d: Path) -> bool:
+        return all(f.relative_to(root).as_posix() in files for f in d.rglob("*.py") if "__pycache__" not in f.parts)
+
+    out: set[str] = set()
+    for f in files:
+        parts = Path(f).parts
+        entry = f
+        for i in range(1, len(parts)):  # the outermost collapsible directory wins
+            d = Path(*parts[:i])
+            if d.as_posix() not in NOT_COLLAPSED and all_needed(root / d):
+                entry = d.as_posix()
+                break
+        out.add(entry)
+    return sorted(out)
+
+
+def is_code_dep(dep: str) -> bool:
+    return dep.split("/")[0] in CODE_ROOTS
+
+
+def covered(file: str, listed: list[str]) -> bool:
+    return any(file == d or file.startswith(d.rstrip("/") + "/") for d in listed)
+
+
+def stages() -> list[str]:
+    from tasks import UPSTREAM
+
+    return list(UPSTREAM)
+
+
+def _dvc_yaml(root: Path):
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round-trip: comments and order survive a --write
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 120
+    return yaml, yaml.load((root / "dvc.yaml").read_text())
+
+
+def _dep_name(d) -> str:
+    return d if isinstance(d, str) else next(iter(d))
+
+
+def check(root: Path = ROOT, names: list[str] | None = None) -> list[str]:
+    """Problems with dvc.yaml's code deps: a stage of tasks.UPSTREAM missing from dvc.yaml, a file a stage
+    imports that its deps do not cover, a listed code path that does not exist."""
+    _, doc = _dvc_yaml(root)
+    problems = []
+    for stage in names or stages():
+        if stage not in doc["stages"]:
+            problems.append(f"stage {stage}: in tasks.UPSTREAM but not in dvc.yaml")
+            continue
+        listed = [_dep_name(d) for d in doc["stages"][stage].get("deps", []) if is_code_dep(_dep_name(d))]
+        problems += [f"stage {stage}: dep {d} does not exist" for d in listed if not (root / d).exists()]
+        problems += [f"stage {stage}: runs {f} but dvc.yaml does not list it"
+                     for f in sorted(static_deps(stage, root)) if not covered(f, listed)]
+    return problems
+
+
+def write(root: Path = ROOT, names: list[str] | None = None) -> bool:
+    """Replace each existing stage's code deps in dvc.yaml with the derived ones; True if dvc.yaml changed."""
+    yaml, doc = _dvc_yaml(root)
+    for stage in names or stages():
+        if stage not in doc["stages"]:
+            continue  # a new stage's outs and params are its author's to write; check() reports it
+        deps = doc["stages"][stage].setdefault("deps", [])
+        for i in reversed(range(len(deps))):  # in place, so comments on the other deps stay put
+            if is_code_dep(_dep_name(deps[i])):
+                del deps[i]
+        deps.extend(collapse(static_deps(stage, root), root))
+    import io
+
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    old = (root / "dvc.yaml").read_text()
+    if buf.getvalue() != old:
+        (root / "dvc.yaml").write_text(buf.getvalue())
+    return buf.getvalue() != old
+
+
+# --- tracing: what a stage really executes --------------------------------------------------------------
+
+def _trace_child(stage: str, params: str, overrides: list[str], root: Path, out: int) -> None:
+    """In a forked child: forget every project module, trace calls into project files, run the stage."""
+    for name in [m for m in sys.modules if m.split(".")[0] in CODE_ROOTS]:
+        del sys.modules[name]
+    hit: set[str] = set()
+    prefix = str(root) + os.sep
+
+    def tracer(frame, event, arg):  # a global trace function sees 'call' events only; None: no line tracing
+        f = frame.f_code.co_filename
+        if f.startswith(prefix):
+            hit.add(f)
+        return None
+
+    import threading
+
+    threading.settrace(tracer)
+    sys.settrace(tracer)
+    from tasks import STAGES
+    from vaeflow.config import load_config
+    from vaeflow.paths import Paths
+
+    STAGES[stage](load_config(params, overrides), Paths())
+    sys.settrace(None)
+    files = sorted(Path(f).relative_to(root).as_posix() for f in hit
+                   if Path(f).relative_to(root).parts[0] in CODE_ROOTS)
+    os.write(out, json.dumps(files).encode())
+
+
+def traced_deps(params: str, overrides: list[str], workdir: Path, root: Path = ROOT) -> dict[str, set[str]]:
+    """Run every stage in UPSTREAM order in `workdir` (each in a fresh fork of this process, which must not
+    have imported a project module's stage code), returning the project files each one executed."""
+    import tempfile
+
+    order = stages()  # imports tasks/__init__ and config here; each child forgets them and imports afresh
+    result: dict[str, set[str]] = {}
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        for stage in order:
+            with tempfile.TemporaryFile() as buf:
+                pid = os.fork()
+                if pid == 0:  # the child: never returns into the caller's code (pytest, the CLI)
+                    code = 1
+                    try:
+                        _trace_child(stage, params, overrides, root, buf.fileno())
+                        code = 0
+                    except BaseException:
+                        import traceback
+
+                        traceback.print_exc()
+                    finally:
+                        os._exit(code)
+                _, status = os.waitpid(pid, 0)
+                if os.waitstatus_to_exitcode(status) != 0:
+                    raise RuntimeError(f"stage {stage} failed while being traced (exit {os.waitstatus_to_exitcode(status)})")
+                buf.seek(0)
+                result[stage] = set(json.loads(buf.read() or b"[]"))
+    finally:
+        os.chdir(cwd)
+    return result
+
+
+# --- `vaeflow deps` (registered on the app by the import at the bottom of flows/cli.py) ---------------------
+
+import typer  # noqa: E402
+
+from flows.cli import _fail, app, console  # noqa: E402
+
+
+@app.command("deps")
+def deps_command(write_: bool = typer.Option(False, "--write", help="rewrite dvc.yaml's code deps from the code"),
+                 check_: bool = typer.Option(False, "--check", help="exit 1 if dvc.yaml misses a file a stage runs")
+                 ) -> None:
+    """Each stage's code deps, derived from its imports (lazy ones included); --check or --write dvc.yaml."""
+    if write_:
+        console.print("dvc.yaml updated" if write() else "dvc.yaml already up to date", highlight=False)
+    problems = check()
+    if check_ or write_:
+        if problems:
+            typer.echo("\n".join(problems), err=True)
+            _fail(1, "dvc.yaml's code deps are out of step with the code; run `vaeflow deps --write`")
+        console.print("dvc.yaml lists every project file each stage runs", highlight=False)
+        return
+    for stage in stages():
+        typer.echo(f"{stage}: " + " ".join(collapse(static_deps(stage))))
