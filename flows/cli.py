@@ -1,6 +1,7 @@
 """The `vaeflow` command. Thin: parse, validate params, call the stage functions, report errors cleanly.
 
-Exit codes: 0 ok, 2 invalid params or input, 1 a stage failed at run time.
+Exit codes: 0 ok, 1 a stage failed at run time (NaN loss, full or read-only disk), 2 invalid params or input,
+3 another run holds the project lock, 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -74,9 +75,9 @@ def guarded(fn: Callable[[], object]) -> object:
     except (NonFiniteLoss, FloatingPointError) as e:
         _fail(1, str(e))
     except OSError as e:
-        import errno
+        from vaeflow.io import DISK_ERRNOS
 
-        if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
+        if e.errno not in DISK_ERRNOS:
             raise  # anything else is a bug worth its traceback
         _fail(1, f"{e}; checkpoints and finished artifacts are intact, free space and re-run to resume")
     except KeyboardInterrupt:

@@ -27,16 +27,17 @@ from tasks import STAGES, UPSTREAM  # noqa: E402
 from tasks import tune as tune_stage  # noqa: E402
 from vaeflow import uptodate  # noqa: E402
 from vaeflow.config import load_config  # noqa: E402
-from vaeflow.io import read_json  # noqa: E402
+from vaeflow.io import DISK_ERRNOS, read_json  # noqa: E402
 from vaeflow.paths import Paths  # noqa: E402
 
 # Errors worth a second try: the filesystem or network hiccuped. A missing file, bad params or bad
-# data will fail the same way again, so those fail at once.
+# data will fail the same way again, so those fail at once; so does a full or read-only disk (DISK_ERRNOS).
 PERMANENT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, (OSError, TimeoutError)) and not isinstance(exc, PERMANENT_OS_ERRORS)
+    return (isinstance(exc, (OSError, TimeoutError)) and not isinstance(exc, PERMANENT_OS_ERRORS)
+            and getattr(exc, "errno", None) not in DISK_ERRNOS)
 
 
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:

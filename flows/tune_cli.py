@@ -27,7 +27,7 @@ def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
          resume: bool = typer.Option(False, "--resume", help="continue the interrupted experiment "
                                      "(tune.storage_path/tune.experiment_name); finished trials are kept"),
          if_used: bool = typer.Option(False, "--if-used", help="tune only when pretrain.use_tuned is true, else "
-                                      "record that tuning is off (what dvc.yaml's tune stage runs)"),
+                                      "record that tuning is off (the stage-function form; dvc.yaml has no tune stage, docs/ray.md says why)"),
          wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another run in this directory"),
          verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Ray Tune over tune.search_space with ASHA on val −ELBO; writes models/tuned/best_config.json.

@@ -8,6 +8,7 @@ kill leaves under the final name (see write_bytes), and a load without a sidecar
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -25,6 +26,11 @@ from vaeflow import faults
 
 class ArtifactError(RuntimeError):
     """A missing, truncated or corrupted artifact. The message names the file."""
+
+
+# A full disk, an exhausted quota, a read-only file system: a retry writes the same bytes into the same lack
+# of space, so these are never retried as transient (the flow's tasks) and end a command with exit 1 (the CLI).
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 def _owner_tag() -> str:
