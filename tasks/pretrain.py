@@ -1,4 +1,4 @@
-"""Stage `pretrain`: a VAE trained on the ELBO, on source + target training images without labels.
+"""Stage `pretrain`: a VAE trained on the ELBO or the IWAE bound, on source + target training images without labels.
 
 Inputs: data/prepared (and models/tuned/best_config.json when pretrain.use_tuned).
 Outputs: models/vae.pt (state dict), models/vae.json (spec), metrics/pretrain.json,
@@ -22,7 +22,7 @@ from vaeflow.prepared import Prepared, load_prepared, to_tensor
 from vaeflow.progress import epoch_bar
 from vaeflow.runtime import full_fp32, seed_everything, select_device
 from vaeflow.training.checkpoint import fingerprint
-from vaeflow.training.vae_trainer import train_vae
+from vaeflow.training.vae_trainer import iwae_batch, train_vae
 
 log = logging.getLogger("vaeflow")
 TUNABLE_VAE = tuple(k for k, sec in TUNABLE.items() if sec == "vae")
@@ -107,20 +107,22 @@ def run(cfg: Config, paths: Paths) -> dict:
     model = build_vae(vcfg, data.image_shape, lik).to(device)
     x_train = to_tensor(data.unlabelled_train(), device)
     x_val, _ = data.likelihood_split("val")
-    # The time budget does not change the trajectory, so a run resumed with another budget continues.
-    fp = fingerprint(cfg.seed, lik, vcfg.model_dump(), pcfg.model_dump(exclude={"max_minutes"}), data.hashes)
+    # The time budget and checkpoint frequency do not change the trajectory: a run resumed with others continues.
+    fp = fingerprint(cfg.seed, lik, vcfg.model_dump(), pcfg.model_dump(exclude={"max_minutes", "checkpoint_every_s"}),
+                     data.hashes)
     with epoch_bar("pretrain", pcfg.epochs, show="val_nelbo") as advance:
         res = train_vae(model, x_train, to_tensor(x_val, device), epochs=pcfg.epochs, batch_size=pcfg.batch_size,
                         lr=pcfg.lr, beta=pcfg.beta, warmup_epochs=pcfg.kl_warmup_epochs, patience=pcfg.patience,
                         likelihood=lik, levels=data.levels, ckpt_path=paths.checkpoint("pretrain"),
-                        fingerprint=fp, on_epoch=advance,
-                        max_seconds=None if pcfg.max_minutes is None else 60 * pcfg.max_minutes)
+                        fingerprint=fp, on_epoch=advance, checkpoint_every_s=pcfg.checkpoint_every_s,
+                        max_seconds=None if pcfg.max_minutes is None else 60 * pcfg.max_minutes,
+                        objective=pcfg.objective, k=pcfg.k, lr_schedule=pcfg.lr_schedule, capture=pcfg.capture)
     model.load_state_dict(res.best_state)
     x_test_np, dom = data.likelihood_split("test")
     x_test = to_tensor(x_test_np, device)
     torch.manual_seed(cfg.seed + 7)  # the estimate's own randomness, fixed so reruns agree
-    s = score(model, x_test, cfg.eval.iwae_samples, min(cfg.eval.iwae_chunk, cfg.eval.iwae_samples),
-              cfg.eval.batch_size)
+    chunk = min(cfg.eval.iwae_chunk, cfg.eval.iwae_samples)
+    s = score(model, x_test, cfg.eval.iwae_samples, chunk, iwae_batch(device, cfg.eval.batch_size, chunk))
     levels = data.levels if lik == "gaussian" else None
     nelbo, nll = float(s["nelbo"].mean()), float(s["nll"].mean())
     metrics = {
@@ -135,7 +137,11 @@ def run(cfg: Config, paths: Paths) -> dict:
         "best_epoch": res.best_epoch,
         "epochs_run": len(res.history),
         "stopped_by": "time_budget" if res.out_of_time else "patience" if res.stopped_early else "epochs",
-        "val_nelbo_nats": res.best_val_nelbo,
+        "val_nelbo_nats": next((r["val_nelbo"] for r in res.history if r["epoch"] == res.best_epoch),
+                               res.best_val_nelbo),  # the best epoch's -ELBO
+        "val_bound_nats": res.best_val_nelbo,  # what early stopping watched: -ELBO, or -IWAE_k for iwae
+        "objective": pcfg.objective if pcfg.objective == "elbo" else f"iwae (k={pcfg.k})",
+        "lr_schedule": pcfg.lr_schedule,
         "train_seconds": res.seconds,
         "n_test": int(len(x_test_np)),
         "params": {**vcfg.model_dump(), **{k: getattr(pcfg, k) for k in TUNABLE_TRAIN}},

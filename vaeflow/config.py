@@ -104,10 +104,24 @@ class PretrainConfig(Section):
     lr: float = Field(1e-3, gt=0, le=1)
     beta: float = Field(1.0, gt=0)
     kl_warmup_epochs: int = Field(10, ge=0)
-    patience: int = Field(20, ge=1, description="epochs without val-ELBO improvement before stopping")
+    patience: int = Field(20, ge=1, description="epochs without improvement of the validation bound "
+                          "(-ELBO, or -IWAE_k for objective iwae) before stopping")
     max_minutes: float | None = Field(None, gt=0, description="stop after the epoch that uses up this "
                                          "wall-clock budget (like Lightning's max_time); null: no limit")
     use_tuned: bool = False
+    objective: Literal["elbo", "iwae"] = Field("elbo", description="iwae: Burda et al.'s k-sample bound")
+    k: int = Field(1, ge=1, le=5000, description="importance samples per image for objective iwae")
+    lr_schedule: Literal["constant", "burda"] = Field(
+        "constant", description="burda: stage i = 0..7 runs 3^i epochs at lr·10^(-i/7), then holds lr/10")
+    capture: bool = Field(False, description="CUDA: replay the training step as a CUDA graph (no effect on CPU)")
+    checkpoint_every_s: float = Field(0.0, ge=0, description="checkpoint at most this often (and after the "
+                                      "last epoch); 0: every epoch. Does not change results")
+
+    @model_validator(mode="after")
+    def _k_for_elbo(self) -> PretrainConfig:
+        if self.objective == "elbo" and self.k != 1:
+            raise ValueError("k > 1 needs objective: iwae (the ELBO is the one-sample bound)")
+        return self
 
 
 class EvalConfig(Section):
@@ -115,6 +129,35 @@ class EvalConfig(Section):
     iwae_chunk: int = Field(250, ge=1, description="importance samples processed at once")
     batch_size: int = Field(256, ge=1)
     latent_plot: Literal["pca", "tsne"] = "pca"
+
+
+class AEConfig(Section):
+    """Stage `autoencoders`: a plain (ae) and a denoising (dae) autoencoder on the VAE's architecture, latent
+    size and data model (vae.*), trained on the reconstruction log-likelihood with early stopping."""
+    epochs: int = Field(150, ge=1, le=100_000)
+    batch_size: int = Field(128, ge=1, le=65_536)
+    lr: float = Field(1e-3, gt=0, le=1)
+    patience: int = Field(20, ge=1, description="epochs without val reconstruction improvement before stopping")
+    noise: float = Field(0.2, gt=0, le=10, description="dae: std of the Gaussian noise added to its input "
+                         "(intensities in [0, 1]); drawn from a generator seeded by `seed`")
+
+
+class SamplersConfig(Section):
+    """Stage `samplers`: latent samplers for the VAE, AE and DAE, and one sample-quality measure for all."""
+    latent_components: list[int] = Field(
+        default_factory=lambda: [1, 2, 5, 10, 20], description="K of the latent Gaussian mixture, chosen by BIC")
+    classifier_hidden: list[int] = Field(default_factory=lambda: [256, 64], description="feature classifier: an "
+                                         "MLP trained on source training labels; features = its last hidden layer")
+    classifier_epochs: int = Field(30, ge=1, le=10_000)
+    interpolations: int = Field(32, ge=1, le=10_000, description="pairs of test codes interpolated linearly")
+    interp_steps: int = Field(9, ge=3, le=64, description="images along each interpolation, both ends included")
+
+    @field_validator("latent_components", "classifier_hidden")
+    @classmethod
+    def _sizes(cls, v: list[int]) -> list[int]:
+        if not v or any(k < 1 or k > 8192 for k in v):
+            raise ValueError("must be a non-empty list of sizes in 1..8192")
+        return v
 
 
 VARIANTS = ("source_only", "dann", "finetune", "scratch", "oracle")
@@ -133,11 +176,35 @@ class SelfTrainingConfig(Section):
     lr: float = Field(1e-4, gt=0, le=1, description="below adapt.lr: it refines a trained DANN")
 
 
+class AugmentConfig(Section):
+    """Batched random affine + noise on the training device (vaeflow/training/augment.py). All zero: off.
+    Sizes are fractions of the image side, so one setting means the same on 8×8 and 32×32 images."""
+    translate: float = Field(0.0, ge=0, le=0.5, description="max shift, a fraction of the image side")
+    rotate_deg: float = Field(0.0, ge=0, le=180, description="max rotation, degrees")
+    scale: float = Field(0.0, ge=0, lt=1, description="zoom drawn from [1-scale, 1+scale]")
+    shear_deg: float = Field(0.0, ge=0, le=45, description="max shear, degrees")
+    noise: float = Field(0.0, ge=0, le=1, description="std of additive Gaussian noise, in intensity units")
+    padding: Literal["zeros", "border", "reflection"] = Field(
+        "zeros", description="what fills pixels moved in from outside the image")
+
+
+class MeanTeacherConfig(Section):
+    """Self-ensembling (French et al., 2018): an EMA teacher, confidence-thresholded consistency."""
+    ema: float = Field(0.99, gt=0, lt=1, description="teacher = ema·teacher + (1-ema)·student after each step")
+    threshold: float = Field(0.968, ge=0, lt=1, description="teacher confidence an unlabelled image needs "
+                             "to count in the consistency loss (French et al.'s 0.968)")
+    consistency_weight: float = Field(3.0, ge=0, description="weight of the squared-difference consistency loss")
+    class_balance: float = Field(0.005, ge=0, description="weight of the class-balance term (BCE of the batch's "
+                                 "mean prediction against uniform)")
+
+
 class AdaptConfig(Section):
     # latent_spreading (opt-in): label spreading over the VAE's posterior means, labels_per_class target labels
     # self_training (opt-in): each DANN run, then rounds of training on confident target pseudo-labels
+    # mean_teacher (opt-in): self-ensembling on source labels + the unlabelled target training set
+    # mean_teacher_few (opt-in): the same engine on the labels_per_class target labels + the target training set
     variants: list[Literal["source_only", "dann", "finetune", "scratch", "oracle", "latent_spreading",
-                           "self_training"]] = list(VARIANTS)
+                           "self_training", "mean_teacher", "mean_teacher_few"]] = list(VARIANTS)
     epochs: int = Field(60, ge=1, le=100_000)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
@@ -148,8 +215,17 @@ class AdaptConfig(Section):
     backbone: Literal["vae_encoder", "lenet"] = Field(
         "vae_encoder", description="classifier trunk: a copy of the VAE encoder, or LeNet (warm-started "
         "from the VAE when vae.arch=lenet, with LeNet's dropout)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="on every supervised cross-entropy (SHOT uses 0.1)")
+    standardize: bool = Field(False, description="per-image zero mean and unit std inside the classifier, at "
+                              "training and test time: removes each domain's brightness and contrast")
+    feature_bn: bool = Field(False, description="a BatchNorm on the trunk's features before the head; source and "
+                             "target batches pass through it separately, so in training each domain is normalised by its own "
+                             "batch statistics (at test time: the running averages; mean_teacher's teacher sees "
+                             "only unlabelled target batches, so its averages are the target's)")
+    augment: AugmentConfig = AugmentConfig()
     dann: DANNConfig = DANNConfig()
     self_training: SelfTrainingConfig = SelfTrainingConfig()
+    mean_teacher: MeanTeacherConfig = MeanTeacherConfig()
 
     @field_validator("variants")
     @classmethod
@@ -222,6 +298,8 @@ class Config(Section):
     vae: VAEConfig = VAEConfig()
     pretrain: PretrainConfig = PretrainConfig()
     eval: EvalConfig = EvalConfig()
+    ae: AEConfig = AEConfig()
+    samplers: SamplersConfig = SamplersConfig()
     adapt: AdaptConfig = AdaptConfig()
     tune: TuneConfig = TuneConfig()
 
@@ -353,6 +431,7 @@ def validate(raw: dict[str, Any]) -> Config:
 
 def load_config(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Config:
     return validate(apply_overrides(read_params_file(path), list(overrides or [])))
+
 
 # Where a schema default differs from params.yaml, and why (tests/test_docs.py fails on a difference not
 # listed here). A schema default is what a params file that omits the key gets (presets, --params files);

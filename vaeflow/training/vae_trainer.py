@@ -1,7 +1,10 @@
-"""ELBO training of a VAE: in-memory tensors batched by index, one host sync per epoch, resume.
+"""VAE training on the ELBO or the IWAE bound: in-memory tensors batched by index, one host sync per epoch, resume.
 
 The training set stays on the device as raw intensities; each batch is observed afresh (dynamic
-dequantization or binarization), which is the data model the likelihoods are reported under.
+dequantization or binarization) on that device, which is the data model the likelihoods are reported
+under. One optimiser step is one function of tensors (`_Step`), the same on CPU and CUDA; on CUDA it can
+be captured once as a CUDA graph and replayed (`capture=True`), which removes the per-step launch cost
+of ~40 small kernels. Capturing is the only CUDA-only code; on CPU `capture` falls back to the eager step.
 """
 from __future__ import annotations
 
@@ -20,14 +23,17 @@ from vaeflow.models.vae import VAE
 from vaeflow.training.checkpoint import CheckpointClock, NonFiniteLoss, save_checkpoint, try_resume
 
 log = logging.getLogger("vaeflow")
-__all__ = ["NonFiniteLoss", "VAETrainResult", "kl_weight", "mean_nelbo", "train_vae"]
+__all__ = ["NonFiniteLoss", "VAETrainResult", "burda_lr", "kl_weight", "mean_nelbo", "train_vae", "val_bound"]
+OBJECTIVES = ("elbo", "iwae")
+LR_SCHEDULES = ("constant", "burda")
+BURDA_STAGES = 8  # Burda et al. (2016): stages i = 0..7, 3^i epochs each, 3,280 epochs in all
 
 
 @dataclass
 class VAETrainResult:
     best_state: dict[str, torch.Tensor]
     best_epoch: int
-    best_val_nelbo: float
+    best_val_nelbo: float  # the best validation bound: -ELBO, or -IWAE_k when the objective is iwae
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     stopped_early: bool = False
@@ -46,13 +52,158 @@ def _raise_nonfinite(epoch: int, step: int, steps_before: int, ckpt_path: Path) 
                         f"training stopped, last good checkpoint kept at {ckpt_path}")
 
 
+def burda_lr(lr: float, epoch: int) -> float:
+    """Burda et al.'s staged decay: stage i runs 3^i epochs at lr * 10^(-i/7), i = 0..7 (epochs 0, 1-3,
+    4-12, ..., 1093-3279). Past the last stage (epoch >= 3280) the lr stays at the last stage's, lr / 10."""
+    stage, end = 0, 1  # `end`: first epoch after stage `stage`, sum_{j<=stage} 3^j
+    while epoch >= end and stage < BURDA_STAGES - 1:
+        stage += 1
+        end += 3 ** stage
+    return lr * 10 ** (-stage / 7)
+
+
+def lr_at(schedule: str, lr: float, epoch: int) -> float:
+    if schedule == "constant":
+        return lr
+    if schedule == "burda":
+        return burda_lr(lr, epoch)
+    raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+
+
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    # A captured optimiser step reads its lr from a device tensor: change it in place, never rebind it.
+    for g in opt.param_groups:
+        if isinstance(g["lr"], torch.Tensor):
+            g["lr"].fill_(lr)
+        else:
+            g["lr"] = lr
+
+
+def _adam(model: torch.nn.Module, lr: float, capturable: bool) -> torch.optim.Optimizer:
+    # Fused Adam, one kernel per parameter: on CPU (torch >= 2.4) it costs ~4x less than the default
+    # per-op loop, which was ~25% of a training step (bench/RESULTS.md); on CUDA it saves launches.
+    # A graph-captured step needs capturable=True (step counts on the device) and a tensor lr.
+    params = list(model.parameters())
+    if capturable:
+        return torch.optim.Adam(params, lr=torch.tensor(lr, device=params[0].device), fused=True, capturable=True)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except RuntimeError:  # no fused kernel for this device (or torch < 2.4 on CPU)
+        return torch.optim.Adam(params, lr=lr)
+
+
+class _Step:
+    """One optimiser step on the images x_train[idx], as tensor operations only: no host sync and no
+    Python value that depends on data, so a CUDA graph can capture it. The KL weight and the step index
+    are device tensors; the loss and KL sums and the first non-finite step of the epoch accumulate on the
+    device and are read once per epoch."""
+
+    def __init__(self, model, opt, x_train: torch.Tensor, objective: str, k: int, likelihood: str, levels: int,
+                 binary: bool):
+        self.model, self.opt, self.x = model, opt, x_train
+        self.objective, self.k, self.likelihood, self.levels, self.binary = objective, k, likelihood, levels, binary
+        dev = x_train.device
+        self.klw = torch.zeros((), device=dev)
+        self.s = torch.zeros((), device=dev, dtype=torch.long)
+        self.loss_sum, self.kl_sum = torch.zeros((), device=dev), torch.zeros((), device=dev)
+        self.first_bad = torch.full((), -1, device=dev, dtype=torch.long)
+
+    def new_epoch(self) -> None:
+        for t, v in ((self.s, 0), (self.loss_sum, 0), (self.kl_sum, 0), (self.first_bad, -1)):
+            t.fill_(v)
+
+    def body(self, idx: torch.Tensor, poison: bool = False) -> torch.Tensor:
+        xb = self.x[idx] if self.binary else observe(self.x[idx], self.likelihood, self.levels, None)
+        if self.objective == "iwae":
+            out = self.model.iwae_bound(xb, self.k, self.klw)
+            bound = out["bound"]
+        else:
+            out = self.model.elbo(xb, self.klw)
+            bound = out["elbo"]
+        loss = -bound.mean()
+        if poison:  # fault injection (VAEFLOW_NAN_AT); never captured
+            loss = loss * float("nan")
+        self.first_bad.copy_(torch.where((self.first_bad < 0) & ~torch.isfinite(loss), self.s, self.first_bad))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.loss_sum.add_(loss.detach() * idx.shape[0])
+        self.kl_sum.add_(out["kl"].detach().sum())
+        self.s.add_(1)
+        return loss
+
+    def __call__(self, idx: torch.Tensor, klw: float, poison: bool = False) -> torch.Tensor:
+        self.klw.fill_(klw)
+        return self.body(idx, poison)
+
+
+class _GraphedStep(_Step):
+    """The same step, captured as a CUDA graph after WARMUP eager steps (run on a side stream, as
+    capture requires) and replayed for every full batch; a smaller last batch runs eagerly."""
+    WARMUP = 3
+
+    def __init__(self, *args, batch_size: int, **kw):
+        super().__init__(*args, **kw)
+        self.static_idx = torch.zeros(batch_size, dtype=torch.long, device=self.x.device)
+        self.graph, self.warm, self.static_loss = None, 0, None
+
+    def __call__(self, idx: torch.Tensor, klw: float, poison: bool = False) -> torch.Tensor:
+        self.klw.fill_(klw)
+        if poison or idx.shape[0] != self.static_idx.shape[0]:
+            return self.body(idx, poison)
+        if self.graph is None and self.warm < self.WARMUP:
+            self.warm += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                loss = self.body(idx)
+            torch.cuda.current_stream().wait_stream(side)
+            return loss
+        self.static_idx.copy_(idx)
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            self.opt.zero_grad(set_to_none=True)
+            with torch.cuda.graph(self.graph):  # records, does not run: replay below runs this step
+                self.static_loss = self.body(self.static_idx)
+        self.graph.replay()
+        return self.static_loss
+
+
 @torch.inference_mode()
-def mean_nelbo(model: VAE, x_obs: torch.Tensor, batch_size: int = 1024) -> float:
+def mean_nelbo(model: VAE, x_obs: torch.Tensor, batch_size: int | None = None) -> float:
     """Mean negative ELBO (beta=1, the bound itself) in nats per image over fixed observations."""
     model.eval()
+    batch_size = batch_size or (1024 if x_obs.device.type == "cpu" else 16384)  # a GPU wants big batches
     total = torch.zeros((), device=x_obs.device)
     for i in range(0, len(x_obs), batch_size):
         total += -model.elbo(x_obs[i:i + batch_size])["elbo"].sum()
+    return total.item() / len(x_obs)
+
+
+# Decoder rows (importance samples x images) per IWAE evaluation call on a GPU: ~0.8 GB per (rows, 784)
+# float32 temporary, large enough to keep an H200 busy, small enough for a 16 GB card.
+GPU_IWAE_ROWS = 2 ** 18
+
+
+def iwae_batch(device: torch.device, batch_size: int, chunk: int) -> int:
+    """Images per IWAE evaluation call: `batch_size` on a CPU (whose chunks VAE.iwae caps for cache), else
+    enough images that each chunk fills GPU_IWAE_ROWS decoder rows."""
+    return batch_size if device.type == "cpu" else max(batch_size, GPU_IWAE_ROWS // max(1, chunk))
+
+
+@torch.inference_mode()
+def val_bound(model: VAE, x_obs: torch.Tensor, objective: str, k: int, seed: int = 0) -> float:
+    """The validation bound early stopping watches, in nats per image: -ELBO for `elbo`, -IWAE_k for `iwae`.
+    The IWAE draws come from a generator seeded the same every epoch, so epochs are compared on the same
+    noise (a paired comparison) and validation never touches the training RNG."""
+    if objective == "elbo":
+        return mean_nelbo(model, x_obs)
+    model.eval()
+    g = torch.Generator(device=x_obs.device).manual_seed(seed)
+    bs = iwae_batch(x_obs.device, 256, k)
+    total = torch.zeros((), device=x_obs.device)
+    for i in range(0, len(x_obs), bs):
+        total += -model.iwae(x_obs[i:i + bs], k, chunk=k, generator=g).sum()
     return total.item() / len(x_obs)
 
 
@@ -61,26 +212,36 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
               ckpt_path: Path, fingerprint: str,
               on_epoch: Callable[[dict], None] | None = None,
               fail_at: tuple[int, int] | None = None, checkpoint_every_s: float = 0.0,
-              max_seconds: float | None = None) -> VAETrainResult:
-    """Train with Adam, early stopping on val ELBO, and a resumable checkpoint after every epoch.
+              max_seconds: float | None = None,
+              generators: dict[str, torch.Generator] | None = None,
+              objective: str = "elbo", k: int = 1, lr_schedule: str = "constant",
+              capture: bool = False) -> VAETrainResult:
+    """Train with Adam, early stopping on the validation bound, and a resumable checkpoint after every epoch.
+
+    `objective`: "elbo", or "iwae" with `k` importance samples (Burda et al., 2016); early stopping watches
+    the same bound on the validation images (val_bound). `lr_schedule`: "constant" or "burda" (burda_lr),
+    a function of the epoch only, so resuming restores it. `capture`: on CUDA, replay the step as a CUDA
+    graph; ignored (with a log line) on other devices, where the eager step is the same computation.
 
     A NaN or inf loss raises NonFiniteLoss naming epoch and step, before anything of that epoch is
     checkpointed. `fail_at=(epoch, step)` (or VAEFLOW_NAN_AT, see vaeflow/faults.py) injects a NaN loss
     there; the fault-injection tests use it. `checkpoint_every_s` > 0 checkpoints at most that often
     (and after the last epoch) instead of after every epoch; see CheckpointClock. `max_seconds` stops after
     the epoch that crosses that wall-clock budget (counted in this process: a resumed run gets it afresh).
+    `generators`: torch.Generators the model draws from (the DAE's noise), checkpointed with the global RNGs.
     """
+    if objective not in OBJECTIVES or k < 1 or (objective == "elbo" and k != 1):
+        raise ValueError(f"objective must be one of {OBJECTIVES} (k >= 1, and k = 1 for elbo); got {objective!r}, k={k}")
+    lr_at(lr_schedule, lr, 0)  # validates the schedule's name
     fail_at = fail_at or faults.nan_at(ckpt_path.stem)
     device = x_train.device
-    # Fused Adam, one kernel per parameter: on CPU (torch >= 2.4) it costs ~4x less than the default
-    # per-op loop, which was ~25% of a training step (bench/RESULTS.md); on CUDA it saves launches.
-    try:
-        opt = torch.optim.Adam(list(model.parameters()), lr=lr, fused=True)
-    except RuntimeError:  # no fused kernel for this device (or torch < 2.4 on CPU)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if capture and device.type != "cuda":
+        log.info("capture: CUDA graphs need a CUDA device; training on %s with the eager step", device.type)
+    graphed = capture and device.type == "cuda"
+    opt = _adam(model, lr, capturable=graphed)
     st = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    ckpt = try_resume(ckpt_path, fingerprint, model, opt)
+    best_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
+    ckpt = try_resume(ckpt_path, fingerprint, model, opt, generators=generators)
     if ckpt is not None:
         st = ckpt["state"]
         best_state = ckpt["best_state"]
@@ -91,56 +252,49 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
         bool(((b == 0) | (b == 1)).all()) for b in x_train.split(4096))
     n = len(x_train)
     steps_per_epoch = math.ceil(n / batch_size)
+    args = (model, opt, x_train, objective, k, likelihood, levels, binary)
+    step = _GraphedStep(*args, batch_size=batch_size) if graphed else _Step(*args)
     t0 = time.perf_counter()
     clock = CheckpointClock(checkpoint_every_s)
     out_of_time = False
     while st["epoch"] < epochs and st["bad_epochs"] < patience and not out_of_time:
         epoch = st["epoch"]
+        _set_lr(opt, lr_at(lr_schedule, lr, epoch))
         model.train()
         perm = torch.randperm(n, device=device)
-        loss_sum = torch.zeros((), device=device)
-        kl_sum = torch.zeros((), device=device)
-        first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        step.new_epoch()
         for s in range(steps_per_epoch):
             faults.pause_point(f"step:{ckpt_path.stem}:{epoch}:{s}")
-            idx = perm[s * batch_size:(s + 1) * batch_size]
-            xb = x_train[idx] if binary else observe(x_train[idx], likelihood, levels, None)
-            out = model.elbo(xb, kl_weight(epoch, s, steps_per_epoch, beta, warmup_epochs))
-            loss = -out["elbo"].mean()
-            if fail_at == (epoch, s):
-                loss = loss * float("nan")
-            # On CUDA a per-step check would stall the pipeline: remember the first bad step on the
-            # device and look once per epoch, before anything from this epoch is checkpointed.
+            loss = step(perm[s * batch_size:(s + 1) * batch_size],
+                        kl_weight(epoch, s, steps_per_epoch, beta, warmup_epochs), poison=fail_at == (epoch, s))
+            # On CUDA a per-step check would stall the pipeline: the step records the first bad step on
+            # the device and we look once per epoch, before anything from this epoch is checkpointed.
             if sync_each_step and not torch.isfinite(loss):
                 _raise_nonfinite(epoch, s, st["step"], ckpt_path)
-            elif not sync_each_step:
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), s, first_bad)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(idx)
-            kl_sum += out["kl"].detach().sum()
-        if first_bad.item() >= 0:
-            _raise_nonfinite(epoch, first_bad.item(), st["step"], ckpt_path)
-        val = mean_nelbo(model, x_val_obs)
+        if step.first_bad.item() >= 0:
+            _raise_nonfinite(epoch, step.first_bad.item(), st["step"], ckpt_path)
+        val_nelbo = mean_nelbo(model, x_val_obs)
+        val = val_nelbo if objective == "elbo" else val_bound(model, x_val_obs, objective, k)
         if not math.isfinite(val):
-            raise NonFiniteLoss(f"non-finite validation -ELBO after epoch {epoch} (global step "
+            raise NonFiniteLoss(f"non-finite validation bound after epoch {epoch} (global step "
                                 f"{st['step'] + steps_per_epoch}); training stopped, last good checkpoint kept "
                                 f"at {ckpt_path}")
-        row = {"epoch": epoch, "train_loss": loss_sum.item() / n, "train_kl": kl_sum.item() / n,
-               "val_nelbo": val, "seconds": time.perf_counter() - t0}
+        row = {"epoch": epoch, "train_loss": step.loss_sum.item() / n, "train_kl": step.kl_sum.item() / n,
+               "val_nelbo": val_nelbo, "val_bound": val, "lr": lr_at(lr_schedule, lr, epoch),
+               "seconds": time.perf_counter() - t0}
         st["history"].append(row)
         st["step"] += steps_per_epoch
         st["epoch"] = epoch + 1
         if val < st["best_val"] - 1e-4:
             st.update(best_val=val, best_epoch=epoch, bad_epochs=0)
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
         else:
             st["bad_epochs"] += 1
         out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
         saved = clock.due(last_epoch=st["epoch"] >= epochs or st["bad_epochs"] >= patience or out_of_time)
         if saved:
-            save_checkpoint(ckpt_path, fingerprint, model, opt, st, {"best_state": best_state})
+            save_checkpoint(ckpt_path, fingerprint, model, opt, st, {"best_state": best_state},
+                            generators=generators)
         if on_epoch:
             on_epoch({**row, "checkpointed": saved})
     return VAETrainResult(best_state=best_state, best_epoch=st["best_epoch"], best_val_nelbo=st["best_val"],

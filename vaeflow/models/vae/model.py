@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaeflow.metrics import kl_std_normal, log_normal_diag
+from vaeflow.metrics import LOG_2PI, kl_std_normal, log_normal_diag
 from vaeflow.models.lenet import LeNetDecoder, LeNetTrunk
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}
@@ -151,12 +151,41 @@ class VAE(nn.Module):
         kl = kl_std_normal(mu, logvar)
         return {"elbo": rec - beta * kl, "rec": rec, "kl": kl}
 
+    def _log_weights(self, xf: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor,
+                     beta: float | torch.Tensor = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Importance log-weights log p(x|z_i) + beta (log p(z_i) - log q(z_i|x)), z_i = mu + sigma eps_i: (c, B),
+        and the sampled KL term log q - log p (c, B).
+
+        log q is written as -1/2 sum(log 2pi + logvar + eps^2): along the reparameterised path
+        (z - mu)^2 / sigma^2 is eps^2 exactly, so value and total gradient are those of log N(z; mu, sigma^2),
+        at less cost and without the cancellation of (z - mu)."""
+        c, B = eps.shape[:2]
+        z = mu + torch.exp(0.5 * logvar) * eps  # (c, B, L)
+        decoded = self.decode(z.reshape(c * B, -1)).reshape(c, B, -1)
+        log_q = -0.5 * (LOG_2PI + logvar + eps.pow(2)).sum(-1)
+        log_p = -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+        kl = log_q - log_p
+        return self._log_px_flat(xf, decoded) - beta * kl, kl
+
+    def iwae_bound(self, x: torch.Tensor, k: int, beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
+        """The training form of the IWAE bound (Burda et al., 2016), differentiable: per image
+        log (1/k) sum_i w_i, all k samples at once. With k = 1 it is the ELBO with a one-sample KL estimate:
+        the same bound as `elbo` (whose KL is analytic), with the same expected value and gradient.
+        `beta` weights the prior/posterior ratio (KL warm-up); "kl" is the mean sampled KL per image."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        mu, logvar = self.encode(x)
+        eps = torch.randn((k, *mu.shape), device=mu.device, dtype=mu.dtype)
+        log_w, kl = self._log_weights(x.reshape(x.shape[0], -1), mu, logvar, eps, beta)
+        bound = log_w[0] if k == 1 else torch.logsumexp(log_w, dim=0) - math.log(k)
+        return {"bound": bound, "kl": kl.mean(0)}
+
     def iwae(self, x: torch.Tensor, k: int, chunk: int = 250, generator: torch.Generator | None = None) -> torch.Tensor:
         """log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(.|x): a lower bound on log p(x) that tightens with k.
 
-        The k samples are processed at most `chunk` at a time and combined with a running logsumexp, so
-        memory is O(chunk * B * D) whatever k is. On a CPU the chunk is also capped at CPU_ROWS x threads // B
-        samples.
+        The evaluation form: the k samples are processed at most `chunk` at a time and combined with a running
+        logsumexp, so memory is O(chunk * B * D) whatever k is. On a CPU the chunk is also capped at
+        CPU_ROWS x threads // B samples. Same log-weights as `iwae_bound`.
         """
         if k < 1 or chunk < 1:
             raise ValueError(f"k and chunk must be >= 1, got k={k}, chunk={chunk}")
@@ -165,16 +194,11 @@ class VAE(nn.Module):
             chunk = min(chunk, max(1, self.CPU_ROWS * torch.get_num_threads() // B))
         xf = x.reshape(B, -1)
         mu, logvar = self.encode(x)
-        std = torch.exp(0.5 * logvar)
-        zero = mu.new_zeros(())
         total = mu.new_full((B,), -math.inf)
         for start in range(0, k, chunk):
             c = min(chunk, k - start)
             eps = torch.randn((c, B, self.latent_dim), generator=generator, device=mu.device, dtype=mu.dtype)
-            z = mu + std * eps  # (c, B, L)
-            decoded = self.decode(z.reshape(c * B, -1)).reshape(c, B, -1)
-            log_w = (self._log_px_flat(xf, decoded) + log_normal_diag(z, zero, zero)
-                     - log_normal_diag(z, mu, logvar))  # (c, B)
+            log_w, _ = self._log_weights(xf, mu, logvar, eps)
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         return total - math.log(k)
 
@@ -189,6 +213,11 @@ class VAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         p = next(self.parameters())
         z = torch.randn((n, self.latent_dim), generator=generator, device=p.device, dtype=p.dtype)
+        return self._mean(self.decode(z))
+
+    @torch.no_grad()
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """Images E[x|z] in [0, 1] for codes z drawn by any sampler (the latent samplers of issue 14)."""
         return self._mean(self.decode(z))
 
     @torch.no_grad()
