@@ -13,14 +13,16 @@ from vaeflow.paths import Paths
 
 StageFn = Callable[[Config, Paths], dict]
 
-# The DAG, as dvc.yaml also declares it: gmm and pretrain need only prepare and may run at once.
+# The DAG, as dvc.yaml also declares it: gmm, pretrain and autoencoders need only prepare and may run at once.
 # Its order is a topological order, and the order of STAGES.
 UPSTREAM: dict[str, tuple[str, ...]] = {
     "prepare": (),
     "gmm": ("prepare",),
     "pretrain": ("prepare",),
+    "autoencoders": ("prepare",),
     "adapt": ("prepare", "pretrain"),
-    "evaluate": ("gmm", "pretrain", "adapt"),
+    "samplers": ("prepare", "gmm", "pretrain", "autoencoders"),
+    "evaluate": ("gmm", "pretrain", "adapt", "autoencoders", "samplers"),
 }
 
 

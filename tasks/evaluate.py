@@ -1,12 +1,13 @@
 """Stage `evaluate`: one metrics file and one report that tells the lecture's story with measurements.
 
-Inputs: metrics/{gmm,pretrain,adapt}.json, data/prepared/meta.json.
+Inputs: metrics/{gmm,pretrain,adapt,autoencoders,samplers}.json, data/prepared/meta.json.
 Outputs: metrics/metrics.json, reports/report.md, reports/figures/{likelihoods,adapt_accuracy}.png.
 """
 from __future__ import annotations
 
 import logging
 
+from vaeflow import sampler_report
 from vaeflow.config import Config
 from vaeflow.io import read_json, write_json, write_text
 from vaeflow.paths import Paths
@@ -33,7 +34,9 @@ def collect(paths: Paths) -> dict:
         checks["dann_gt_source_only"] = acc["dann"] > acc["source_only"]
     if {"finetune", "scratch"} <= acc.keys():
         checks["finetune_gt_scratch"] = acc["finetune"] > acc["scratch"]
-    return {"gmm": {k: gmm[k] for k in GMM_KEYS}, "vae": {k: vae[k] for k in VAE_KEYS}, "adapt": variants,
+    gen = sampler_report.collect(paths)  # issue 14: autoencoders and latent samplers
+    checks.update(sampler_report.checks(gen))
+    return {**gen, "gmm": {k: gmm[k] for k in GMM_KEYS}, "vae": {k: vae[k] for k in VAE_KEYS}, "adapt": variants,
             "checks": checks,
             "seconds": {"gmm_fit": gmm["fit_seconds"], "vae_train": vae["train_seconds"],
                         "adapt_train": sum(r["train_seconds"] for r in variants.values())}}
@@ -88,6 +91,7 @@ def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
           f"{r['source_test_acc']:.3f} | {r['n_labelled']} | "
           f"{r['train_seconds']:.1f} |" for k, r in a.items()], "",
         "![adaptation](figures/adapt_accuracy.png)", "",
+        *sampler_report.section(m),
         "## Checks", "", *[f"- {k}: {'yes' if ok else '**no**'}" for k, ok in m["checks"].items()], "",
     ]
     return "\n".join(lines)

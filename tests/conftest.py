@@ -34,6 +34,10 @@ TINY = [
     "adapt.repeats=2",
     "adapt.head_hidden=16",
     "adapt.dann.domain_hidden=8",
+    "ae.epochs=2",
+    "samplers.latent_components=[1,2]",
+    "samplers.classifier_epochs=2",
+    "samplers.interpolations=4",
 ]
 
 

@@ -59,7 +59,7 @@ def repo(tmp_path_factory) -> Path:
 
 def test_dvc_repro_then_noop_then_adapt_only(repo):
     first = _sh(["dvc", "repro"], repo)
-    assert _ran(first.stdout) == {"prepare", "gmm", "pretrain", "adapt", "evaluate"}
+    assert _ran(first.stdout) == {"prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers", "evaluate"}
     for f in ("metrics/metrics.json", "reports/report.md", "models/vae.pt", "dvc.lock"):
         assert (repo / f).is_file(), f
     mtimes = {p: p.stat().st_mtime_ns for p in (repo / "models").rglob("*") if p.is_file()}
@@ -89,12 +89,12 @@ def test_vaeflow_run_agrees_with_dvc_status(repo):
     res = _sh([sys.executable, "-m", "flows.cli", "run"], repo)
     out = res.stdout + res.stderr
     skipped = set(re.findall(r"stage (\w+) is up to date", out))
-    assert skipped == {"prepare", "gmm", "pretrain"}, out[-3000:]
+    assert skipped == {"prepare", "gmm", "pretrain", "autoencoders", "samplers"}, out[-3000:]
     status = _sh(["dvc", "status"], repo).stdout
     assert "up to date" in status, status
     again = _sh([sys.executable, "-m", "flows.cli", "run"], repo)
     assert set(re.findall(r"stage (\w+) is up to date", again.stdout + again.stderr)) == {
-        "prepare", "gmm", "pretrain", "adapt", "evaluate"}
+        "prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers", "evaluate"}
 
 
 def test_a_new_tuning_result_makes_dvc_retrain_from_pretrain(repo):
@@ -107,13 +107,13 @@ def test_a_new_tuning_result_makes_dvc_retrain_from_pretrain(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     best = {"tuned": True, "config": {"lr": 0.002}, "trial_id": "t0", "val_nelbo": 1.0}
     (repo / "models" / "tuned" / "best_config.json").write_text(json.dumps(best))
-    assert _ran(_sh(["dvc", "repro"], repo).stdout) == {"pretrain", "adapt", "evaluate"}
+    assert _ran(_sh(["dvc", "repro"], repo).stdout) == {"pretrain", "adapt", "samplers", "evaluate"}
     assert json.loads((repo / "metrics" / "pretrain.json").read_text())["params"]["lr"] == 0.002
 
     best["config"]["lr"] = 0.003  # a new tuning result, params.yaml unchanged
     (repo / "models" / "tuned" / "best_config.json").write_text(json.dumps(best))
     status = _sh(["dvc", "status", "pretrain"], repo).stdout
     assert "models/tuned" in status and "modified" in status, status
-    assert _ran(_sh(["dvc", "repro"], repo).stdout) == {"pretrain", "adapt", "evaluate"}
+    assert _ran(_sh(["dvc", "repro"], repo).stdout) == {"pretrain", "adapt", "samplers", "evaluate"}
     assert json.loads((repo / "metrics" / "pretrain.json").read_text())["params"]["lr"] == 0.003
     assert _ran(_sh(["dvc", "repro"], repo).stdout) == set()

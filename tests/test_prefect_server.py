@@ -21,7 +21,7 @@ from flows.local_server import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 
-STAGE_NAMES = ["prepare", "gmm", "pretrain", "adapt", "evaluate"]
+STAGE_NAMES = ["prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers", "evaluate"]
 
 
 def _env(home: Path, api_url: str | None = None) -> dict[str, str]:
@@ -37,8 +37,9 @@ def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect_home")
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
+    # PREFECT_UI_API_URL: on a port other than 4200 the UI otherwise calls the wrong API (tests/test_report_in_browser.py)
     env = _env(home) | {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-                        "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false"}
+                        "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false", "PREFECT_UI_API_URL": url}
     log = open(home / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                              "--port", str(port)],

@@ -24,6 +24,9 @@ class Paths:
     @property
     def vae_spec(self) -> Path: return self.models / "vae.json"          # what is needed to rebuild it
     def adapt_model(self, variant: str) -> Path: return self.models / "adapt" / f"{variant}.pt"
+    # The autoencoders stage: <name>.pt (state dict) and <name>.json (spec) per model, name ae | dae.
+    def ae_model(self, name: str) -> Path: return self.models / "ae" / f"{name}.pt"
+    def ae_spec(self, name: str) -> Path: return self.models / "ae" / f"{name}.json"
 
     # Resumable training state. Not a DVC output: DVC deletes a stage's outs before re-running it,
     # which would throw away exactly the state a killed run needs to resume from.
