@@ -66,10 +66,11 @@ def main() -> None:
     from tasks import prepare
     from vaeflow.config import load_config
     from vaeflow.paths import Paths
+    from vaeflow.tuning.experiment import start_local
 
     root = Path(tempfile.mkdtemp(prefix="bench_tune_"))
     prepare.run(load_config(REPO / "params.yaml", ["device=cpu"]), Paths(root))
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1")
+    start_local(num_cpus=2, num_gpus=0)
     runs: dict[str, list[dict]] = {"sequential": [], "concurrent": []}
     try:
         for r in range(args.repeats):

@@ -150,6 +150,7 @@ def tuned(tmp_path_factory):
     from tasks import prepare
     from tasks.tune import tune
     from vaeflow.tuning.report import TuneIncomplete
+    from vaeflow.tuning.experiment import start_local
 
     root = tmp_path_factory.mktemp("tune")
     (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
@@ -164,7 +165,7 @@ def tuned(tmp_path_factory):
     log.addHandler(lines)
     log.setLevel(logging.INFO)
     old_cwd, old_env = os.getcwd(), dict(os.environ)  # ray.init sets RAY_AUTH_MODE for this process
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1")
+    start_local(num_cpus=2, num_gpus=0)
     try:
         with pytest.raises(TuneIncomplete, match="--resume"):
             tune(cfg, paths, callbacks=[_interrupt_after(2, root / "stop.marker")],
@@ -360,6 +361,7 @@ def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_uns
 
     from tasks import prepare
     from tasks.tune import tune
+    from vaeflow.tuning.experiment import start_local
 
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     cfg = load_config(tmp_path / "params.yaml", TINY + [
@@ -369,7 +371,7 @@ def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_uns
     paths = Paths(tmp_path)
     prepare.run(cfg, paths)
     old_env = dict(os.environ)
-    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1")
+    start_local(num_cpus=1, num_gpus=0)
     try:
         tune(cfg, paths, fault={"marker": str(tmp_path / "fault.marker"), "epoch": 2, "kind": "raise"})
     finally:

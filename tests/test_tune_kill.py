@@ -64,6 +64,7 @@ def test_trials_killed_with_sigkill_resume_and_end_bit_identical(tmp_path):
 
     from tasks import prepare
     from tasks.tune import tune
+    from vaeflow.tuning.experiment import start_local
 
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     cfg = load_config(tmp_path / "params.yaml", KILL)
@@ -71,7 +72,7 @@ def test_trials_killed_with_sigkill_resume_and_end_bit_identical(tmp_path):
     prepare.run(cfg, paths)
     outside, inside = tmp_path / "outside.kill", tmp_path / "inside.kill"
     old_env = dict(os.environ)
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1")
+    start_local(num_cpus=2, num_gpus=0)
     try:
         summary = tune(cfg, paths, callbacks=[_kill_mid_epoch(outside)],
                        fault={"marker": str(inside), "epoch": 3, "kind": "kill"})
