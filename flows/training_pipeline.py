@@ -19,10 +19,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
+from flows.artifacts import publish  # noqa: E402
 from tasks import STAGES, UPSTREAM  # noqa: E402
 from tasks import tune as tune_stage  # noqa: E402
 from vaeflow import uptodate  # noqa: E402
@@ -71,23 +71,6 @@ def tune_task(params_file: str, overrides: list[str], root: str) -> dict:
     return tune_stage.tune(load_config(params_file, overrides), Paths(Path(root)))
 
 
-def _publish(paths: Paths, ran: list[str]) -> None:
-    """Metrics as a table artifact, the report as markdown, and a data summary."""
-    m = read_json(paths.all_metrics)
-    rows = [{"metric": f"{sec}.{k}", "value": v} for sec in ("gmm", "vae") for k, v in m[sec].items()]
-    rows += [{"metric": f"adapt.{var}.target_test_acc", "value": r["target_test_acc"]} for var, r in m["adapt"].items()]
-    rows += [{"metric": f"checks.{k}", "value": v} for k, v in m["checks"].items()]
-    create_table_artifact(key="vaeflow-metrics", table=rows, description="metrics/metrics.json")
-    meta = read_json(paths.data_meta)
-    create_table_artifact(key="vaeflow-data", description="data/prepared/meta.json", table=[
-        {"domain": d, "dataset": i["name"], **i["counts"]} for d, i in meta["domains"].items()])
-    fig_dir = paths.figures.resolve()
-    # Prefect renders markdown but cannot serve local files: figures are linked by absolute path.
-    md = paths.report.read_text().replace("](figures/", f"]({fig_dir.as_uri()}/")
-    create_markdown_artifact(key="vaeflow-report", markdown=md + f"\n\nStages run this time: {', '.join(ran) or 'none'}\n",
-                             description="reports/report.md")
-
-
 # gmm and pretrain run concurrently; VAEFLOW_FLOW_WORKERS=1 runs the tasks one at a time (a 1-core box,
 # or bench/bench_flow_overhead.py measuring the flow's own overhead against direct stage calls).
 try:
@@ -122,5 +105,5 @@ def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | N
     results = {name: f.result() for name, f in futures.items()}
     ran = [n for n, r in results.items() if not r.get("skipped")]
     paths = Paths(Path(root))
-    _publish(paths, ran)
+    publish(paths, ran, params_file, overrides, track)  # report, tables, provenance: flows/artifacts.py
     return read_json(paths.all_metrics)
