@@ -1,4 +1,5 @@
-"""Mixture-model baselines (Gaussian for dequantized data, Bernoulli for binarized), one interface.
+"""Mixture-model baselines (Gaussian for dequantized data, Bernoulli for binarized), one interface, both
+fitted by EM in torch on the pipeline's device.
 
     fit_mixture(family, x_train, gmm_cfg, seed) -> (Mixture, info)
     mixture.log_prob(x) -> nats per image;  mixture.to_arrays() -> npz-safe dict;  mixture_from_arrays(d)
@@ -53,7 +54,7 @@ def fit_mixture(family: str, x_train: np.ndarray, gmm_cfg, seed: int, device: st
     """
     if family not in _FAMILIES:
         raise ValueError(f"family must be 'gaussian' or 'bernoulli' (resolve 'auto' first), got {family!r}")
-    x_train = np.asarray(x_train).reshape(len(x_train), -1)
+    x_train = np.asarray(x_train).reshape(len(x_train), -1)  # a view: the Gaussian EM reads it in chunks
     ks = gmm_cfg.n_components if isinstance(gmm_cfg.n_components, list) else [gmm_cfg.n_components]
     too_big = [k for k in ks if k > len(x_train)]
     if too_big:
@@ -61,7 +62,7 @@ def fit_mixture(family: str, x_train: np.ndarray, gmm_cfg, seed: int, device: st
     best, best_info, bics = None, None, {}
     for k in ks:
         if family == "gaussian":
-            model, info = fit_gaussian(x_train, k, gmm_cfg, seed)
+            model, info = fit_gaussian(x_train, k, gmm_cfg, seed, device=device, chunk=gmm_cfg.chunk_size)
         else:
             model, info = fit_bernoulli(x_train, k, gmm_cfg, seed, device=device)
         bics[int(k)] = model.bic(x_train)
