@@ -1,6 +1,6 @@
 """A corpus of malformed params files, overrides and missing inputs, through the real `vaeflow` CLI.
 
-Every case must exit non-zero on purpose (no uncaught exception, no traceback), name the offending key
+Every case must exit with code 2 as the README promises (no uncaught exception, no traceback), name the offending key
 or file in its message, and leave data/, models/, metrics/ and reports/ exactly as they were. Most run
 in-process through typer's CliRunner (the same `app` the `vaeflow` script calls); a few run as real
 subprocesses to see the raw stderr.
@@ -142,7 +142,7 @@ def test_bad_input_fails_cleanly_and_changes_nothing(projects, monkeypatch, case
     before = tree_hash(root)
     res = CliRunner().invoke(app, argv)
     out = _plain(res.output)
-    assert res.exit_code != 0, out
+    assert res.exit_code == 2, f"exit {res.exit_code} (README: 2 for invalid params or a missing input): {out}"
     assert isinstance(res.exception, SystemExit), f"uncaught {res.exception!r}: {out}"
     assert "Traceback" not in out
     for word in expect:
