@@ -32,18 +32,35 @@ def grad_reverse(x: torch.Tensor, lambd: float) -> torch.Tensor:
     return GradReverse.apply(x, lambd)
 
 
+def standardize(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Each image to zero mean and unit standard deviation over its pixels and channels: a domain's overall
+    brightness and contrast (USPS's thick strokes, a colour dataset's exposure) no longer reach the trunk."""
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    flat = x.flatten(1)
+    return (x - flat.mean(1).view(shape)) / (flat.std(1, unbiased=False).view(shape) + eps)
+
+
 class Classifier(nn.Module):
+    """trunk → (BatchNorm) → MLP head; optionally a domain head behind gradient reversal (DANN).
+
+    standardize: per-image standardisation as the first step, at training and test time alike.
+    feature_bn: BatchNorm1d on the features. Callers pass source and target batches separately, so during
+    training each domain is normalised by its own statistics (French et al.'s separate-batch BN)."""
+
     def __init__(self, trunk: nn.Module, feature_dim: int, n_classes: int, head_hidden: int,
-                 domain_hidden: int | None = None):
+                 domain_hidden: int | None = None, standardize: bool = False, feature_bn: bool = False):
         super().__init__()
         self.trunk = trunk
         self.feature_dim = feature_dim
+        self.standardize = standardize
+        self.bn = nn.BatchNorm1d(feature_dim) if feature_bn else None
         self.head = nn.Sequential(nn.Linear(feature_dim, head_hidden), nn.ReLU(), nn.Linear(head_hidden, n_classes))
         self.domain_head = (nn.Sequential(nn.Linear(feature_dim, domain_hidden), nn.ReLU(), nn.Linear(domain_hidden, 1))
                             if domain_hidden is not None else None)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(x)
+        f = self.trunk(standardize(x) if self.standardize else x)
+        return self.bn(f) if self.bn is not None else f
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -58,13 +75,14 @@ class Classifier(nn.Module):
 
 def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden: int,
                         domain_hidden: int | None = None, pretrained: bool = True,
-                        backbone: str = "vae_encoder") -> Classifier:
+                        backbone: str = "vae_encoder", **options: bool) -> Classifier:
     """Warm start (pretrained=True): a deep copy of `vae.encoder_trunk`, so training the classifier never
     touches the VAE. pretrained=False: a freshly initialised trunk of the architecture `spec` describes
     (drawn from torch's global RNG; seed it first for reproducibility).
 
     backbone='lenet': a LeNet trunk with LeNet's dropout; pretrained=True copies the VAE encoder's weights
-    into it, which needs a VAE built with arch='lenet' (the same layers)."""
+    into it, which needs a VAE built with arch='lenet' (the same layers). `options`: Classifier's
+    standardize and feature_bn."""
     if backbone == "lenet":
         c, h, _ = spec["input_shape"]
         trunk = LeNetTrunk(c, h)
@@ -73,7 +91,7 @@ def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden
                 raise ValueError("adapt.backbone=lenet warm-starts from the VAE encoder, which needs vae.arch=lenet "
                                  f"(got {spec.get('arch')!r})")
             trunk.load_state_dict(vae.encoder_trunk.state_dict())
-        return Classifier(trunk, trunk.feature_dim, n_classes, head_hidden, domain_hidden)
+        return Classifier(trunk, trunk.feature_dim, n_classes, head_hidden, domain_hidden, **options)
     if backbone != "vae_encoder":
         raise ValueError(f"backbone must be 'vae_encoder' or 'lenet', got {backbone!r}")
     if pretrained:
@@ -83,7 +101,7 @@ def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden
     else:
         fresh = VAE(**spec)
         trunk, feature_dim = fresh.encoder_trunk, fresh.feature_dim
-    return Classifier(trunk, feature_dim, n_classes, head_hidden, domain_hidden)
+    return Classifier(trunk, feature_dim, n_classes, head_hidden, domain_hidden, **options)
 
 
 def dann_lambda(progress: float, gamma: float = 10.0, lambda_max: float = 1.0) -> float:

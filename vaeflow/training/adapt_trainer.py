@@ -1,4 +1,4 @@
-"""Classifier training for the adapt variants: supervised, plus DANN's adversarial domain loss.
+"""The training loop of every adapt variant: one loop, the method is an Algorithm (algorithms.py).
 
 Every variant runs the same number of optimiser steps on a fixed schedule and is scored at its last
 step: no epoch or hyperparameter is ever chosen on target labels. Source-val accuracy is logged for
@@ -14,10 +14,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vaeflow import faults
-from vaeflow.models.classifier import Classifier, dann_lambda
+from vaeflow.config import AugmentConfig
+from vaeflow.models.classifier import Classifier
+from vaeflow.training.algorithms import DANN, ERM, Algorithm
 from vaeflow.training.checkpoint import CheckpointClock, NonFiniteLoss, save_checkpoint, try_resume
 
 
@@ -42,22 +43,20 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
     return np.bincount(y_true * n_classes + y_pred, minlength=n_classes**2).reshape(n_classes, n_classes)
 
 
-def train_classifier(clf: Classifier, x_lab: torch.Tensor, y_lab: torch.Tensor, *, x_unlab_target: torch.Tensor | None,
-                     epochs: int, steps_per_epoch: int, batch_size: int, lr: float, weight_decay: float,
-                     dann_gamma: float = 10.0, dann_lambda_max: float = 1.0,
-                     monitor: tuple[torch.Tensor, torch.Tensor] | None = None,
-                     ckpt_path: Path, fingerprint: str,
-                     on_epoch: Callable[[dict], None] | None = None, checkpoint_every_s: float = 0.0) -> AdaptResult:
-    """Cross-entropy on (x_lab, y_lab); with `x_unlab_target`, DANN (Ganin et al., 2016).
+def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.Tensor | None, *,
+        epochs: int, steps_per_epoch: int, batch_size: int, ckpt_path: Path, fingerprint: str,
+        monitor: tuple[torch.Tensor, torch.Tensor] | None = None,
+        on_epoch: Callable[[dict], None] | None = None, checkpoint_every_s: float = 0.0) -> AdaptResult:
+    """Train `algo` on a fixed schedule: `epochs` × `steps_per_epoch` steps, each on a labelled batch and,
+    when the algorithm uses them, an unlabelled batch, both drawn with replacement.
 
-    Batches are drawn with replacement, so a labelled set of 50 images gets as many steps as one of
-    5,000 and the variants differ only in their data, not their compute. The learning rate follows
-    Ganin et al.'s annealing lr / (1 + 10 p)^0.75 with p the training progress in [0, 1].
-    """
-    dann = x_unlab_target is not None
-    opt = torch.optim.Adam(clf.parameters(), lr=lr, weight_decay=weight_decay)
+    Drawing with replacement gives a labelled set of 50 images as many steps as one of 5,000, so the
+    variants differ only in their data and method, not their compute. Checkpoints hold the whole
+    algorithm (student, teacher, BN statistics), its optimiser and every RNG: resuming is exact."""
+    if algo.uses_unlabelled and x_unl is None:
+        raise ValueError(f"{type(algo).__name__} trains on unlabelled images too; none were given")
     st = {"epoch": 0, "step": 0, "history": []}
-    ckpt = try_resume(ckpt_path, fingerprint, clf, opt)
+    ckpt = try_resume(ckpt_path, fingerprint, algo, algo.opt)
     if ckpt is not None:
         st = ckpt["state"]
     nan_at = faults.nan_at(ckpt_path.stem)  # fault injection for the tests; None in real runs
@@ -67,51 +66,54 @@ def train_classifier(clf: Classifier, x_lab: torch.Tensor, y_lab: torch.Tensor, 
     clock = CheckpointClock(checkpoint_every_s)  # 0: after every epoch
     while st["epoch"] < epochs:
         epoch = st["epoch"]
-        clf.train()
-        sums = torch.zeros(3, device=device)
+        algo.train()
+        sums: dict[str, torch.Tensor] = {}
         for s in range(steps_per_epoch):
             faults.pause_point(f"step:{ckpt_path.stem}:{epoch}:{s}")
             p = (epoch * steps_per_epoch + s) / total
-            for g in opt.param_groups:
-                g["lr"] = lr / (1 + 10 * p) ** 0.75
+            algo.set_progress(p)
             idx = torch.randint(len(x_lab), (batch_size,), device=device)
-            feats = clf.features(x_lab[idx])
-            cls_loss = F.cross_entropy(clf.head(feats), y_lab[idx])
-            loss = cls_loss
-            dom_loss = torch.zeros((), device=device)
-            if dann:
-                lam = dann_lambda(p, dann_gamma, dann_lambda_max)
-                t_idx = torch.randint(len(x_unlab_target), (batch_size,), device=device)
-                t_feats = clf.features(x_unlab_target[t_idx])
-                dom = clf.domain_logits(torch.cat([feats, t_feats]), lam)
-                is_target = torch.cat([torch.zeros(batch_size, device=device), torch.ones(batch_size, device=device)])
-                dom_loss = F.binary_cross_entropy_with_logits(dom, is_target)
-                loss = cls_loss + dom_loss  # the reversal layer already scales the encoder's share by λ
-            if nan_at == (epoch, s):
-                loss = loss * float("nan")
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"non-finite classifier loss at epoch {epoch} step {s} (global step "
-                                    f"{epoch * steps_per_epoch + s}); training stopped, last good checkpoint "
-                                    f"kept at {ckpt_path}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums += torch.stack([cls_loss.detach(), dom_loss.detach(), torch.ones((), device=device)])
-        cls_mean, dom_mean, _ = (sums / steps_per_epoch).tolist()
-        row = {"epoch": epoch, "cls_loss": cls_mean, "seconds": time.perf_counter() - t0}
-        if dann:
-            row["domain_loss"] = dom_mean
+            xu = x_unl[torch.randint(len(x_unl), (batch_size,), device=device)] if algo.uses_unlabelled else None
+
+            def check(loss: torch.Tensor, where=(epoch, s)) -> torch.Tensor:
+                if nan_at == where:
+                    loss.data = loss.data * float("nan")
+                if not torch.isfinite(loss):
+                    raise NonFiniteLoss(f"non-finite classifier loss at epoch {where[0]} step {where[1]} (global "
+                                        f"step {where[0] * steps_per_epoch + where[1]}); training stopped, last "
+                                        f"good checkpoint kept at {ckpt_path}")
+                return loss
+
+            for k, v in algo.update(x_lab[idx], y_lab[idx], xu, p, check=check).items():
+                sums[k] = sums.get(k, 0) + v  # tensors: no host sync per step
+        row = {"epoch": epoch, **{k: float(v) / steps_per_epoch for k, v in sums.items()},
+               "seconds": time.perf_counter() - t0}
         if monitor is not None:
-            row["source_val_acc"] = accuracy(clf, *monitor)
+            row["source_val_acc"] = (algo.predict(monitor[0]) == monitor[1]).float().mean().item()
         st["history"].append(row)
         st["epoch"] = epoch + 1
         st["step"] = (epoch + 1) * steps_per_epoch
         if clock.due(last_epoch=st["epoch"] >= epochs):
-            save_checkpoint(ckpt_path, fingerprint, clf, opt, st)
+            save_checkpoint(ckpt_path, fingerprint, algo, algo.opt, st)
         if on_epoch:
             on_epoch(row)
-    return AdaptResult(state={k: v.detach().clone() for k, v in clf.state_dict().items()},
+    return AdaptResult(state={k: v.detach().clone() for k, v in algo.predictor().state_dict().items()},
                        history=st["history"], seconds=time.perf_counter() - t0)
+
+
+def train_classifier(clf: Classifier, x_lab: torch.Tensor, y_lab: torch.Tensor, *, x_unlab_target: torch.Tensor | None,
+                     epochs: int, steps_per_epoch: int, batch_size: int, lr: float, weight_decay: float,
+                     dann_gamma: float = 10.0, dann_lambda_max: float = 1.0, augment: AugmentConfig | None = None,
+                     label_smoothing: float = 0.0, **fit_kw) -> AdaptResult:
+    """Cross-entropy on (x_lab, y_lab); with `x_unlab_target`, DANN (Ganin et al., 2016). A shortcut for
+    `fit` with ERM or DANN (self-training's rounds use it)."""
+    kw = dict(lr=lr, weight_decay=weight_decay, augment=augment, label_smoothing=label_smoothing)
+    if x_unlab_target is None:
+        algo: Algorithm = ERM(clf, **kw)
+    else:
+        algo = DANN(clf, gamma=dann_gamma, lambda_max=dann_lambda_max, **kw)
+    return fit(algo, x_lab, y_lab, x_unlab_target, epochs=epochs, steps_per_epoch=steps_per_epoch,
+               batch_size=batch_size, **fit_kw)
 
 
 def steps_for(n_source: int, n_target: int, batch_size: int) -> int:

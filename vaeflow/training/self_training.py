@@ -33,12 +33,13 @@ def self_train(clf: Classifier, x_src: torch.Tensor, y_src: torch.Tensor, x_tgt:
                rounds: int, threshold: float, epochs: int, steps_per_epoch: int, batch_size: int, lr: float,
                weight_decay: float, dann_gamma: float, dann_lambda_max: float,
                ckpt_path: Callable[[int], Path], fingerprint: Callable[[int], str],
-               on_epoch: Callable[[dict], None] | None = None) -> tuple[AdaptResult, list[dict]]:
+               on_epoch: Callable[[dict], None] | None = None, **algo_kw) -> tuple[AdaptResult, list[dict]]:
     """`rounds` rounds of pseudo-labelling and training, from `clf` as it is (a trained DANN).
 
     Each round is its own resumable training run (`ckpt_path(k)`, `fingerprint(k)`): a killed run resumes
     inside the round it was in, and finished rounds are restored from their checkpoints, not retrained.
-    Returns the last round's result and, per round, how many target images got a pseudo-label."""
+    Returns the last round's result and, per round, how many target images got a pseudo-label.
+    `algo_kw` (augment, label_smoothing) go to each round's DANN."""
     res, history = None, []
     for k in range(rounds):
         pred, keep = pseudo_labels(clf, x_tgt, threshold)
@@ -52,7 +53,7 @@ def self_train(clf: Classifier, x_src: torch.Tensor, y_src: torch.Tensor, x_tgt:
         res = train_classifier(clf, x_lab, y_lab, x_unlab_target=x_tgt, epochs=epochs,
                                steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
                                weight_decay=weight_decay, dann_gamma=dann_gamma, dann_lambda_max=dann_lambda_max,
-                               ckpt_path=ckpt_path(k), fingerprint=fingerprint(k), on_epoch=on_epoch)
+                               ckpt_path=ckpt_path(k), fingerprint=fingerprint(k), on_epoch=on_epoch, **algo_kw)
     assert res is not None
     return res, history
 

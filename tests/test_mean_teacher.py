@@ -1,0 +1,128 @@
+"""Mean teacher (self-ensembling): the EMA and the losses against closed forms, and a run that is
+interrupted mid-epoch and resumed ends bit-identical to one that was not."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vaeflow import faults
+from vaeflow.config import AugmentConfig
+from vaeflow.models.classifier import Classifier
+from vaeflow.training.adapt_trainer import fit
+from vaeflow.training.mean_teacher import MeanTeacher, class_balance_loss, consistency_loss, ema_update
+
+AUG = AugmentConfig(translate=0.1, rotate_deg=10, scale=0.1, shear_deg=5, noise=0.1)
+
+
+def _clf(seed=0, n_classes=3) -> Classifier:
+    torch.manual_seed(seed)
+    trunk = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Dropout(0.2))
+    return Classifier(trunk, 12, n_classes, 8, standardize=True, feature_bn=True)
+
+
+def _data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.rand(n, 1, 4, 4, generator=g) * 0.3
+    x[torch.arange(n), 0, y, y] += 1.0  # a class-specific bright pixel
+    return x, y
+
+
+def test_ema_update_matches_its_closed_form():
+    student, teacher = _clf(1), _clf(2)
+    t0 = [p.detach().clone() for p in teacher.parameters()]
+    s0 = [p.detach().clone() for p in student.parameters()]
+    ema_update(teacher, student, 0.9)
+    for t, a, b in zip(teacher.parameters(), t0, s0):
+        assert torch.allclose(t, 0.9 * a + 0.1 * b, atol=1e-7)
+    for _ in range(200):  # repeated, the teacher converges to a fixed student: (0.9^200 ≈ 7e-10)
+        ema_update(teacher, student, 0.9)
+    for t, b in zip(teacher.parameters(), s0):
+        assert torch.allclose(t, b, atol=1e-6)
+
+
+def test_mean_teacher_step_moves_the_teacher_by_the_ema_of_the_updated_student():
+    x, y = _data()
+    algo = MeanTeacher(_clf(), ema=0.95, threshold=0.0, lr=1e-2, weight_decay=0.0, augment=AUG)
+    t0 = [p.detach().clone() for p in algo.teacher.parameters()]
+    algo.train()
+    algo.update(x[:32], y[:32], x[32:64], 0.0)
+    for t, a, s in zip(algo.teacher.parameters(), t0, algo.clf.parameters()):
+        assert torch.allclose(t, 0.95 * a + 0.05 * s.detach(), atol=1e-6)
+    assert not any(p.requires_grad for p in algo.teacher.parameters())  # no gradient reaches the teacher
+
+
+def test_consistency_is_zero_for_identical_outputs_and_masks_unconfident_images():
+    p = torch.softmax(torch.randn(10, 4), 1)
+    q = torch.softmax(torch.randn(10, 4), 1)
+    ones = torch.ones(10)
+    assert consistency_loss(p, p, ones).item() == 0.0
+    expected = ((p - q) ** 2).sum(1).mean()
+    assert torch.allclose(consistency_loss(p, q, ones), expected)
+    half = torch.tensor([1.0, 0.0] * 5)
+    assert torch.allclose(consistency_loss(p, q, half), ((p - q) ** 2).sum(1)[::2].sum() / 10)
+
+
+def test_class_balance_is_minimal_at_a_uniform_batch_mean():
+    c = 5
+    uniform = torch.full((8, c), 1.0 / c, requires_grad=True)
+    loss = class_balance_loss(uniform)
+    (g,) = torch.autograd.grad(loss, uniform)
+    assert g.abs().max() < 1e-4  # a stationary point
+    # closed form at the uniform mean: C · H_b(1/C), the binary entropy of 1/C
+    u = 1.0 / c
+    assert loss.item() == pytest.approx(-c * (u * torch.log(torch.tensor(u)) + (1 - u) * torch.log(torch.tensor(1 - u))).item(),
+                                        rel=1e-4)
+    skewed = torch.softmax(torch.tensor([[3.0, 0, 0, 0, 0]]).expand(8, c), 1)
+    assert class_balance_loss(skewed) > loss
+
+
+def _run(tmp_path, stop_at: str | None = None, monkeypatch=None):
+    x, y = _data()
+    xu, _ = _data(seed=1)
+    torch.manual_seed(3)
+    algo = MeanTeacher(_clf(), ema=0.9, threshold=0.5, lr=1e-2, weight_decay=1e-4, augment=AUG)
+    if stop_at is not None:
+        def stop(point, _real=faults.pause_point):
+            if point == stop_at:
+                raise KeyboardInterrupt  # the process dies here; only the checkpoint survives
+        monkeypatch.setattr(faults, "pause_point", stop)
+    return fit(algo, x, y, xu, epochs=3, steps_per_epoch=5, batch_size=16,
+               ckpt_path=tmp_path / "mt.pt", fingerprint="mt-test")
+
+
+def test_an_interrupted_run_resumes_bit_identically(tmp_path, monkeypatch):
+    ref = _run(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", stop_at="step:mt:1:2", monkeypatch=monkeypatch)  # mid-epoch 1
+    monkeypatch.undo()
+    torch.manual_seed(12345)  # a fresh process's RNG is not the killed one's: the checkpoint must restore it
+    resumed = _run(tmp_path / "b")
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    assert ref.state.keys() == resumed.state.keys()
+    assert "bn.running_mean" in ref.state  # the teacher's BatchNorm statistics are part of what is compared
+    for k in ref.state:
+        assert torch.equal(ref.state[k], resumed.state[k]), k
+
+
+def test_without_unlabelled_images_it_refuses(tmp_path):
+    x, y = _data()
+    algo = MeanTeacher(_clf(), lr=1e-2, weight_decay=0.0)
+    with pytest.raises(ValueError, match="unlabelled"):
+        fit(algo, x, y, None, epochs=1, steps_per_epoch=1, batch_size=4, ckpt_path=tmp_path / "c.pt",
+            fingerprint="x")
+
+
+def test_the_teacher_predicts_and_learns(tmp_path):
+    """A sanity check of the whole engine on separable data: the teacher it scores beats chance by far."""
+    x, y = _data(n=300)
+    xu, yu = _data(n=300, seed=4)
+    torch.manual_seed(0)
+    algo = MeanTeacher(_clf(), threshold=0.8, lr=1e-2, weight_decay=0.0, augment=AugmentConfig(
+        translate=0, rotate_deg=0, scale=0, shear_deg=0, noise=0.05))
+    fit(algo, x[:30], y[:30], xu, epochs=4, steps_per_epoch=30, batch_size=32, ckpt_path=tmp_path / "s.pt",
+        fingerprint="s")
+    assert (algo.predict(xu) == yu).float().mean() > 0.9
+    assert algo.predictor() is algo.teacher

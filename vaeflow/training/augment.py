@@ -1,0 +1,66 @@
+"""Batched data augmentation on the training device: random affine warps and Gaussian noise.
+
+One call transforms a whole batch with one `affine_grid` + `grid_sample`, on whatever device the batch is
+on: no per-image Python loop, no PIL, no host round trip. Randomness comes from torch's global RNG of that
+device (or an explicit generator), which every checkpoint saves, so a resumed run draws the same warps.
+
+French et al. (2018) found the augmentation, not the method, to be the lever on the digit benchmarks
+(self-ensembling: ~88/92 % with noise only, ~98/99 % with small translations and affine jitter).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from vaeflow.config import AugmentConfig
+
+
+NO_AUGMENT = AugmentConfig(translate=0, rotate_deg=0, scale=0, shear_deg=0, noise=0)
+
+
+def is_identity(cfg: AugmentConfig) -> bool:
+    return not any((cfg.translate, cfg.rotate_deg, cfg.scale, cfg.shear_deg, cfg.noise))
+
+
+def _uniform(n: int, bound: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """n draws from U(-bound, bound); a zero bound draws nothing, so switching a knob off keeps the others'
+    random streams unchanged."""
+    if bound == 0:
+        return torch.zeros(n, device=like.device, dtype=like.dtype)
+    return (torch.rand(n, device=like.device, dtype=like.dtype, generator=generator) * 2 - 1) * bound
+
+
+def affine_matrices(n: int, cfg: AugmentConfig, like: torch.Tensor,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, 2, 3) matrices for `F.affine_grid`, in its normalised coordinates ([-1, 1] across the image):
+    rotation · shear / zoom, then a shift of at most `translate` image sides (2·translate in those units)."""
+    ang = _uniform(n, math.radians(cfg.rotate_deg), like, generator)
+    shear = _uniform(n, math.radians(cfg.shear_deg), like, generator)
+    zoom = 1 + _uniform(n, cfg.scale, like, generator)
+    tx = _uniform(n, 2 * cfg.translate, like, generator)
+    ty = _uniform(n, 2 * cfg.translate, like, generator)
+    cos, sin, tan = ang.cos(), ang.sin(), shear.tan()
+    # [[cos, -sin], [sin, cos]] @ [[1, tan], [0, 1]], divided by the zoom: affine_grid maps output pixels to
+    # the input positions they sample, so dividing by the zoom enlarges the content.
+    theta = torch.stack([
+        torch.stack([cos, cos * tan - sin, tx], 1),
+        torch.stack([sin, sin * tan + cos, ty], 1)], 1)
+    theta[:, :, :2] /= zoom[:, None, None]
+    return theta
+
+
+def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A randomly warped and noised copy of the batch `x` (N×C×H×W), same shape, dtype and device.
+    With every knob at zero, `x` itself (and no random draw)."""
+    if is_identity(cfg):
+        return x
+    if cfg.translate or cfg.rotate_deg or cfg.scale or cfg.shear_deg:
+        theta = affine_matrices(len(x), cfg, x, generator)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode=cfg.padding, align_corners=False)
+    if cfg.noise:
+        x = x + cfg.noise * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+    return x
+

@@ -1,0 +1,84 @@
+"""Self-ensembling / mean teacher (Tarvainen & Valpola, 2017; French et al., ICLR 2018).
+
+A student is trained on the labelled batch and, on unlabelled images, to agree with a teacher whose
+weights are an exponential moving average of the student's. Student and teacher see differently
+augmented views of the same unlabelled batch, so agreement is learned invariance, and the EMA teacher
+is a steadier target than the student itself. French et al.'s additions for domain adaptation:
+  - confidence thresholding: only images the teacher predicts with max-probability ≥ threshold count,
+    so early, wrong teacher guesses do not pull the student (they replace the consistency ramp-up);
+  - a class-balance term: the batch's mean prediction is pushed towards uniform, which stops the
+    unlabelled loss from collapsing every image onto the few classes that are confident first;
+  - separate source and target batches through BatchNorm: each domain is normalised by its own
+    statistics; the teacher only ever sees unlabelled batches, so its BN statistics are theirs.
+
+The same engine serves unsupervised domain adaptation (labelled = source, unlabelled = target train)
+and few-label learning (labelled = the few target labels, unlabelled = the target train): nothing in
+it knows which.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from vaeflow.models.classifier import Classifier
+from vaeflow.training.algorithms import Algorithm
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, ema: float) -> None:
+    """teacher ← ema·teacher + (1 − ema)·student, for every parameter (buffers such as BN statistics are
+    the teacher's own: it computes them from the batches it sees)."""
+    for t, s in zip(teacher.parameters(), student.parameters()):
+        t.mul_(ema).add_(s.detach(), alpha=1 - ema)
+
+
+def consistency_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+    """Squared difference of the class probabilities, summed over classes, masked, averaged over the batch
+    (masked images count as zeros, so the loss grows as the teacher grows confident)."""
+    return (((student_probs - teacher_probs) ** 2).sum(1) * mask).mean()
+
+
+def class_balance_loss(student_probs: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Binary cross-entropy of the batch-mean class probability against 1/C, summed over the C classes.
+    Minimal when the batch's mean prediction is uniform."""
+    avg = student_probs.mean(0)
+    c = avg.numel()
+    u = 1.0 / c
+    return -(u * torch.log(avg + eps) + (1 - u) * torch.log(1 - avg + eps)).sum()
+
+
+class MeanTeacher(Algorithm):
+    uses_unlabelled = True
+
+    def __init__(self, clf: Classifier, *, ema: float = 0.99, threshold: float = 0.968,
+                 consistency_weight: float = 3.0, class_balance: float = 0.005, **kw) -> None:
+        super().__init__(clf, **kw)
+        self.teacher = copy.deepcopy(clf)
+        for q in self.teacher.parameters():
+            q.requires_grad_(False)
+        self.ema, self.threshold = ema, threshold
+        self.consistency_weight, self.class_balance = consistency_weight, class_balance
+
+    def update(self, x, y, x_unl, p, check=lambda loss: None):
+        _, cls_loss = self.supervised(x, y)
+        student_probs = torch.softmax(self.clf(self.augment(x_unl)), 1)  # its own BN pass: the unlabelled domain
+        with torch.no_grad():
+            # Train mode: the teacher normalises with the unlabelled batch's statistics and keeps running
+            # averages of them (dropout, if the trunk has it, is one more source of view noise).
+            self.teacher.train()
+            teacher_probs = torch.softmax(self.teacher(self.augment(x_unl)), 1)
+            confident = (teacher_probs.max(1).values >= self.threshold).float()
+        cons = consistency_loss(student_probs, teacher_probs, confident)
+        # French et al. scale the balance term by the confident fraction: it only acts alongside consistency.
+        bal = class_balance_loss(student_probs) * confident.mean()
+        loss = cls_loss + self.consistency_weight * cons + self.class_balance * bal
+        check(loss)
+        self.step(loss)
+        ema_update(self.teacher, self.clf, self.ema)
+        return {"cls_loss": cls_loss.detach(), "consistency": cons.detach(), "confident": confident.mean()}
+
+    def predictor(self) -> nn.Module:
+        return self.teacher
