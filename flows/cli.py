@@ -145,28 +145,18 @@ def summary_table(metrics: dict) -> Table:
     return t
 
 
-LOCK_FILE = ".vaeflow.lock"
+def _project_lock(wait: float, hint: str = "pass --wait SECONDS to queue behind it"):
+    """One pipeline run per project directory at a time (vaeflow/lock.py): a second one waits `wait`
+    seconds, then fails with exit code 3."""
+    from vaeflow.lock import ProjectLocked, acquire
 
-
-def _project_lock(wait: float):
-    """One pipeline run per project directory at a time: a second one waits `wait` seconds, then fails.
-
-    An OS-level lock (flock) on LOCK_FILE: a run that is killed, even with -9, releases it with its
-    process, so a stale lock file never blocks the next run."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(LOCK_FILE)
+    def waiting(path: Path) -> None:
+        console.print(f"waiting up to {wait:g}s for another vaeflow run in this directory (lock {path})",
+                      highlight=False)
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if wait > 0:
-            console.print(f"waiting up to {wait:g}s for another vaeflow run in this directory "
-                          f"(lock {Path(LOCK_FILE).resolve()})", highlight=False)
-        try:
-            lock.acquire(timeout=wait)
-        except Timeout:
-            _fail(3, f"another vaeflow run holds {Path(LOCK_FILE).resolve()}; wait for it to finish "
-                     f"(or pass --wait SECONDS to queue behind it)")
+        lock = acquire(".", wait, waiting, hint)
+    except ProjectLocked as e:
+        _fail(3, str(e))
     from vaeflow import faults
 
     faults.pause_point("lock:acquired")  # lets the concurrency test see the moment a waiting run gets in
@@ -214,21 +204,26 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
 def serve(cron: Optional[str] = typer.Option(None, "--cron", help='cron schedule, e.g. "0 3 * * *"'),
           interval: Optional[int] = typer.Option(None, "--interval", min=1, help="schedule every N seconds"),
           name: str = typer.Option("vaeflow-scheduled", "--name", help="deployment name"),
-          params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> None:
-    """Register a scheduled deployment of the flow on the server at PREFECT_API_URL and serve it."""
-    import os
+          params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
+          lock_wait: float = typer.Option(3600.0, "--lock-wait", min=0, help="seconds a scheduled run waits for "
+                                          "another run in this project (the project lock) before it fails")) -> None:
+    """Register a scheduled deployment of the flow on the server at PREFECT_API_URL and serve it.
+
+    The API URL may come from the environment or the active Prefect profile, as for `vaeflow run`. Each
+    scheduled run holds the project lock, like `vaeflow run`."""
+    from flows.local_server import api_url_configured
 
     _config(params, set_)
     if (cron is None) == (interval is None):
         _fail(2, "give exactly one of --cron or --interval")
-    if not os.environ.get("PREFECT_API_URL"):
-        _fail(2, "PREFECT_API_URL is not set: start a server (prefect server start --host 127.0.0.1) "
-                 "and export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    if not api_url_configured():
+        _fail(2, "PREFECT_API_URL is not set (environment or Prefect profile): start a server (prefect server "
+                 "start --host 127.0.0.1) and export PREFECT_API_URL=http://127.0.0.1:4200/api")
     from flows.training_pipeline import training_pipeline
 
     training_pipeline.serve(name=name, cron=cron, interval=interval,
                             parameters={"params_file": str(params.resolve()), "overrides": list(set_ or []),
-                                        "root": str(Path.cwd().resolve())})
+                                        "root": str(Path.cwd().resolve()), "lock_wait": lock_wait})
 
 
 @app.command()

@@ -26,16 +26,25 @@ class ServerError(RuntimeError):
 
 
 def api_url_configured() -> bool:
-    """Whether Prefect will talk to a server of the user's: PREFECT_API_URL in the environment or in a Prefect
-    profile (read as text, so that asking costs no Prefect import). Otherwise Prefect runs in ephemeral mode."""
+    """Whether Prefect will talk to a server of the user's: PREFECT_API_URL in the environment or in the active
+    Prefect profile (PREFECT_PROFILE, else profiles.toml's `active`; read with tomllib, so that asking costs no
+    Prefect import). Otherwise Prefect runs in ephemeral mode."""
     if os.environ.get("PREFECT_API_URL"):
         return True
     home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
     profiles = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
     try:
-        return "PREFECT_API_URL" in profiles.read_text()
+        text = profiles.read_text()
     except OSError:
         return False
+    try:
+        import tomllib
+
+        doc = tomllib.loads(text)
+        active = os.environ.get("PREFECT_PROFILE") or doc.get("active", "ephemeral")
+        return bool(doc.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
+    except (ImportError, ValueError, AttributeError):  # Python 3.10 has no tomllib; a malformed file: be safe
+        return "PREFECT_API_URL" in text
 
 
 def wanted() -> bool:

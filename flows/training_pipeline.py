@@ -6,6 +6,7 @@ I/O errors with exponential backoff, and never retries a validation error.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tasks import tune as tune_stage  # noqa: E402
 from vaeflow import uptodate  # noqa: E402
 from vaeflow.config import load_config  # noqa: E402
 from vaeflow.io import DISK_ERRNOS, read_json  # noqa: E402
+from vaeflow.lock import project_lock  # noqa: E402
 from vaeflow.paths import Paths  # noqa: E402
 
 # Errors worth a second try: the filesystem or network hiccuped. A missing file, bad params or bad
@@ -82,11 +84,22 @@ except (ValueError, AssertionError):
 
 @flow(name="training_pipeline", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS), validate_parameters=True)
 def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None, root: str = ".",
-                      tune: bool = False) -> dict:
+                      tune: bool = False, lock_wait: float = 3600.0) -> dict:
     """prepare → (gmm ∥ pretrain) → adapt → evaluate, on the validated params.
 
     With `tune`, or with pretrain.use_tuned and no tuned config yet, a `tune` task (Ray Tune) runs
-    between prepare and pretrain."""
+    between prepare and pretrain.
+
+    Holds the project lock (vaeflow/lock.py) for the whole run: a scheduled or deployed run waits up to
+    `lock_wait` seconds for another run in the same project (inside `vaeflow run`, which holds it, it is free)."""
+    def waiting(path: Path) -> None:
+        logging.getLogger("vaeflow").info("waiting up to %gs for another vaeflow run (lock %s)", lock_wait, path)
+
+    with project_lock(root, lock_wait, waiting, hint="raise the flow's lock_wait parameter"):
+        return _pipeline(params_file, overrides, root, tune)
+
+
+def _pipeline(params_file: str, overrides: list[str] | None, root: str, tune: bool) -> dict:
     logger = get_run_logger()
     overrides = list(overrides or [])
     cfg = load_config(params_file, overrides)  # fail fast, before any task: a ConfigError is never retried

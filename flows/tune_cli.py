@@ -67,7 +67,9 @@ def submit(address: Optional[str] = typer.Option(
            resume: bool = typer.Option(False, "--resume", help="submit `vaeflow tune --resume`"),
            working_dir: Path = typer.Option(Path("."), "--working-dir", help="shipped to the cluster as the job's cwd"),
            wait: bool = typer.Option(True, "--wait/--no-wait", help="follow the job's logs to the end, then copy "
-                                     "its outputs from tune.storage_path into this project")) -> None:
+                                     "its outputs from tune.storage_path into this project"),
+           lock_wait: float = typer.Option(3600.0, "--lock-wait", min=0, help="seconds to wait for another run in "
+                                           "this project (the project lock) before copying the outputs")) -> None:
     """Submit `vaeflow tune --address auto` as a Ray job (a thin wrapper over Ray's JobSubmissionClient)."""
     _setup_logging()
     cfg = _config(params, set_)  # fail here, not on the cluster
@@ -93,7 +95,7 @@ def submit(address: Optional[str] = typer.Option(
         status = client.get_job_status(job)
     if status != JobStatus.SUCCEEDED:
         _fail(1, f"job {job} ended {status.value}; see `ray job logs {job}`")
-    _fetch(cfg)
+    _fetch(cfg, lock_wait)
 
 
 def _follow(client, job: str) -> None:
@@ -106,7 +108,9 @@ def _follow(client, job: str) -> None:
     asyncio.run(tail())
 
 
-def _fetch(cfg) -> None:
+def _fetch(cfg, lock_wait: float) -> None:
+    """Copy the job's outputs into models/tuned, metrics/ and reports/, holding the project lock: pretrain
+    reads models/tuned, so a copy must not land in the middle of another run."""
     from vaeflow.tuning.experiment import experiment_path
     from vaeflow.tuning.report import fetch
 
@@ -114,5 +118,9 @@ def _fetch(cfg) -> None:
         console.print(f"tune.storage_path={cfg.tune.storage_path} is relative: the results stay in the job's "
                       "working dir on the cluster. Set it to s3://… or a shared path to have them copied here.")
         return
-    got = guarded(lambda: fetch(experiment_path(cfg, Path(".")), Paths()))
+    lock = _project_lock(lock_wait, hint="pass a longer --lock-wait")
+    try:
+        got = guarded(lambda: fetch(experiment_path(cfg, Path(".")), Paths()))
+    finally:
+        lock.release()
     console.print("fetched " + ", ".join(str(p) for p in got) if got else "the job wrote no outputs to fetch")
