@@ -85,14 +85,20 @@ def static_deps(stage: str, root: Path = ROOT) -> set[str]:
     return {f.relative_to(root).as_posix() for f in seen}
 
 
+def is_empty(f: str, root: Path) -> bool:
+    """An empty file (a bare package __init__.py) runs nothing; DVC warns about each one listed as a dep."""
+    return (root / f).is_file() and (root / f).stat().st_size == 0
+
+
 def collapse(files: set[str], root: Path = ROOT) -> list[str]:
-    """The shortest dvc.yaml listing of `files`: a directory stands for its files when every .py file under
-    it is needed (so a module added there later is covered too)."""
+    """The shortest dvc.yaml listing of `files`, empty files left out: a directory stands for its files when
+    every non-empty .py file under it is needed (so a module added there later is covered too)."""
     def all_needed(d: Path) -> bool:
-        return all(f.relative_to(root).as_posix() in files for f in d.rglob("*.py") if "__pycache__" not in f.parts)
+        return all(f.relative_to(root).as_posix() in files or f.stat().st_size == 0
+                   for f in d.rglob("*.py") if "__pycache__" not in f.parts)
 
     out: set[str] = set()
-    for f in files:
+    for f in (f for f in files if not is_empty(f, root)):
         parts = Path(f).parts
         entry = f
         for i in range(1, len(parts)):  # the outermost collapsible directory wins
@@ -143,7 +149,7 @@ def check(root: Path = ROOT, names: list[str] | None = None) -> list[str]:
         listed = [_dep_name(d) for d in doc["stages"][stage].get("deps", []) if is_code_dep(_dep_name(d))]
         problems += [f"stage {stage}: dep {d} does not exist" for d in listed if not (root / d).exists()]
         problems += [f"stage {stage}: runs {f} but dvc.yaml does not list it"
-                     for f in sorted(static_deps(stage, root)) if not covered(f, listed)]
+                     for f in sorted(static_deps(stage, root)) if not covered(f, listed) and not is_empty(f, root)]
     return problems
 
 
