@@ -1,6 +1,7 @@
 """The Prefect flow `training_pipeline`: the stages as tasks, wired as the DAG.
 
-prepare → (gmm ∥ pretrain) → adapt → evaluate. gmm and pretrain run concurrently on a thread pool.
+prepare → (gmm ∥ pretrain ∥ autoencoders) → (adapt ∥ samplers) → evaluate, on a two-thread pool: while
+pretrain trains, gmm then autoencoders use the other thread; samplers runs beside adapt.
 Each task skips its stage when DVC says it is up to date (see vaeflow/uptodate.py), retries transient
 I/O errors with exponential backoff, and never retries a validation error.
 """
@@ -85,7 +86,7 @@ except (ValueError, AssertionError):
 @flow(name="training_pipeline", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS), validate_parameters=True)
 def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None, root: str = ".",
                       tune: bool = False, lock_wait: float = 3600.0) -> dict:
-    """prepare → (gmm ∥ pretrain) → adapt → evaluate, on the validated params.
+    """prepare → (gmm ∥ pretrain ∥ autoencoders) → (adapt ∥ samplers) → evaluate, on the validated params.
 
     With `tune`, or with pretrain.use_tuned and no tuned config yet, a `tune` task (Ray Tune) runs
     between prepare and pretrain.

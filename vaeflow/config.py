@@ -136,7 +136,7 @@ class EvalConfig(Section):
 class AEConfig(Section):
     """Stage `autoencoders`: a plain (ae) and a denoising (dae) autoencoder on the VAE's architecture, latent
     size and data model (vae.*), trained on the reconstruction log-likelihood with early stopping."""
-    epochs: int = Field(150, ge=1, le=100_000)
+    epochs: int = Field(100, ge=1, le=100_000)
     batch_size: int = Field(128, ge=1, le=65_536)
     lr: float = Field(1e-3, gt=0, le=1)
     patience: int = Field(20, ge=1, description="epochs without val reconstruction improvement before stopping")
