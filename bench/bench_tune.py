@@ -66,7 +66,7 @@ def main() -> None:
     from tasks import prepare
     from vaeflow.config import load_config
     from vaeflow.paths import Paths
-    from vaeflow.tuning.experiment import start_local
+    from vaeflow.tuning.cluster import start_local
 
     root = Path(tempfile.mkdtemp(prefix="bench_tune_"))
     prepare.run(load_config(REPO / "params.yaml", ["device=cpu"]), Paths(root))

@@ -30,8 +30,9 @@ from vaeflow.training.checkpoint import fingerprint
 from vaeflow.training.vae_trainer import NonFiniteLoss, train_vae
 from vaeflow.tuning import report
 from vaeflow.tuning.space import plain
-from vaeflow.tuning.experiment import (TrialCheckpoint, connect, experiment_path, inject_fault, make_tuner,
-                                       preflight, trial_resources, trial_threads)
+from vaeflow.tuning.cluster import connect
+from vaeflow.tuning.experiment import (TrialCheckpoint, experiment_path, inject_fault, make_tuner, preflight,
+                                       trial_resources, trial_threads)
 
 log = logging.getLogger("vaeflow")
 

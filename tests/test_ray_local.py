@@ -54,7 +54,7 @@ def test_connect_without_address_starts_a_private_local_ray(monkeypatch):
     """The call itself (the slow test below runs it): address="local", whatever RAY_ADDRESS says."""
     import ray
 
-    from vaeflow.tuning.experiment import connect
+    from vaeflow.tuning.cluster import connect
 
     calls = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)

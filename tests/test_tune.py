@@ -150,7 +150,7 @@ def tuned(tmp_path_factory):
     from tasks import prepare
     from tasks.tune import tune
     from vaeflow.tuning.report import TuneIncomplete
-    from vaeflow.tuning.experiment import start_local
+    from vaeflow.tuning.cluster import start_local
 
     root = tmp_path_factory.mktemp("tune")
     (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
@@ -361,7 +361,7 @@ def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_uns
 
     from tasks import prepare
     from tasks.tune import tune
-    from vaeflow.tuning.experiment import start_local
+    from vaeflow.tuning.cluster import start_local
 
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     cfg = load_config(tmp_path / "params.yaml", TINY + [

@@ -64,7 +64,7 @@ def test_trials_killed_with_sigkill_resume_and_end_bit_identical(tmp_path):
 
     from tasks import prepare
     from tasks.tune import tune
-    from vaeflow.tuning.experiment import start_local
+    from vaeflow.tuning.cluster import start_local
 
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     cfg = load_config(tmp_path / "params.yaml", KILL)

@@ -31,51 +31,6 @@ def experiment_path(cfg: Config, root: Path) -> str:
     return f"{storage_root(cfg, root).rstrip('/')}/{cfg.tune.experiment_name}"
 
 
-def connect(address: str | None) -> bool:
-    """Join the cluster at `address` ('auto', 'HOST:PORT', 'ray://HOST:PORT'), or start a private local Ray.
-    True if this call initialised Ray (so the caller shuts it down).
-
-    An already-initialised Ray (a test's, or a notebook's) is used as it is."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        start_local()
-    return True
-
-
-# Ray's switch for "this machine is never part of a multi-node cluster" (on by default on macOS and Windows).
-# Off, Ray takes 127.0.0.1 as the node's address; on (Linux), it takes the address that routes outwards,
-# even when asked for 127.0.0.1, and its GCS, raylet and workers listen on every interface.
-_SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-
-def start_local(**init_kwargs: Any) -> None:
-    """A private Ray on this machine only: address="local" never joins the cluster that
-    /tmp/ray/ray_current_cluster or RAY_ADDRESS names (a dead head there made ray.init() retry for 13
-    minutes), and every socket it opens listens on 127.0.0.1 (docs/ray.md, "What listens where").
-
-    `init_kwargs` go to ray.init (e.g. num_cpus in tests); no dashboard: it would serve on a port of its own."""
-    import ray
-    from ray._private import ray_constants
-
-    # Ray reads the switch at import (the constant, for this process) and in the processes it starts (the
-    # environment); both are put back once they are running, so a later join of a real cluster is unaffected.
-    saved = os.environ.get(_SINGLE_NODE_ENV), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[_SINGLE_NODE_ENV], ray_constants.ENABLE_RAY_CLUSTER = "0", False
-    try:
-        ray.init(address="local", include_dashboard=False, **init_kwargs)
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved[1]
-        if saved[0] is None:
-            os.environ.pop(_SINGLE_NODE_ENV, None)
-        else:
-            os.environ[_SINGLE_NODE_ENV] = saved[0]
-
-
 def trial_resources(cfg: Config) -> dict[str, float]:
     """{"cpu", "gpu"} per trial. Asking for GPUs on a cluster that has none would leave every trial
     pending forever; instead it falls back to CPUs and says so once."""
