@@ -18,7 +18,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-EPHEMERAL_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+# A throwaway server for one run sends no analytics, whatever the user's shell says (flows/__init__.py).
+EPHEMERAL_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
 class ServerError(RuntimeError):

@@ -18,6 +18,30 @@ log = logging.getLogger("vaeflow")
 _dvc_lock = threading.Lock()  # DVC's repo lock is per process; the flow runs stages in threads
 
 
+class _ToVaeflowLog(logging.Handler):
+    """DVC's log records, re-emitted once through the "vaeflow" logger (its format, its destinations)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.msg, copy.args = f"dvc: {record.getMessage()}", None
+        log.handle(copy)
+
+
+_TO_VAEFLOW = _ToVaeflowLog()
+
+
+def _repo():
+    """DVC's Repo class, with DVC's log routed: importing dvc gives its loggers their own console handlers,
+    and Prefect gives the root logger one, so every DVC line came out twice in two formats (stdout and
+    stderr). Routed through the "vaeflow" logger only, each appears once, like every other stage line."""
+    from dvc.repo import Repo
+
+    for name in ("dvc", "dvc_objects", "dvc_data"):
+        lg = logging.getLogger(name)
+        lg.handlers, lg.propagate = [_TO_VAEFLOW], False
+    return Repo
+
+
 def is_dvc_project(root: str | Path) -> bool:
     root = Path(root)
     return (root / "dvc.yaml").is_file() and (root / ".dvc").is_dir()
@@ -30,23 +54,17 @@ def tracks(root: str | Path, params_file: str | Path, overrides: list[str]) -> b
 
 
 def is_up_to_date(stage: str, root: str | Path) -> bool:
-    from dvc.repo import Repo
-
-    with _dvc_lock, Repo(str(root)) as repo:
+    with _dvc_lock, _repo()(str(root)) as repo:
         return not repo.status(targets=[stage])
 
 
 def record(stage: str, root: str | Path) -> None:
     """Write the stage's deps, params and outs hashes into dvc.lock and cache its outs."""
-    from dvc.repo import Repo
-
-    with _dvc_lock, Repo(str(root)) as repo:
+    with _dvc_lock, _repo()(str(root)) as repo:
         repo.commit(stage, force=True)
 
 
 def all_up_to_date(root: str | Path) -> bool:
     """Whether `dvc status` finds every stage of the pipeline up to date (one call for all of them)."""
-    from dvc.repo import Repo
-
-    with _dvc_lock, Repo(str(root)) as repo:
+    with _dvc_lock, _repo()(str(root)) as repo:
         return not repo.status()

@@ -1,0 +1,135 @@
+"""A clean first run: no telemetry (and no traceback from it), each DVC line once in one format."""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+TELEMETRY_VARS = ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK", "RAY_USAGE_STATS_ENABLED")
+
+
+def _clean_env(home) -> dict[str, str]:
+    """A user's shell: no telemetry switches, a fresh HOME (so a fresh Prefect database), no PYTHONPATH tricks."""
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR")
+    return {**{k: os.environ[k] for k in keep if k in os.environ}, "HOME": str(home), "COLUMNS": "200",
+            "PYTHONPATH": str(REPO)}
+
+
+def test_flows_turn_telemetry_off_before_prefect_is_imported(tmp_path):
+    code = "import os, flows, prefect; print([os.environ.get(k) for k in %r])" % (TELEMETRY_VARS,)
+    out = subprocess.run([sys.executable, "-c", code], env=_clean_env(tmp_path), capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "['false', '1', '0']"
+    env = {**_clean_env(tmp_path), "PREFECT_SERVER_ANALYTICS_ENABLED": "true"}  # an explicit choice is kept
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("['true'")
+
+
+def test_the_early_server_runs_without_analytics(monkeypatch):
+    from flows import local_server
+
+    seen = {}
+
+    class FakePopen:
+        def __init__(self, cmd, env, **kw):
+            seen.update(env)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
+    monkeypatch.setattr(local_server.subprocess, "Popen", FakePopen)
+    local_server.LocalServer().stop()
+    assert seen["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+@pytest.fixture
+def dvc_project(tmp_path):
+    from dvc.repo import Repo
+
+    Repo.init(str(tmp_path), no_scm=True).close()
+    (tmp_path / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo\n    outs:\n      - o.txt\n")
+    (tmp_path / "o.txt").write_text("x")
+    return tmp_path
+
+
+def test_each_dvc_line_appears_once_in_the_vaeflow_format(dvc_project, capfd, monkeypatch):
+    """Prefect puts a console handler on the root logger and DVC puts its own on its loggers: before, every
+    DVC line came out twice. Now DVC's records go through the "vaeflow" logger only."""
+    from vaeflow import uptodate
+
+    monkeypatch.chdir(dvc_project)  # as the flow runs it: root is the working directory
+    root, vlog = logging.getLogger(), logging.getLogger("vaeflow")
+    as_prefect = logging.StreamHandler(sys.stderr)
+    ours = io.StringIO()
+    as_vaeflow = logging.StreamHandler(ours)
+    as_vaeflow.setFormatter(logging.Formatter("VAEFLOW %(levelname)s %(message)s"))
+    saved = vlog.handlers[:], vlog.propagate, vlog.level
+    root.addHandler(as_prefect)
+    vlog.handlers, vlog.propagate = [as_vaeflow], False
+    vlog.setLevel(logging.INFO)
+    try:
+        uptodate.record("s", ".")
+        uptodate.record("s", ".")
+    finally:
+        root.removeHandler(as_prefect)
+        vlog.handlers, vlog.propagate, vlog.level = saved[0], saved[1], saved[2]
+    captured = capfd.readouterr()
+    lines = [ln for ln in (captured.out + captured.err + ours.getvalue()).splitlines() if "lock file" in ln]
+    # one line per recorded stage (DVC says "Generating" the first time, then "Updating"), in our format only
+    assert len(lines) == 2 and all(ln.startswith("VAEFLOW INFO dvc: ") for ln in lines), lines
+
+
+def _tiny_tracked_copy(d):
+    """The checkout's files (no outputs), params.yaml made tiny, DVC's config, a fresh git repo: what a clone is."""
+    import shutil
+
+    import yaml
+
+    from tests.conftest import TINY
+    from vaeflow.config import load_config
+
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        output = f.startswith(("data/", "models/", "metrics/", "reports/", "runs/")) and f != "models/tuned/README.md"
+        if (REPO / f).is_file() and not output and ".venv" not in f:
+            (d / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, d / f)
+    shutil.copytree(REPO / ".dvc", d / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"), dirs_exist_ok=True)
+    cfg = load_config(REPO / "params.yaml", TINY)
+    (d / "params.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"]):
+        subprocess.run(cmd, cwd=d, check=True, capture_output=True)
+    return d
+
+
+@pytest.mark.slow
+def test_a_first_vaeflow_run_in_a_clean_environment_prints_no_traceback(tmp_path):
+    """`vaeflow run` as a new user runs it: fresh HOME (Prefect's database created on the spot), none of the
+    telemetry switches CI sets, a DVC-tracked tiny project. stderr has no traceback and no telemetry error,
+    and each DVC lock-file line appears once per recorded stage."""
+    project = _tiny_tracked_copy(tmp_path / "repo")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**_clean_env(home), "PYTHONPATH": str(project),
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    p = subprocess.run([sys.executable, "-m", "flows.cli", "run"], cwd=project, env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "telemetry" not in p.stderr.lower(), p.stderr[:3000]
+    from tasks import UPSTREAM
+
+    out = p.stdout + p.stderr
+    # DVC says "Generating" when it creates dvc.lock, then "Updating" once per recorded stage; nothing twice
+    assert len(re.findall(r"Updating lock file 'dvc.lock'", out)) == len(UPSTREAM), out[-3000:]
+    assert len(re.findall(r"Generating lock file 'dvc.lock'", out)) == 1, out[-3000:]
+    assert len(re.findall(r"lock file 'dvc.lock'", out)) == len(re.findall(r"dvc: \w+ lock file 'dvc.lock'", out))
