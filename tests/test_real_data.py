@@ -287,11 +287,13 @@ def test_preset_validates(name):
     assert c.data.source in ("mnist", "usps") and c.data.root == "../shared/data"
 
 
+@pytest.mark.slow  # every stage on real MNIST/USPS files
 @needs_data
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_smoke_runs_end_to_end(name, tmp_path):
     from tasks import STAGES
     from vaeflow.paths import Paths
+    from vaeflow.prepared import load_prepared
 
     c = load_config(REPO / "configs" / f"{name}.yaml", SMOKE)
     paths = Paths(tmp_path)
@@ -299,6 +301,10 @@ def test_preset_smoke_runs_end_to_end(name, tmp_path):
     assert out["prepare"]["source"]["shape"] == [1, 28, 28] and out["prepare"]["levels"] == 256
     assert out["pretrain"]["iwae_samples"] == 10 and np.isfinite(out["pretrain"]["test_nll_nats"])
     assert set(out["adapt"]["variants"]) == set(c.adapt.variants)
-    for r in out["adapt"]["variants"].values():
-        assert 0 <= r["target_test_acc"] <= 1
+    n_test = len(load_prepared(paths).target.y_test)
+    for name, r in out["adapt"]["variants"].items():  # the headline accuracy is what its confusion matrix says
+        conf = np.array(r["confusion"])
+        assert conf.sum() == n_test and conf.shape[0] == conf.shape[1] == 10, name
+        assert np.trace(conf) / n_test == pytest.approx(r["target_test_acc_runs"][0]), name
+        assert r["target_test_acc"] == pytest.approx(np.mean(r["target_test_acc_runs"])), name
     assert (tmp_path / "metrics" / "metrics.json").is_file()
