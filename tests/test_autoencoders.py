@@ -6,6 +6,7 @@ its closed form for two Gaussians that differ by a mean shift, torch.distributio
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -130,8 +131,6 @@ def project(tmp_path_factory):
 
 
 def _copy_inputs(src, dst):
-    import shutil
-
     for d in ("data", "models", "metrics"):
         shutil.copytree(src / d, dst / d, dirs_exist_ok=True)
 
@@ -165,3 +164,30 @@ def test_autoencoders_resume_exactly_after_a_fault(project, tmp_path, monkeypatc
     for name in ("ae", "dae"):
         a, b = load_torch(Paths(ref).ae_model(name)), load_torch(Paths(run).ae_model(name))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+@pytest.mark.slow
+def test_autoencoders_killed_mid_epoch_resume_bit_identically(project, tmp_path, monkeypatch):
+    """kill -9 of `vaeflow stage autoencoders` paused mid-epoch in the dae (a fault point of vaeflow/faults.py,
+    as in tests/test_reliability.py), then a rerun: the same weights as one uninterrupted run."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tests.cli_utils import kill9, sets, start_paused
+
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    for d in (ref, run):
+        _copy_inputs(project, d)
+    shutil.copy(REPO / "params.yaml", run / "params.yaml")  # what the CLI validates, with the --set overrides
+    STAGES["autoencoders"](load_config(REPO / "params.yaml", CFG), Paths(ref))
+    args = ("stage", "autoencoders", *sets(CFG))
+    kill9(start_paused(run, "step:dae:1:1", *args, log="1.txt"))
+    assert load_torch(run / "runs/checkpoints/dae.pt")["state"]["epoch"] == 1
+    assert not Paths(run).ae_model("dae").exists()
+    monkeypatch.chdir(run)
+    res = CliRunner().invoke(app, list(args))
+    assert res.exit_code == 0, res.output
+    assert "resumed runs/checkpoints/dae.pt at epoch 1" in " ".join(res.output.split())
+    for name in ("ae", "dae"):
+        a, b = load_torch(Paths(ref).ae_model(name)), load_torch(Paths(run).ae_model(name))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
