@@ -41,6 +41,10 @@ class DataConfig(Section):
     test_fraction: float = Field(0.25, gt=0, lt=0.5)
     source_fraction: float = Field(
         0.5, gt=0, lt=1, description="when source and target are one dataset: the source's share of its images")
+    pools: Literal["disjoint", "shared"] = Field(
+        "disjoint", description="when source and target are one dataset: split it disjointly (source_fraction), "
+        "or give both domains all of it (semi-supervised protocol: the few-label variants then see the "
+        "whole training set and the whole official test set; variants that read source labels are refused)")
     subset: int | None = Field(None, ge=20, description="cap on training images per domain (smoke runs)")
     eval_subset: int | None = Field(None, ge=20, description="cap on val and test images per domain (costly evals)")
     test_split: Literal["official", "random"] = Field(
@@ -70,7 +74,7 @@ class GMMConfig(Section):
     max_iter: int = Field(200, ge=1)
     tol: float = Field(1e-4, gt=0)
     n_init: int = Field(1, ge=1)
-    chunk_size: int = Field(4096, ge=1, description="Gaussian EM: images per E-step chunk; memory is the data "
+    chunk_size: int = Field(1024, ge=1, description="Gaussian EM: images per E-step chunk; memory is the data "
                             "plus O(chunk_size x D), whatever the number of images")
 
     @field_validator("n_components")
@@ -151,6 +155,7 @@ class SamplersConfig(Section):
     classifier_hidden: list[int] = Field(default_factory=lambda: [256, 64], description="feature classifier: an "
                                          "MLP trained on source training labels; features = its last hidden layer")
     classifier_epochs: int = Field(30, ge=1, le=10_000)
+    draws: int = Field(3, ge=1, le=100, description="independent sample sets per sampler: Fréchet mean ± std")
     interpolations: int = Field(32, ge=1, le=10_000, description="pairs of test codes interpolated linearly")
     interp_steps: int = Field(9, ge=3, le=64, description="images along each interpolation, both ends included")
 
@@ -162,6 +167,7 @@ class SamplersConfig(Section):
         return v
 
 
+SOURCE_LABELLED = ("source_only", "dann", "self_training", "mean_teacher")  # variants that train on source labels
 VARIANTS = ("source_only", "dann", "mean_teacher", "finetune", "scratch", "oracle")
 
 
@@ -318,6 +324,12 @@ class Config(Section):
         if (self.adapt.backbone == "lenet" and self.vae.arch != "lenet"
                 and any(v != "scratch" for v in self.adapt.variants)):
             raise ValueError("adapt.backbone=lenet warm-starts from the VAE encoder, which needs vae.arch=lenet")
+        if self.data.pools == "shared" and self.data.source == self.data.target:
+            reads_source = [v for v in self.adapt.variants if v in SOURCE_LABELLED]
+            if reads_source:
+                raise ValueError(f"data.pools=shared makes the source's labels the target's: "
+                                 f"adapt.variants {reads_source} would read target labels; use the few-label "
+                                 "variants (finetune, scratch, mean_teacher_few, latent_spreading) or pools=disjoint")
         if self.data.val_fraction + self.data.test_fraction >= 0.8:
             raise ValueError("data.val_fraction + data.test_fraction must leave at least 20% for training")
         return self
