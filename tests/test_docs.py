@@ -72,3 +72,21 @@ def test_a_full_or_read_only_disk_is_not_retried(code):
     assert is_transient(OSError(errno.EIO, "Input/output error"))  # a hiccup still is
     assert is_transient(TimeoutError())
     assert not is_transient(FileNotFoundError(errno.ENOENT, "gone"))
+
+
+# Declared only to pin what Prefect imports (versions that work with prefect 3.8), never imported by us.
+PINS_FOR_OTHERS = {"fastapi", "sqlalchemy"}
+IMPORT_NAMES = {"pillow": "PIL", "pyyaml": "yaml", "scikit-learn": "sklearn"}
+
+
+def test_every_declared_dependency_is_used():
+    """dvclive was declared and never imported (metrics and plots reach DVC through dvc.yaml's metrics: and
+    plots: instead); a dependency nobody imports is dropped, or listed above with the reason it stays."""
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[\[<>=!~ ]", d, maxsplit=1)[0].lower() for d in deps}
+    code = "\n".join(f.read_text() for d in ("vaeflow", "tasks", "flows") for f in (REPO / d).rglob("*.py"))
+    for name in sorted(names - PINS_FOR_OTHERS):
+        mod = IMPORT_NAMES.get(name, name.replace("-", "_"))
+        assert re.search(rf"^\s*(from|import) {mod}\b", code, flags=re.M), f"{name} is declared but never imported"
