@@ -54,10 +54,12 @@ def trial(config: dict, *, base: dict, data: Prepared, cpus: float, fault: dict 
     model = build_vae(vcfg, data.image_shape, lik).to(device)
     x_val, _ = data.likelihood_split("val")
     fp = fingerprint(cfg.seed, lik, vcfg.model_dump(), pcfg.model_dump(), data.hashes, cfg.tune.max_epochs)
+    node_id = ray.get_runtime_context().get_node_id()  # the Ray node this run of the trial is on
     with TrialCheckpoint() as ck:
         def on_epoch(row: dict) -> None:
             ck.report({"val_nelbo": row["val_nelbo"], "train_loss": row["train_loss"], "epoch": row["epoch"],
-                       "threads": torch.get_num_threads(), "device": device.type, "resumed": ck.restored},
+                       "threads": torch.get_num_threads(), "device": device.type, "resumed": ck.restored,
+                       "node_id": node_id},
                       checkpoint=row["checkpointed"])
             inject_fault(fault, row["epoch"], ray.tune.get_context().get_trial_id())
 

@@ -134,7 +134,7 @@ def _trials(exp: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for d in exp.glob("trial_*"):
         if (d / "progress.csv").exists():
-            df = pd.read_csv(d / "progress.csv", dtype={"trial_id": str})
+            df = pd.read_csv(d / "progress.csv", dtype={"trial_id": str, "node_id": str})
             out[df["trial_id"].iloc[0]] = df
     return out
 

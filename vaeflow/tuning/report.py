@@ -44,7 +44,7 @@ def _progress(r: Any) -> Any:
     if r.filesystem.get_file_info(path).type.name == "NotFound":
         return None
     with r.filesystem.open_input_stream(path) as f:
-        return pd.read_csv(f)
+        return pd.read_csv(f, dtype={"node_id": str})  # a hex id that is all digits stays a string
 
 
 def _trial(r: Any, max_epochs: int) -> dict:
@@ -54,24 +54,28 @@ def _trial(r: Any, max_epochs: int) -> dict:
     hist = [] if df is None or METRIC not in df else sorted(
         {int(e): float(v) for e, v in zip(df["epoch"], df[METRIC]) if math.isfinite(v)}.items())
     best = min(hist, key=lambda h: h[1]) if hist else (-1, math.inf)
+    # Every Ray node the trial ran on, in order: more than one when it was restarted on another node.
+    nodes = [] if df is None or "node_id" not in df else list(dict.fromkeys(df["node_id"].dropna().astype(str)))
     status = ("error" if r.error is not None else "unfinished" if not m.get("done")
               else "completed" if m.get("training_iteration", 0) >= max_epochs else "stopped_early")
     return {"trial_id": m.get("trial_id") or Path(r.path).name,
             "config": {k: plain(v) for k, v in (r.config or {}).items()}, "status": status,
             "epochs": len(hist), "best_val_nelbo": best[1], "best_epoch": best[0],
             "last_val_nelbo": hist[-1][1] if hist else math.inf, "seconds": m.get("time_total_s"),
-            "history": hist, "error": None if r.error is None else f"{type(r.error).__name__}: {r.error}"[:300]}
+            "history": hist, "nodes": nodes,
+            "error": None if r.error is None else f"{type(r.error).__name__}: {r.error}"[:300]}
 
 
 def _trials_csv(trials: list[dict]) -> str:
     keys = list(dict.fromkeys(k for t in trials for k in t["config"]))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["trial_id", *keys, "status", "epochs", "best_val_nelbo", "best_epoch", "last_val_nelbo", "seconds"])
+    w.writerow(["trial_id", *keys, "status", "epochs", "best_val_nelbo", "best_epoch", "last_val_nelbo", "seconds",
+                "node_id"])
     for t in trials:
         w.writerow([t["trial_id"], *(json.dumps(t["config"].get(k)) for k in keys), t["status"], t["epochs"],
                     f"{t['best_val_nelbo']:.4f}", t["best_epoch"], f"{t['last_val_nelbo']:.4f}",
-                    "" if t["seconds"] is None else f"{t['seconds']:.2f}"])
+                    "" if t["seconds"] is None else f"{t['seconds']:.2f}", ";".join(t["nodes"])])
     return buf.getvalue()
 
 
