@@ -58,10 +58,9 @@ def reconstruction(model: VAE, x_obs: np.ndarray, device) -> dict:
     return {"mse": float(mse), "nll_nats": float(nll.mean())}
 
 
-def data_gmm_images(paths: Paths, n: int, seed: int, shape: tuple) -> np.ndarray:
+def data_gmm_images(mix, n: int, seed: int, shape: tuple) -> np.ndarray:
     """Gaussian family: draws clipped to [0, 1]. Bernoulli family: the pixel means of the drawn component,
     E[x | k], as the decoders give E[x | z] (binary draws against grey means would measure the noise)."""
-    mix = mixture_from_arrays(load_npz(paths.gmm))
     if mix.family == "gaussian":
         return np.clip(mix.sample(n, seed=seed), 0, 1).reshape(n, *shape).astype(np.float32)
     k = np.random.default_rng(seed).choice(mix.n_components, size=n, p=mix.weights / mix.weights.sum())
@@ -76,17 +75,20 @@ def load_models(paths: Paths, device) -> dict[str, VAE]:
 
 
 def generate(cfg: Config, paths: Paths, data: Prepared, models: dict[str, VAE], n: int, device) -> tuple[dict, dict]:
-    """{sampler: n images} and {sampler: fit info} for every sampler but 'real'."""
+    """{sampler: [n images] × samplers.draws independent draws} and {sampler: fit info}, for every sampler
+    but 'real'. Draw r of every sampler uses seed + r, so reruns agree."""
     obs_train = observe(data.unlabelled_train(), cfg.data.likelihood, data.levels, np.random.default_rng(cfg.seed + 3))
-    images = {"data_gmm": data_gmm_images(paths, n, cfg.seed, data.image_shape)}
-    g = torch.Generator().manual_seed(cfg.seed + 11)
-    images["vae_prior"] = decoded(models["vae"], torch.randn((n, cfg.vae.latent_dim), generator=g).numpy(), device)
+    draws = range(cfg.samplers.draws)
+    gmm = mixture_from_arrays(load_npz(paths.gmm))
+    images = {"data_gmm": [data_gmm_images(gmm, n, cfg.seed + r, data.image_shape) for r in draws]}
+    prior = [torch.randn((n, cfg.vae.latent_dim), generator=torch.Generator().manual_seed(cfg.seed + 11 + r)) for r in draws]
+    images["vae_prior"] = [decoded(models["vae"], z.numpy(), device) for z in prior]
     info = {"data_gmm": {"n_components": read_json(paths.stage_metrics("gmm"))["n_components"]},
             "vae_prior": {"n_components": 1}}
     for name, model in models.items():
         for kind, (mix, fit) in fit_latent_samplers(codes(model, obs_train, device), cfg.gmm,
                                                     cfg.samplers.latent_components, cfg.seed).items():
-            images[f"{name}_{kind}"] = decoded(model, mix.sample(n, seed=cfg.seed + 13), device)
+            images[f"{name}_{kind}"] = [decoded(model, mix.sample(n, seed=cfg.seed + 13 + r), device) for r in draws]
             info[f"{name}_{kind}"] = {"n_components": int(fit["n_components"]), "converged": bool(fit["converged"]),
                                       **({"bic": {str(k): float(v) for k, v in fit["bic"].items()}} if kind == "gmm" else {})}
     return images, info
@@ -97,7 +99,8 @@ def smoothness(cfg: Config, models: dict[str, VAE], net, x_test_obs: np.ndarray,
     straight line in pixel space). Returns metrics and the paths' images {model: (pairs, steps, C, H, W)}."""
     s = cfg.samplers
     rng = np.random.default_rng(cfg.seed + 17)
-    i, j = rng.choice(len(x_test_obs), size=(2, s.interpolations), replace=True)
+    i = rng.choice(len(x_test_obs), size=s.interpolations)
+    j = (i + rng.integers(1, len(x_test_obs), size=s.interpolations)) % len(x_test_obs)  # two different images
     paths_img = {}
     for name, model in models.items():
         z = codes(model, x_test_obs, device)
@@ -131,9 +134,9 @@ def _scatter(models: dict[str, VAE], x_obs: np.ndarray, labels: np.ndarray, path
 
 def _figures(paths: Paths, images: dict, fd: dict, interp: dict, paths_img: dict, steps: int) -> None:
     fig = paths.figures
-    image_rows([(f"{k} ({fd[k]:.2f})", v[:16]) for k, v in images.items()], fig / "sampler_grid.png",
+    image_rows([(f"{k} ({np.mean(fd[k]):.2f})", v[0][:16]) for k, v in images.items()], fig / "sampler_grid.png",
                title="16 samples per sampler (label: Fréchet distance to the test images)")
-    bars(fd, fig / "sampler_frechet.png", "Fréchet distance (lower is better)", "Sample quality, one measure",
+    bars({k: float(np.mean(v)) for k, v in fd.items()}, fig / "sampler_frechet.png", "Fréchet distance (lower is better)", "Sample quality, one measure",
          fmt="{:.2f}")
     rows = [(f"{m} #{p + 1}", paths_img[m][p]) for p in range(min(SHOWN_PAIRS, len(paths_img["vae"])))
             for m in ("vae", "ae", "dae", "pixels")]
@@ -159,24 +162,26 @@ def run(cfg: Config, paths: Paths) -> dict:
                      == src.y_test).mean())
     models = load_models(paths, device)
     images, info = generate(cfg, paths, data, models, len(real_val), device)
-    images["real"] = real_val
+    images["real"] = [real_val]  # one set: the held-out images there are
     f_test = features(net, real_test, device)
-    fd = {k: frechet_distance(features(net, v, device), f_test) for k, v in images.items()}
-    ent = {k: float(predictive_entropy(net, v, device).mean()) for k, v in images.items()}
+    fd = {k: [frechet_distance(features(net, x, device), f_test) for x in v] for k, v in images.items()}
+    ent = {k: float(np.mean([predictive_entropy(net, x, device).mean() for x in v])) for k, v in images.items()}
     x_test_obs, _ = data.likelihood_split("test")
     interp, paths_img = smoothness(cfg, models, net, x_test_obs, real_test, device)
     labels = np.concatenate([src.y_test, tgt.y_test])
     _figures(paths, images, fd, interp, paths_img, s.interp_steps)
     _scatter(models, x_test_obs, labels, paths.figures / "latent_ae_vae.png", device, cfg.seed)
     metrics = {
-        "samplers": {k: {"frechet": fd[k], "entropy": ent[k], **info.get(k, {})} for k in images},
+        # frechet: the mean over draws; frechet_std: their spread (null for 'real', a single set)
+        "samplers": {k: {"frechet": float(np.mean(fd[k])), "frechet_std": float(np.std(fd[k], ddof=1)) if len(fd[k]) > 1
+                         else None, "frechet_draws": fd[k], "entropy": ent[k], **info.get(k, {})} for k in images},
         "reconstruction": {k: reconstruction(m, x_test_obs, device) for k, m in models.items()},
         "interpolation": interp,
-        "n_generated": len(real_val), "n_test": len(real_test),
+        "n_generated": len(real_val), "n_test": len(real_test), "draws": s.draws,
         "feature_net": {"arch": f"MLP {data.dim}-" + "-".join(map(str, s.classifier_hidden)) + f"-{src.n_classes}, ReLU",
                         "features": f"last hidden layer ({s.classifier_hidden[-1]})", "trained_on": "source training labels",
                         "epochs": s.classifier_epochs, "source_test_acc": src_acc},
     }
     write_json(paths.stage_metrics("samplers"), metrics)
-    log.info("samplers: Fréchet %s", ", ".join(f"{k}={v:.2f}" for k, v in fd.items()))
+    log.info("samplers: Fréchet %s", ", ".join(f"{k}={np.mean(v):.2f}" for k, v in fd.items()))
     return metrics
