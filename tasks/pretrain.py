@@ -19,7 +19,7 @@ from vaeflow.models.vae import VAE
 from vaeflow.paths import Paths
 from vaeflow.plots import curves, image_grid, latent_scatter
 from vaeflow.prepared import Prepared, load_prepared, to_tensor
-from vaeflow.progress import epoch_bar
+from vaeflow.progress import epoch_bar, steps
 from vaeflow.runtime import full_fp32, seed_everything, select_device
 from vaeflow.training.checkpoint import fingerprint
 from vaeflow.training.vae_trainer import iwae_batch, train_vae
@@ -63,11 +63,13 @@ def score(model: VAE, x_obs: torch.Tensor, iwae_k: int, chunk: int, batch_size: 
     """Per-image negative ELBO (averaged over draws) and IWAE NLL, batched to bound memory."""
     model.eval()
     nelbo, nll = [], []
-    with full_fp32():
+    with full_fp32(), steps(f"pretrain: IWAE k={iwae_k} on {len(x_obs)} test images", total=len(x_obs),
+                            unit="images") as step:
         for i in range(0, len(x_obs), batch_size):
             xb = x_obs[i:i + batch_size]
             nelbo.append(-torch.stack([model.elbo(xb)["elbo"] for _ in range(elbo_draws)]).mean(0))
             nll.append(-model.iwae(xb, iwae_k, chunk))
+            step.advance(len(xb))
     return {"nelbo": torch.cat(nelbo).cpu().numpy(), "nll": torch.cat(nll).cpu().numpy()}
 
 
@@ -84,13 +86,14 @@ def _figures(model: VAE, data: Prepared, x_test: torch.Tensor, dom: np.ndarray, 
     image_grid([("VAE", samples[:16]), ("", samples[16:]), ("src|tgt", np.concatenate([src, tgt]))],
                paths.figures / "vae_samples.png", title="VAE samples, z ~ N(0, I)")
     labels = np.concatenate([data.source.y_test, data.target.y_test])
-    if method == "tsne" and len(mu) > 5:
-        from sklearn.manifold import TSNE
-        z2 = TSNE(2, random_state=seed, init="pca", perplexity=min(30, len(mu) - 1)).fit_transform(mu)
-    else:
-        from sklearn.decomposition import PCA  # here: scikit-learn's import is seconds a Ray trial never needs
+    with steps(f"pretrain: latent plot ({method}) of {len(mu)} test images"):
+        if method == "tsne" and len(mu) > 5:
+            from sklearn.manifold import TSNE
+            z2 = TSNE(2, random_state=seed, init="pca", perplexity=min(30, len(mu) - 1)).fit_transform(mu)
+        else:
+            from sklearn.decomposition import PCA  # here: scikit-learn's import is seconds a Ray trial never needs
 
-        z2 = PCA(2, random_state=seed).fit_transform(mu) if mu.shape[1] > 1 else np.c_[mu, np.zeros(len(mu))]
+            z2 = PCA(2, random_state=seed).fit_transform(mu) if mu.shape[1] > 1 else np.c_[mu, np.zeros(len(mu))]
     latent_scatter(z2, labels, dom, paths.figures / "vae_latent.png", f"posterior means of test images ({method})")
     ep = [r["epoch"] for r in history]
     curves({"train loss (β-weighted)": (ep, [r["train_loss"] for r in history]),

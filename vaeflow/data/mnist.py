@@ -15,6 +15,7 @@ from vaeflow.config import DataConfig
 from vaeflow.data.digits import Pool
 from vaeflow.data.domain import DataError
 from vaeflow.data.verify import check_md5, locate, read_compressed, try_download
+from vaeflow.progress import steps
 
 MNIST_LEVELS = 256
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -77,6 +78,7 @@ def load_idx_pool(name: str, dc: DataConfig) -> Pool:
         if not try_download(name, root, dc.download):
             raise
         folder = locate(root, name, layouts)
-    x, y, is_test = _arrays(str(folder), name, dc.verify_md5, _stamp(folder))
+    with steps(f"loading {name} from {folder}" + (" (md5 checked)" if dc.verify_md5 else "")):
+        x, y, is_test = _arrays(str(folder), name, dc.verify_md5, _stamp(folder))
     xf = x[:, None].astype(np.float32) / np.float32(MNIST_LEVELS - 1)
     return Pool(xf, y, np.arange(len(y)), MNIST_LEVELS, 10, is_test=is_test)

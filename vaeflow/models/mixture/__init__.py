@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vaeflow.progress import steps
+
 
 class Mixture:
     """What the baseline stage needs from either family. log_prob is in nats per image (a density for
@@ -60,14 +62,16 @@ def fit_mixture(family: str, x_train: np.ndarray, gmm_cfg, seed: int, device: st
     if too_big:
         raise ValueError(f"gmm.n_components {too_big} exceed the {len(x_train)} training images")
     best, best_info, bics = None, None, {}
-    for k in ks:
-        if family == "gaussian":
-            model, info = fit_gaussian(x_train, k, gmm_cfg, seed, device=device, chunk=gmm_cfg.chunk_size)
-        else:
-            model, info = fit_bernoulli(x_train, k, gmm_cfg, seed, device=device)
-        bics[int(k)] = model.bic(x_train)
-        if best is None or bics[int(k)] < bics[best.n_components]:
-            best, best_info = model, info
+    with steps(f"gmm: EM for K in {ks} on {len(x_train)} images", total=len(ks), unit="K") as step:
+        for k in ks:
+            if family == "gaussian":
+                model, info = fit_gaussian(x_train, k, gmm_cfg, seed, device=device, chunk=gmm_cfg.chunk_size)
+            else:
+                model, info = fit_bernoulli(x_train, k, gmm_cfg, seed, device=device)
+            bics[int(k)] = model.bic(x_train)
+            if best is None or bics[int(k)] < bics[best.n_components]:
+                best, best_info = model, info
+            step.advance(1, f"K={k} BIC {bics[int(k)]:.0f}")
     return best, {"n_components": best.n_components, "bic": bics, **best_info}
 
 

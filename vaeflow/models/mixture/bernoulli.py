@@ -19,6 +19,7 @@ from scipy.special import logsumexp
 from sklearn.cluster import kmeans_plusplus
 
 from vaeflow.models.mixture import Mixture
+from vaeflow.progress import tick
 
 # Half a pseudo-count per state (Jeffreys-sized): bounds every p_kd inside [alpha/(N_k+2alpha), ...] so
 # unseen pixels cost a finite, moderate penalty, while barely moving well-populated estimates.
@@ -94,6 +95,7 @@ def _em(X: torch.Tensor, x_np: np.ndarray, k: int, max_iter: int, tol: float, al
     obj, ll, resp = e_step(P, logw)
     history, ll_history, converged, n_iter = [obj], [ll], False, 0
     for n_iter in range(1, max_iter + 1):
+        tick(f"K={k} EM iteration {n_iter}")
         nk = resp.sum(0)
         P = (resp.T @ X + alpha) / (nk[:, None] + 2 * alpha)
         logw = torch.log(nk / N)

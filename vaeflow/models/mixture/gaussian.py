@@ -20,6 +20,7 @@ from sklearn.cluster import kmeans_plusplus
 from sklearn.mixture import GaussianMixture
 
 from vaeflow.models.mixture import Mixture
+from vaeflow.progress import tick
 
 COV_TYPES = ("full", "tied", "diag", "spherical")
 DEFAULT_CHUNK = 1024  # images per E-step chunk: 25 MB of float64 per chunk at D = 3072 (cache-friendlier than more)
@@ -155,6 +156,7 @@ def _em(x: np.ndarray, k: int, cfg, chunk: int, device: torch.device, rs: np.ran
     params = _kmeans_labels_stats(x, k, cfg.covariance_type, chunk, device, rs).m_step(cfg.reg_covar)
     lower_bound, converged, n_iter = -math.inf, False, 0
     for n_iter in range(1, cfg.max_iter + 1):
+        tick(f"K={k} EM iteration {n_iter}")
         prev = lower_bound
         stats = _Stats(cfg.covariance_type, k, x.shape[1], device)
         for X in _chunks(x, chunk, device):  # E-step under `params`, and the sums for the next M-step
