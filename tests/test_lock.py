@@ -143,3 +143,15 @@ def test_a_real_flow_run_refuses_to_overlap_a_paused_vaeflow_run(tmp_path):
         assert not (tmp_path / "data").exists() and not (tmp_path / "models").exists()
     finally:
         kill9(a)
+
+
+def test_the_deployment_in_prefect_yaml_sets_the_flows_lock_wait():
+    import inspect
+
+    import yaml
+
+    from flows.training_pipeline import training_pipeline
+
+    params = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"][0]["parameters"]
+    assert set(params) <= set(inspect.signature(training_pipeline.fn).parameters)
+    assert params["lock_wait"] > 0
