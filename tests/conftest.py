@@ -41,6 +41,14 @@ TINY = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test marked `server` (it starts a Prefect server or a Ray head) is `slow` too, so that `make test-fast`
+    (-m "not slow") leaves out every server, process tree and end-to-end run; `make test` runs them all."""
+    for item in items:
+        if item.get_closest_marker("server") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tests use tiny tensors: extra intra-op threads only add contention (10x slowdowns on a busy 2-core

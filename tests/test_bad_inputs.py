@@ -162,6 +162,7 @@ def test_real_process_prints_no_traceback(projects, argv, expect):
     assert tree_hash(root) == before
 
 
+@pytest.mark.slow  # a real `vaeflow run`: Prefect's server and the flow
 def test_run_reports_a_missing_data_file_from_inside_the_flow_without_traceback(projects):
     """Params are valid, so this gets past validation into the Prefect flow; the error comes from the prepare task."""
     root = projects["empty"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from filelock import FileLock
 
 from tests.cli_utils import (OUTPUT_DIRS, assert_no_canary, kill9, run_cli, sets, spawn, start_paused, tree_hash,
@@ -16,6 +17,7 @@ from tests.conftest import REPO, TINY
 from vaeflow.io import read_verified
 
 
+@pytest.mark.slow  # three real `vaeflow run` processes
 def test_second_run_fails_or_waits_and_outputs_stay_whole(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     args = ("run", *sets(TINY))

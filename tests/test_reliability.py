@@ -76,6 +76,7 @@ def _rerun(root, monkeypatch, *args):
     return " ".join(res.output.split())  # rich wraps log lines at 80 columns here
 
 
+@pytest.mark.slow  # CLI processes killed with SIGKILL
 def test_pretrain_killed_twice_resumes_bit_identically(prepared, reference, tmp_path, monkeypatch):
     copy_tree(prepared, tmp_path, "data/prepared")
     args = ("stage", "pretrain", *sets(CFG))
@@ -98,6 +99,7 @@ def test_pretrain_killed_twice_resumes_bit_identically(prepared, reference, tmp_
     assert_no_canary(tmp_path)
 
 
+@pytest.mark.slow  # CLI processes killed with SIGKILL
 def test_adapt_killed_twice_resumes_bit_identically(reference, tmp_path, monkeypatch):
     copy_tree(reference, tmp_path, "data/prepared", "models/vae.pt", "models/vae.pt.sha256", "models/vae.json")
     args = ("stage", "adapt", *sets(CFG))

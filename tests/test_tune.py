@@ -190,6 +190,7 @@ def tuned(tmp_path_factory):
             "second_lines": lines.lines[len(first_lines):]}
 
 
+@pytest.mark.slow  # a local Ray: a process tree
 def test_resume_completes_without_rerunning_finished_trials(tuned):
     assert tuned["cli"].exit_code == 0, tuned["cli"].output
     assert len(tuned["finished"]) >= 2  # the first run was stopped with trials left to do
@@ -201,6 +202,7 @@ def test_resume_completes_without_rerunning_finished_trials(tuned):
         assert list(df["epoch"]) == list(range(len(df)))
 
 
+@pytest.mark.slow  # a local Ray: a process tree
 def test_two_trials_run_at_once_and_asha_stops_early(tuned):
     trials = _trials(tuned["exp"])
     # Each run of a trial function: from its start to its last report. Count how many overlap at once.
@@ -227,6 +229,7 @@ def test_two_trials_run_at_once_and_asha_stops_early(tuned):
         assert sum("no GPU" in m and "run on CPU" in m for m in lines) == 1
 
 
+@pytest.mark.slow  # a local Ray: a process tree
 def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(tuned):
     victim = tuned["fault"].read_text()  # the trial the hook made raise after reporting epoch 0
     df = _trials(tuned["exp"])[victim]
@@ -236,6 +239,7 @@ def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(tuned):
     assert "error" not in set(table["status"]) and victim in set(table["trial_id"])
 
 
+@pytest.mark.slow  # a local Ray: a process tree
 def test_outputs_name_the_best_trial_and_pretrain_uses_it(tuned):
     from tasks.pretrain import effective_params
 
@@ -353,6 +357,7 @@ def test_job_submitted_to_a_local_head_writes_its_outputs(project, ray_head):
     assert not (project / "data" / "prepared").exists()  # the job prepared its data in its own working dir
 
 
+@pytest.mark.slow  # a local Ray: a process tree
 def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_unsaved_ones(tmp_path):
     """tune.checkpoint_every_s > 0: metrics every epoch (ASHA's input), a checkpoint at most that often and
     after the last epoch. A trial that fails before its first checkpoint starts again from epoch 0, and
