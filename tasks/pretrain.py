@@ -55,7 +55,7 @@ def effective_params(cfg: Config, paths: Paths) -> tuple[VAEConfig, PretrainConf
 def build_vae(vcfg: VAEConfig, image_shape: tuple[int, int, int], likelihood: str) -> VAE:
     return VAE(input_shape=image_shape, latent_dim=vcfg.latent_dim, hidden=list(vcfg.hidden), likelihood=likelihood,
                activation=vcfg.activation, arch=vcfg.arch, min_logvar=vcfg.min_logvar,
-               decoder_variance=vcfg.decoder_variance)
+               decoder_variance=vcfg.decoder_variance, prior=vcfg.prior, n_pseudo_inputs=vcfg.n_pseudo_inputs)
 
 
 @torch.inference_mode()

@@ -200,3 +200,43 @@ def test_killed_iwae_pretrain_resumes_bit_identically(tmp_path, monkeypatch):
     assert res.exit_code == 0 and "resumed" in res.output
     a, b = load_torch(ref / Paths().vae), load_torch(run / Paths().vae)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------------------------------------- VampPrior
+
+def _vamp(seed: int = 0) -> VAE:
+    torch.manual_seed(seed)
+    vae = VAE((1, 3, 4), 3, [16], "bernoulli", prior="vampprior", n_pseudo_inputs=7).double()
+    with torch.no_grad():  # spread the pseudo-inputs so the components differ
+        vae.pseudo_inputs.copy_(torch.rand(7, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))
+    return vae
+
+
+def test_vampprior_log_prior_is_the_mixture_of_pseudo_posteriors():
+    vae = _vamp()
+    with torch.no_grad():
+        m, lv = vae.encode(vae.pseudo_inputs.clamp(0, 1))
+        mix = torch.distributions.MixtureSameFamily(
+            torch.distributions.Categorical(torch.ones(7, dtype=torch.float64)),
+            torch.distributions.Independent(torch.distributions.Normal(m, torch.exp(0.5 * lv)), 1))
+        z = torch.randn(5, 4, 3, dtype=torch.float64) * 2
+        torch.testing.assert_close(vae.log_prior(z), mix.log_prob(z), rtol=1e-10, atol=1e-10)
+        s = vae.prior_sample(40000, generator=torch.Generator().manual_seed(0))
+        mean, var = m.mean(0), (lv.exp() + m.pow(2)).mean(0) - m.mean(0).pow(2)
+        assert ((s.mean(0) - mean).abs() < 5 * (var / len(s)).sqrt()).all()
+        assert ((s.var(0) / var - 1).abs() < 0.05).all()
+    clone = VAE(**vae.spec).double()
+    clone.load_state_dict(vae.state_dict())
+    torch.testing.assert_close(clone.log_prior(z), vae.log_prior(z), rtol=0, atol=0)
+
+
+def test_vampprior_elbo_is_iwae_k1_and_trains_the_pseudo_inputs():
+    vae, x = _vamp(), _x()
+    torch.manual_seed(5)
+    e = vae.elbo(x, beta=0.5)["elbo"]
+    g_e = _grads(vae, e.sum())
+    torch.manual_seed(5)
+    b = vae.iwae_bound(x, 1, beta=0.5)["bound"]
+    torch.testing.assert_close(b, e, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(_grads(vae, b.sum()), g_e, rtol=1e-10, atol=1e-12)
+    assert vae.pseudo_inputs.grad.abs().sum() > 0

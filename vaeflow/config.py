@@ -95,6 +95,9 @@ class VAEConfig(Section):
     min_logvar: float = Field(-9.0, le=0, description="floor of the Gaussian decoder's log-variance")
     decoder_variance: Literal["conditional", "shared"] = Field(
         "conditional", description="Gaussian decoder: variance decoded from z per pixel, or one learned per pixel")
+    prior: Literal["normal", "vampprior"] = Field(
+        "normal", description="vampprior: p(z) = mean of q(z|u_k) over learned pseudo-inputs (Tomczak & Welling)")
+    n_pseudo_inputs: int = Field(500, ge=1, le=10_000, description="K pseudo-inputs of the VampPrior")
 
     @field_validator("hidden")
     @classmethod

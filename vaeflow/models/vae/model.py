@@ -36,7 +36,8 @@ class VAE(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], latent_dim: int, hidden: Sequence[int],
                  likelihood: Literal["gaussian", "bernoulli"], activation: str = "relu", arch: str = "mlp",
-                 min_logvar: float = -9.0, decoder_variance: Literal["conditional", "shared"] = "conditional"):
+                 min_logvar: float = -9.0, decoder_variance: Literal["conditional", "shared"] = "conditional",
+                 prior: Literal["normal", "vampprior"] = "normal", n_pseudo_inputs: int = 500):
         super().__init__()
         if likelihood not in ("gaussian", "bernoulli"):
             raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli', got {likelihood!r}")
@@ -46,6 +47,9 @@ class VAE(nn.Module):
             raise ValueError(f"input_shape must be (C, H, W), got {tuple(input_shape)}")
         if decoder_variance not in ("conditional", "shared"):
             raise ValueError(f"decoder_variance must be 'conditional' or 'shared', got {decoder_variance!r}")
+        if prior not in ("normal", "vampprior") or n_pseudo_inputs < 1:
+            raise ValueError(f"prior must be 'normal' or 'vampprior' (n_pseudo_inputs >= 1), got {prior!r}, "
+                             f"{n_pseudo_inputs}")
         # A Gaussian decoder whose variance depends on z ('conditional') can give near-constant background
         # pixels a tiny variance and strokes a large one; one shared per-pixel variance cannot, and on
         # dequantized digits that costs ~100 nats per image.
@@ -57,7 +61,9 @@ class VAE(nn.Module):
         # Lists, not tuples, so json.loads(json.dumps(spec)) == spec and VAE(**spec) rebuilds the same net.
         self.spec = {"input_shape": list(self.input_shape), "latent_dim": self.latent_dim,
                      "hidden": [int(h) for h in hidden], "likelihood": likelihood, "activation": activation,
-                     "arch": arch, "min_logvar": self.min_logvar, "decoder_variance": self.decoder_variance}
+                     "arch": arch, "min_logvar": self.min_logvar, "decoder_variance": self.decoder_variance,
+                     "prior": prior, "n_pseudo_inputs": int(n_pseudo_inputs)}
+        self.prior = prior
         act = ACTIVATIONS[activation]
         if arch == "mlp":
             self.encoder_trunk, self.feature_dim, self.decoder = self._mlp(list(hidden), act)
@@ -80,6 +86,10 @@ class VAE(nn.Module):
             # Initialised to unit variance (or just above the floor when the floor is near 0).
             start = max(0.0, self.min_logvar + 1.0) - self.min_logvar
             self.dec_logvar = nn.Parameter(torch.full((self.D,), self.min_logvar + math.log(math.expm1(start))))
+        if prior == "vampprior":
+            # VampPrior (Tomczak & Welling, 2018): p(z) = (1/K) sum_k q(z | u_k) over K learned pseudo-inputs,
+            # kept in [0, 1] by a hardtanh and initialised near N(0.05, 0.01) as in the paper.
+            self.pseudo_inputs = nn.Parameter(0.05 + 0.01 * torch.randn(int(n_pseudo_inputs), self.D))
 
     def _mlp(self, hidden: list[int], act: type[nn.Module]):
         layers: list[nn.Module] = [nn.Flatten()]
@@ -144,11 +154,41 @@ class VAE(nn.Module):
     def log_px(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         return self._log_px_flat(x.reshape(x.shape[0], -1), decoded)
 
+    def _pseudo_posteriors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode(F.hardtanh(self.pseudo_inputs, 0.0, 1.0))
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) summed over the latent dim, (...,). VampPrior: log (1/K) sum_k N(z; m_k, v_k), with the
+        squared distances as matmuls, so memory is O(rows x K), never O(rows x K x L)."""
+        if self.prior == "normal":
+            return -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
+        m, lv = self._pseudo_posteriors()  # (K, L)
+        iv = torch.exp(-lv)
+        zf = z.reshape(-1, z.shape[-1])
+        sq = zf.pow(2) @ iv.T - 2 * zf @ (m * iv).T + (m.pow(2) * iv).sum(-1)  # (rows, K)
+        log_n = -0.5 * (z.shape[-1] * LOG_2PI + lv.sum(-1) + sq)
+        return (torch.logsumexp(log_n, -1) - math.log(len(m))).reshape(z.shape[:-1])
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        p = next(self.parameters())
+        eps = torch.randn((n, self.latent_dim), generator=generator, device=p.device, dtype=p.dtype)
+        if self.prior == "normal":
+            return eps
+        m, lv = self._pseudo_posteriors()
+        comp = torch.randint(len(m), (n,), generator=generator, device=p.device)
+        return m[comp] + torch.exp(0.5 * lv[comp]) * eps
+
     def elbo(self, x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
+        """One-sample ELBO. The KL to N(0, I) is analytic; to a VampPrior it has no closed form and is the
+        one-sample estimate log q(z|x) - log p(z) (then this is exactly iwae_bound with k = 1)."""
         mu, logvar = self.encode(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        eps = torch.randn_like(mu)
+        z = mu + torch.exp(0.5 * logvar) * eps
         rec = self.log_px(x, self.decode(z))
-        kl = kl_std_normal(mu, logvar)
+        if self.prior == "normal":
+            kl = kl_std_normal(mu, logvar)
+        else:
+            kl = -0.5 * (LOG_2PI + logvar + eps.pow(2)).sum(-1) - self.log_prior(z)
         return {"elbo": rec - beta * kl, "rec": rec, "kl": kl}
 
     def _log_weights(self, xf: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor,
@@ -163,8 +203,7 @@ class VAE(nn.Module):
         z = mu + torch.exp(0.5 * logvar) * eps  # (c, B, L)
         decoded = self.decode(z.reshape(c * B, -1)).reshape(c, B, -1)
         log_q = -0.5 * (LOG_2PI + logvar + eps.pow(2)).sum(-1)
-        log_p = -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
-        kl = log_q - log_p
+        kl = log_q - self.log_prior(z)
         return self._log_px_flat(xf, decoded) - beta * kl, kl
 
     def iwae_bound(self, x: torch.Tensor, k: int, beta: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
@@ -211,9 +250,7 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        p = next(self.parameters())
-        z = torch.randn((n, self.latent_dim), generator=generator, device=p.device, dtype=p.dtype)
-        return self._mean(self.decode(z))
+        return self._mean(self.decode(self.prior_sample(n, generator)))
 
     @torch.no_grad()
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
