@@ -260,7 +260,7 @@ def main() -> None:
     app()
 
 
-from flows import deps, tune_cli  # noqa: E402,F401  registers deps, tune, submit
+from flows import deps, report_cli, tune_cli  # noqa: E402,F401  registers deps, report, tune, submit
 
 
 if __name__ == "__main__":

@@ -1,0 +1,43 @@
+"""`vaeflow report`: the README's default-results block from metrics/ (vaeflow/results_table.py).
+
+Registered on the app by the import at the bottom of flows/cli.py.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import typer
+
+from flows.cli import _fail, app, console, guarded
+
+
+@app.command("report")
+def report(readme_table: bool = typer.Option(False, "--readme-table", help="print the README's results block"),
+           update_readme: bool = typer.Option(False, "--update-readme", help="write it between README's markers"),
+           check_readme: bool = typer.Option(False, "--check-readme", help="exit 1 unless README's block is what "
+                                             "the metrics give"),
+           metrics: Path = typer.Option(Path("metrics/metrics.json"), "--metrics", help="from `vaeflow run`"),
+           readme: Path = typer.Option(Path("README.md"), "--readme")) -> None:
+    """The default-results tables and figures the README shows, rendered from a run's metrics."""
+    from vaeflow import results_table as rt
+    from vaeflow.io import read_json, write_text
+
+    if not metrics.is_file():
+        _fail(2, f"{metrics} not found: run `vaeflow run` first (the README's figures come from its metrics)")
+    m = guarded(lambda: read_json(metrics))
+    if readme_table or not (update_readme or check_readme):
+        typer.echo(rt.render(m), nl=False)
+    if update_readme:
+        text = guarded(readme.read_text)
+        guarded(lambda: write_text(readme, rt.update(text, m, rt.machine())))
+        console.print(f"{readme}: results block updated from {metrics}", highlight=False)
+    if check_readme:
+        text = guarded(readme.read_text)
+        if not rt.matches(text, m):
+            old = rt.without_machine(rt.readme_block(text) or "").splitlines()
+            new = rt.without_machine(rt.block(m, "")).splitlines()
+            typer.echo("\n".join(difflib.unified_diff(old, new, "README.md", str(metrics), lineterm="")), err=True)
+            _fail(1, f"{readme}'s results block is not what {metrics} gives; run `vaeflow report --update-readme`"
+                     f" (README's block was made on: {rt.readme_machine(text)})")
+        console.print(f"{readme}'s results block matches {metrics}", highlight=False)

@@ -1,0 +1,103 @@
+"""README's default-results block comes from a command (`vaeflow report`), never from typing."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import REPO
+from vaeflow import results_table as rt
+
+METRICS = {
+    "gmm": {"family": "gaussian", "n_components": 5, "test_nll_nats": -65.0612, "test_bits_per_dim": 2.6213,
+            "fit_seconds": 17.0},
+    "vae": {"n_test": 448, "test_nelbo_nats": -64.3649, "test_nelbo_bits_per_dim": 2.6371, "iwae_samples": 1000,
+            "test_nll_nats": -68.5712, "test_nll_stderr": 0.8123, "test_bits_per_dim": 2.5421},
+    "adapt": {"source_only": {"n_labelled": 540, "target_test_acc": 0.504, "target_test_acc_std": 0.059,
+                              "target_test_acc_runs": [0.5, 0.45, 0.56], "source_test_acc": 0.908},
+              "a_new_variant": {"n_labelled": 20, "target_test_acc": 0.7, "target_test_acc_std": 0.01,
+                                "target_test_acc_runs": [0.69, 0.71], "source_test_acc": 0.9}},
+    "samplers": {"vae_prior": {"frechet": 0.344, "entropy": 2.3, "converged": True, "bic": {"1": -3.0}},
+                 "real": {"frechet": 0.0036}, "train_seconds": 3.2},
+    "checks": {"vae_beats_gmm": True},
+    "seconds": {"gmm_fit": 17.0},
+}
+
+
+def test_render_has_every_figure_variant_and_section_from_the_metrics():
+    text = rt.render(METRICS)
+    assert "| Gaussian mixture, K = 5 (EM) | −65.06 | 2.621 |" in text
+    assert "| VAE, IWAE k = 1000 (NLL estimate ± s.e.) | **−68.57** ± 0.81 | **2.542** |" in text
+    assert "| source_only | 540 | 0.504 ± 0.059 (3 seeds) | 0.908 |" in text
+    assert "| a_new_variant | 20 | 0.700 ± 0.010 (2 seeds) | 0.900 |" in text  # a variant nobody told it about
+    assert "nats per image below the mixture's" in text and "3.51 nats per image" in text  # -68.57 vs -65.06
+    assert "4.21 nats tighter" in text and "a_new_variant +19.6" in text
+    assert "| samplers | entropy | frechet |" in text and "| vae_prior | 2.3 | 0.344 |" in text  # a new section
+    assert "converged" not in text and "bic" not in text and "seconds" not in text and "17" not in text
+    assert "Checks: vae_beats_gmm yes." in text
+
+
+def test_update_and_check_a_readme(tmp_path):
+    readme = f"# x\n\nbefore\n\n{rt.BEGIN}\nold, typed by hand\n{rt.END}\n\nafter\n"
+    new = rt.update(readme, METRICS, "here")
+    assert new.startswith("# x\n\nbefore\n\n") and new.endswith("\n\nafter\n") and "typed by hand" not in new
+    assert rt.matches(new, METRICS) and not rt.matches(readme, METRICS)
+    assert rt.readme_machine(new) == "here"
+    assert rt.matches(new.replace("here", "another machine"), METRICS)  # where it was made is not a figure
+    assert not rt.matches(new.replace("−68.57", "−69.50"), METRICS)  # a hand-edited figure is caught
+    with pytest.raises(ValueError, match="no generated results block"):
+        rt.update("# no markers\n", METRICS, "here")
+
+
+def test_cli_prints_updates_and_checks(tmp_path):
+    from flows.cli import app
+
+    (tmp_path / "m.json").write_text(json.dumps(METRICS))
+    (tmp_path / "README.md").write_text(f"{rt.BEGIN}\n{rt.END}\n")
+    args = ["--metrics", str(tmp_path / "m.json"), "--readme", str(tmp_path / "README.md")]
+    r = CliRunner().invoke(app, ["report", "--readme-table", *args])
+    assert r.exit_code == 0 and r.stdout == rt.render(METRICS)
+    r = CliRunner().invoke(app, ["report", "--check-readme", *args])
+    assert r.exit_code == 1 and "vaeflow report --update-readme" in r.output
+    assert CliRunner().invoke(app, ["report", "--update-readme", *args]).exit_code == 0
+    assert CliRunner().invoke(app, ["report", "--check-readme", *args]).exit_code == 0
+    r = CliRunner().invoke(app, ["report", "--metrics", str(tmp_path / "missing.json")])
+    assert r.exit_code == 2 and "vaeflow run" in r.output
+
+
+def test_readme_holds_one_generated_block_and_no_typed_default_figures():
+    text = (REPO / "README.md").read_text()
+    assert text.count(rt.BEGIN) == 1 and text.count(rt.END) == 1
+    assert rt.readme_machine(text)
+    block = rt.readme_block(text)
+    assert "| source_only |" in block and "IWAE" in block
+    # the figures the issue found stale were typed outside any generated block
+    outside = text.replace(block, "")
+    for typed in ("−68.57", "0.637 ± 0.014", "0.659 ± 0.007", "0.504 ± 0.059"):
+        assert typed not in outside
+
+
+@pytest.mark.slow
+def test_readme_matches_a_fresh_default_run(tmp_path):
+    """`vaeflow run` on params.yaml as committed, in a fresh copy, then `vaeflow report --check-readme`. On the
+    machine the block names, the block must match digit for digit; elsewhere (another CPU instruction set or
+    library build), the same tables and rows (README says why and how to regenerate)."""
+    from tests.test_clean_run import _tiny_tracked_copy
+
+    project = _tiny_tracked_copy(tmp_path / "repo")
+    (project / "params.yaml").write_text((REPO / "params.yaml").read_text())  # the default, not tiny
+    env = {**os.environ, "PYTHONPATH": str(project), "COLUMNS": "200"}
+    subprocess.run([sys.executable, "-m", "flows.cli", "run"], cwd=project, env=env, check=True,
+                   capture_output=True, timeout=1800)
+    m = json.loads((project / "metrics" / "metrics.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    if rt.readme_machine(readme) == rt.machine():
+        assert rt.matches(readme, m), "README's results are not what a fresh default run gives: " \
+                                      "run `vaeflow report --update-readme` after `vaeflow run`"
+    else:
+        shape = lambda s: [ln.split("|")[1] for ln in s.splitlines() if ln.startswith("| ")]  # noqa: E731
+        assert shape(rt.readme_block(readme)) == shape(rt.render(m))
