@@ -113,6 +113,7 @@ def _tiny_tracked_copy(d):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_a_first_vaeflow_run_in_a_clean_environment_prints_no_traceback(tmp_path):
     """`vaeflow run` as a new user runs it: fresh HOME (Prefect's database created on the spot), none of the
     telemetry switches CI sets, a DVC-tracked tiny project. stderr has no traceback and no telemetry error,

@@ -82,6 +82,7 @@ def test_readme_holds_one_generated_block_and_no_typed_default_figures():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the default run: ~1.5 min on 2 idle cores, 14 min measured under load 14
 def test_readme_matches_a_fresh_default_run(tmp_path):
     """`vaeflow run` on params.yaml as committed, in a fresh copy, then `vaeflow report --check-readme`. On the
     machine the block names, the block must match digit for digit; elsewhere (another CPU instruction set or
