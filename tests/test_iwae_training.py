@@ -165,6 +165,27 @@ def test_device_side_step_records_first_bad_step_without_a_sync():
     assert math.isfinite(losses[0].item())
 
 
+def test_captured_step_lr_lives_in_one_device_tensor_and_small_batches_run_eagerly():
+    """The CUDA path's bookkeeping, on CPU: the lr tensor a captured Adam step reads is filled in place
+    (rebinding it would leave the graph reading a stale lr), and a batch that is not the captured size
+    (the epoch's last, ragged one) or a poisoned one runs the same step eagerly, never captured."""
+    model = VAE((1, 4, 4), 2, [8], "bernoulli")
+    opt = vae_trainer._adam(model, 1e-3, capturable=False)
+    vae_trainer._set_lr(opt, 0.5, on_device=True)
+    t = opt.param_groups[0]["lr"]
+    assert isinstance(t, torch.Tensor) and t.item() == 0.5
+    vae_trainer._set_lr(opt, 0.25, on_device=True)
+    assert opt.param_groups[0]["lr"] is t and t.item() == 0.25
+    vae_trainer._set_lr(opt, 0.1, on_device=False)
+    assert opt.param_groups[0]["lr"] == 0.1
+    x = (torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    step = vae_trainer._GraphedStep(model, opt, x, "elbo", 1, "bernoulli", 2, True, batch_size=16)
+    step.new_epoch()
+    step(torch.arange(16, 20), 1.0)  # 4 images, not 16: eager
+    step(torch.arange(16), 1.0, poison=True)
+    assert step.graph is None and step.warm == 0 and int(step.s) == 2 and int(step.first_bad) == 1
+
+
 def test_config_refuses_k_without_iwae():
     with pytest.raises(ConfigError, match="objective: iwae"):
         load_config(REPO / "params.yaml", ["pretrain.k=5"])

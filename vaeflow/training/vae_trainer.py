@@ -70,13 +70,16 @@ def lr_at(schedule: str, lr: float, epoch: int) -> float:
     raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
 
 
-def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
-    # A captured optimiser step reads its lr from a device tensor: change it in place, never rebind it.
+def _set_lr(opt: torch.optim.Optimizer, lr: float, on_device: bool) -> None:
+    """A captured optimiser step reads its lr from a tensor on the parameters' device: fill it in place,
+    never rebind it once captured. (A resumed optimiser may bring its lr back as a CPU tensor or a float:
+    that is replaced here, before the first capture.) Otherwise the lr is a plain float."""
     for g in opt.param_groups:
-        if isinstance(g["lr"], torch.Tensor):
-            g["lr"].fill_(lr)
+        cur, dev = g["lr"], g["params"][0].device
+        if on_device and isinstance(cur, torch.Tensor) and cur.device == dev:
+            cur.fill_(lr)
         else:
-            g["lr"] = lr
+            g["lr"] = torch.tensor(lr, device=dev) if on_device else lr
 
 
 def _adam(model: torch.nn.Module, lr: float, capturable: bool) -> torch.optim.Optimizer:
@@ -259,7 +262,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
     out_of_time = False
     while st["epoch"] < epochs and st["bad_epochs"] < patience and not out_of_time:
         epoch = st["epoch"]
-        _set_lr(opt, lr_at(lr_schedule, lr, epoch))
+        _set_lr(opt, lr_at(lr_schedule, lr, epoch), on_device=graphed)
         model.train()
         perm = torch.randperm(n, device=device)
         step.new_epoch()
