@@ -26,7 +26,7 @@ import torch
 
 from tests.cli_utils import cli_env, sets, vaeflow
 from tests.conftest import REPO
-from tests.ray_nodes import LoopbackCluster
+from tests.ray_nodes import LoopbackCluster, Node
 from tests.test_tune import _trials
 from tests.test_tune_kill import EPOCHS, KILL, _final_weights
 from vaeflow.config import load_config
@@ -35,18 +35,24 @@ from vaeflow.paths import Paths
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster():
+    """A head with 1 CPU; `worker` adds a worker node with 1 CPU when the last one was lost."""
     from ray._common.utils import get_ray_address_file
 
     default_file = Path(get_ray_address_file(None))
     before = default_file.read_bytes() if default_file.exists() else None
     with LoopbackCluster(head_cpus=1, head_resources='{"vf_head": 1}') as c:
-        c.add_node(num_cpus=1, resources='{"vf_worker": 1}')
         yield c
     assert c.alive() == []  # every process of its nodes is gone, and only those were stopped
     # `ray start` records its head in the node's own temp dir (removed), never in /tmp/ray.
     assert (default_file.read_bytes() if default_file.exists() else None) == before
+
+
+@pytest.fixture
+def worker(cluster) -> Node:
+    live = [n for n in cluster.nodes[1:] if n.processes()]
+    return live[0] if live else cluster.add_node(num_cpus=1, resources='{"vf_worker": 1}')
 
 
 def _project(root: Path, overrides: list[str]):
@@ -58,12 +64,10 @@ def _project(root: Path, overrides: list[str]):
     return cfg
 
 
-def _node_killer(cluster: LoopbackCluster, log: dict):
+def _node_killer(cluster: LoopbackCluster, worker: Node, log: dict):
     """A Tune callback: once the worker node's trial has reported epoch 1, SIGKILL the whole worker node
     half an epoch later (inside epoch 2, or its checkpoint); then time Tune's detection and the restart."""
     from ray import tune
-
-    worker = cluster.nodes[1]
 
     class NodeKiller(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -85,7 +89,7 @@ def _node_killer(cluster: LoopbackCluster, log: dict):
     return NodeKiller()
 
 
-def run_node_loss(cluster: LoopbackCluster, root: Path) -> dict:
+def run_node_loss(cluster: LoopbackCluster, worker: Node, root: Path) -> dict:
     """The experiment of the first test (also run by bench/bench_multinode.py): returns its timings."""
     from tasks.tune import tune
 
@@ -94,13 +98,13 @@ def run_node_loss(cluster: LoopbackCluster, root: Path) -> dict:
     log: dict = {}
     t0 = time.time()
     with cluster.driver():
-        summary = tune(cfg, Paths(root), address=cluster.address, callbacks=[_node_killer(cluster, log)])
+        summary = tune(cfg, Paths(root), address=cluster.address, callbacks=[_node_killer(cluster, worker, log)])
     return {**log, "summary": summary, "storage": storage, "wall_s": time.time() - t0}
 
 
-def test_trials_spread_over_two_nodes_and_one_survives_the_loss_of_its_node(cluster, tmp_path):
-    head, worker = cluster.nodes
-    res = run_node_loss(cluster, tmp_path)
+def test_trials_spread_over_two_nodes_and_one_survives_the_loss_of_its_node(cluster, worker, tmp_path):
+    head = cluster.nodes[0]
+    res = run_node_loss(cluster, worker, tmp_path)
     assert "killed_pids" in res, "the worker node's trial never reported epoch 1"
     assert worker.processes() == []  # the worker node is gone: raylet, workers, agents
     exp = res["storage"] / "vae_tune"
@@ -129,7 +133,7 @@ def test_trials_spread_over_two_nodes_and_one_survives_the_loss_of_its_node(clus
                                                                         "restart_report")}))
 
 
-def test_resume_from_shared_storage_after_the_driver_is_killed(cluster, tmp_path):
+def test_resume_from_shared_storage_after_the_driver_is_killed(cluster, worker, tmp_path):
     """`vaeflow tune --address` on the cluster; its driver is SIGKILLed once both trials have checkpoints;
     `vaeflow tune --address … --resume` reads the experiment back from tune.storage_path and completes it."""
     storage = tmp_path / "shared"
@@ -158,6 +162,6 @@ def test_resume_from_shared_storage_after_the_driver_is_killed(cluster, tmp_path
     curves = pd.read_csv(tmp_path / "metrics" / "plots" / "tune_curves.csv", dtype={"trial_id": str})
     assert all(sorted(g["epoch"]) == list(range(8)) for _, g in curves.groupby("trial_id"))  # each epoch once
     nodes = {n for cell in table["node_id"] for n in cell.split(";")}
-    assert nodes == {n.node_id for n in cluster.nodes}  # the two trials ran on both nodes
+    assert nodes == {cluster.nodes[0].node_id, worker.node_id}  # the two trials ran on both nodes
     best = json.loads((tmp_path / "models" / "tuned" / "best_config.json").read_text())
     assert best["experiment"] == str(exp) and (exp / "outputs" / "tune_trials.csv").exists()
