@@ -1,8 +1,8 @@
 """What a flow run shows in the Prefect UI (flow run page, "Artifacts" tab; or Artifacts in the sidebar).
 
 - `vaeflow-report` (markdown): reports/report.md with its figures inlined as data: URIs, because the UI is
-  a web page served from Prefect's database and cannot load the files under reports/figures. About 140 kB
-  per run on the default (vaeflow.inline_figures); reports/report.md on disk keeps its relative links.
+  a web page served from Prefect's database and cannot load the files under reports/figures. 332 kB per
+  run on the default (13 figures; vaeflow.inline_figures); reports/report.md on disk keeps its relative links.
 - `vaeflow-likelihoods`, `vaeflow-adaptation` (tables): the headline numbers, units in the column names.
 - `vaeflow-metrics` (table): every scalar of metrics/metrics.json, one row each, with its unit.
 - `vaeflow-data` (table): domains and split sizes.
