@@ -95,6 +95,8 @@ def build_pools(cfg: Config) -> tuple[Pool, Pool]:
     fam_s, fam_t = src.family or dc.source, tgt.family or dc.target
     if fam_s == fam_t:
         base = src.load(dc.source, dc)
+        if dc.pools == "shared" and dc.source == dc.target:  # the semi-supervised protocol: all of it, twice
+            return base, base
         s_idx, t_idx = _stratified(np.arange(len(base.y)), base.y, dc.source_fraction, _rng(cfg.seed, _POOLS),
                                    f"'{fam_s}' into source and target pools")
         return base.take(np.sort(s_idx)), base.take(np.sort(t_idx))
