@@ -15,31 +15,37 @@ import torch
 
 from vaeflow.config import Config
 from vaeflow.io import save_torch, write_json, write_text
-from vaeflow.models.ae import MODELS, Autoencoder
+from vaeflow.models.ae import MODELS, Autoencoder, build_autoencoder
 from vaeflow.paths import Paths
 from vaeflow.prepared import load_prepared, to_tensor
 from vaeflow.progress import epoch_bar
-from vaeflow.runtime import seed_everything, select_device
+from vaeflow.runtime import select_device
 from vaeflow.training.checkpoint import fingerprint
 from vaeflow.training.vae_trainer import train_vae
 
 log = logging.getLogger("vaeflow")
 NOISE_SEED_OFFSET = 101  # the dae's noise stream: its own seed, apart from init and batch order
+BATCH_SEED_OFFSET = 102  # batch order and the per-batch observation (dequantisation / binarisation)
 
 
-def build_autoencoder(cfg: Config, image_shape: tuple[int, int, int], noise: float) -> Autoencoder:
+def build(cfg: Config, image_shape: tuple[int, int, int], noise: float, device: torch.device) -> Autoencoder:
+    """Both models start from the same weights (seeded by `seed`), drawn without torch's global RNG."""
     v = cfg.vae
-    return Autoencoder(input_shape=image_shape, latent_dim=v.latent_dim, hidden=list(v.hidden),
-                       likelihood=cfg.data.likelihood, activation=v.activation, arch=v.arch,
-                       min_logvar=v.min_logvar, decoder_variance=v.decoder_variance, noise=noise)
+    return build_autoencoder(cfg.seed, device, input_shape=image_shape, latent_dim=v.latent_dim, hidden=list(v.hidden),
+                             likelihood=cfg.data.likelihood, activation=v.activation, arch=v.arch,
+                             min_logvar=v.min_logvar, decoder_variance=v.decoder_variance, noise=noise)
 
 
 def train_one(name: str, cfg: Config, paths: Paths, data, device: torch.device) -> dict:
-    """Train `name` (ae | dae) from the seed, resuming its checkpoint if one of this run is there."""
-    seed_everything(cfg.seed)  # each model starts from the same seed, whatever ran before it
+    """Train `name` (ae | dae) from the seed, resuming its checkpoint if one of this run is there.
+
+    Every random draw (init, batch order, observations, the dae's noise) comes from generators seeded by
+    `seed`, none from torch's global RNG: in the flow this stage trains beside pretrain, in another thread of
+    the same process, and either would otherwise change the other's random stream (and results)."""
     noise = cfg.ae.noise if name == "dae" else 0.0
-    model = build_autoencoder(cfg, data.image_shape, noise).to(device)
+    model = build(cfg, data.image_shape, noise, device)
     gens = {"noise": model.seed_noise(cfg.seed + NOISE_SEED_OFFSET)} if noise else None
+    batches = torch.Generator(device=device).manual_seed(cfg.seed + BATCH_SEED_OFFSET)
     a = cfg.ae
     x_val, _ = data.likelihood_split("val")
     fp = fingerprint(name, cfg.seed, cfg.data.likelihood, cfg.vae.model_dump(), a.model_dump(), data.hashes)
@@ -47,7 +53,8 @@ def train_one(name: str, cfg: Config, paths: Paths, data, device: torch.device) 
         res = train_vae(model, to_tensor(data.unlabelled_train(), device), to_tensor(x_val, device),
                         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, beta=1.0, warmup_epochs=0,
                         patience=a.patience, likelihood=cfg.data.likelihood, levels=data.levels,
-                        ckpt_path=paths.checkpoint(name), fingerprint=fp, on_epoch=advance, generators=gens)
+                        ckpt_path=paths.checkpoint(name), fingerprint=fp, on_epoch=advance, generators=gens,
+                        generator=batches)
     model.load_state_dict(res.best_state)
     save_torch(paths.ae_model(name), {k: v.cpu() for k, v in model.state_dict().items()})
     write_json(paths.ae_spec(name), {"spec": model.spec, "best_epoch": res.best_epoch})

@@ -21,13 +21,13 @@ import torch
 from vaeflow.config import Config
 from vaeflow.data import observe
 from vaeflow.io import load_npz, load_torch, read_json, write_json
-from vaeflow.models.ae import MODELS as AE_MODELS, load_autoencoder
+from vaeflow.models.ae import MODELS as AE_MODELS, load_autoencoder, load_model
 from vaeflow.models.mixture import mixture_from_arrays
 from vaeflow.models.vae import VAE
 from vaeflow.paths import Paths
 from vaeflow.plots import bars, curves, image_rows, pyplot
-from vaeflow.prepared import Prepared, load_prepared, load_vae, to_tensor
-from vaeflow.runtime import seed_everything, select_device
+from vaeflow.prepared import Prepared, load_prepared, to_tensor
+from vaeflow.runtime import select_device
 from vaeflow.io import save_figure
 from vaeflow.sample_quality import (expected_observation, features, fit_latent_samplers, frechet_distance,
                                     interpolate, predictive_entropy, train_feature_net)
@@ -68,7 +68,9 @@ def data_gmm_images(mix, n: int, seed: int, shape: tuple) -> np.ndarray:
 
 
 def load_models(paths: Paths, device) -> dict[str, VAE]:
-    out: dict[str, VAE] = {"vae": load_vae(paths, device).eval()}
+    # Not prepared.load_vae: building a VAE draws its initial weights from torch's global RNG, which adapt,
+    # running beside this stage in the flow, is drawing from.
+    out: dict[str, VAE] = {"vae": load_model(VAE, read_json(paths.vae_spec)["spec"], load_torch(paths.vae), device)}
     for name in AE_MODELS:
         out[name] = load_autoencoder(read_json(paths.ae_spec(name))["spec"], load_torch(paths.ae_model(name)), device)
     return out
@@ -149,8 +151,7 @@ def _figures(paths: Paths, images: dict, fd: dict, interp: dict, paths_img: dict
 
 
 def run(cfg: Config, paths: Paths) -> dict:
-    device = select_device(cfg.device)
-    seed_everything(cfg.seed)
+    device = select_device(cfg.device)  # no seed_everything: every draw here has its own seeded generator
     data = load_prepared(paths)
     lik, L, s = cfg.data.likelihood, data.levels, cfg.samplers
     src, tgt = data.source, data.target

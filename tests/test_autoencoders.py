@@ -137,9 +137,15 @@ def _copy_inputs(src, dst):
 
 def test_autoencoders_and_samplers_stages(project):
     cfg, paths = load_config(REPO / "params.yaml", CFG), Paths(project)
+    torch.manual_seed(123)
+    before = torch.get_rng_state(), np.random.get_state()[1].copy()
     ae = STAGES["autoencoders"](cfg, paths)
+    # The flow runs these stages in threads beside pretrain and adapt: they must not touch the global RNGs.
+    assert torch.equal(torch.get_rng_state(), before[0]) and np.array_equal(np.random.get_state()[1], before[1])
     assert ae["dae"]["noise"] == cfg.ae.noise and ae["ae"]["noise"] == 0.0 and ae["ae"]["epochs_run"] == 3
     m = STAGES["samplers"](cfg, paths)
+    assert torch.equal(torch.get_rng_state(), before[0]) and np.array_equal(np.random.get_state()[1], before[1])
+    assert STAGES["samplers"](cfg, paths)["samplers"] == m["samplers"]  # seeded: a rerun agrees
     names = {"data_gmm", "vae_prior", "vae_gaussian", "vae_gmm", "ae_gaussian", "ae_gmm", "dae_gaussian", "dae_gmm", "real"}
     assert set(m["samplers"]) == names and all(np.isfinite(v["frechet"]) for v in m["samplers"].values())
     assert set(m["reconstruction"]) == {"vae", "ae", "dae"} and m["interpolation"]["ae"]["entropy_mid"] >= 0

@@ -65,11 +65,14 @@ class FeatureNet(nn.Module):
 
 def train_feature_net(x: np.ndarray, y: np.ndarray, hidden: list[int], n_classes: int, epochs: int, seed: int,
                       device: torch.device | str = "cpu", batch_size: int = 128, lr: float = 1e-3) -> FeatureNet:
-    """Adam on cross-entropy for a fixed number of epochs (no selection on any score), from `seed` alone:
-    its own generator for the batch order, and a forked global RNG for the initialisation."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = FeatureNet(int(np.prod(x.shape[1:])), list(hidden), n_classes).to(device)
+    """Adam on cross-entropy for a fixed number of epochs (no selection on any score), from `seed` alone: its
+    own generators for the initialisation and the batch order, never torch's global RNG (the flow runs this
+    stage beside adapt, in another thread of the same process)."""
+    from vaeflow.models.ae import seeded_init
+
+    with torch.device("meta"):
+        net = FeatureNet(int(np.prod(x.shape[1:])), list(hidden), n_classes)
+    net = seeded_init(net.to_empty(device=device), torch.Generator(device=device).manual_seed(seed))
     xt, yt = torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)

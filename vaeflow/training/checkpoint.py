@@ -62,11 +62,12 @@ def _weights_finite(model: torch.nn.Module) -> bool:
 
 def save_checkpoint(path: Path, fp: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     state: dict[str, Any], extra: dict[str, Any] | None = None, *,
-                    generators: dict[str, torch.Generator] | None = None) -> None:
+                    generators: dict[str, torch.Generator] | None = None, global_rng: bool = True) -> None:
     """Atomically replace `path` with the full training state; `state` holds at least epoch and step.
 
     Refuses to write non-finite weights, so the checkpoint on disk is always the last good one.
-    `generators` are any torch.Generator objects the loop draws from besides the global RNGs."""
+    `generators` are any torch.Generator objects the loop draws from besides the global RNGs; global_rng=False
+    for a loop that draws only from those (its resume then leaves the global RNGs alone)."""
     if not _weights_finite(model):
         raise NonFiniteLoss(f"non-finite weights at the end of epoch {state.get('epoch', 0) - 1} "
                             f"(global step {state.get('step', '?')}); training stopped, "
@@ -75,7 +76,7 @@ def save_checkpoint(path: Path, fp: str, model: torch.nn.Module, optimizer: torc
         "fingerprint": fp,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "rng": rng_state(),
+        "rng": rng_state() if global_rng else None,
         "generators": {k: g.get_state() for k, g in (generators or {}).items()},
         "state": state,
         **(extra or {}),
@@ -83,7 +84,7 @@ def save_checkpoint(path: Path, fp: str, model: torch.nn.Module, optimizer: torc
 
 
 def try_resume(path: Path, fp: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
-               generators: dict[str, torch.Generator] | None = None) -> dict | None:
+               generators: dict[str, torch.Generator] | None = None, global_rng: bool = True) -> dict | None:
     """Restore model, optimizer and every RNG from `path` if it belongs to this run; return its dict.
 
     None when there is no checkpoint or it is from other params or data. Raises ArtifactError when the
@@ -103,7 +104,8 @@ def try_resume(path: Path, fp: str, model: torch.nn.Module, optimizer: torch.opt
         raise ArtifactError(f"{path}: no state for generator(s) {missing}; delete it to start afresh")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    set_rng_state(ckpt["rng"])
+    if global_rng:
+        set_rng_state(ckpt["rng"])
     for name, g in (generators or {}).items():
         g.set_state(ckpt["generators"][name])
     log.info("resumed %s at epoch %d (step %d)", path, ckpt["state"]["epoch"], ckpt["state"].get("step", 0))

@@ -102,8 +102,8 @@ class _Step:
     device and are read once per epoch."""
 
     def __init__(self, model, opt, x_train: torch.Tensor, objective: str, k: int, likelihood: str, levels: int,
-                 binary: bool):
-        self.model, self.opt, self.x = model, opt, x_train
+                 binary: bool, gen: torch.Generator | None = None):
+        self.model, self.opt, self.x, self.gen = model, opt, x_train, gen
         self.objective, self.k, self.likelihood, self.levels, self.binary = objective, k, likelihood, levels, binary
         dev = x_train.device
         self.klw = torch.zeros((), device=dev)
@@ -116,7 +116,7 @@ class _Step:
             t.fill_(v)
 
     def body(self, idx: torch.Tensor, poison: bool = False) -> torch.Tensor:
-        xb = self.x[idx] if self.binary else observe(self.x[idx], self.likelihood, self.levels, None)
+        xb = self.x[idx] if self.binary else observe(self.x[idx], self.likelihood, self.levels, self.gen)
         if self.objective == "iwae":
             out = self.model.iwae_bound(xb, self.k, self.klw)
             bound = out["bound"]
@@ -218,7 +218,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
               max_seconds: float | None = None,
               generators: dict[str, torch.Generator] | None = None,
               objective: str = "elbo", k: int = 1, lr_schedule: str = "constant",
-              capture: bool = False) -> VAETrainResult:
+              capture: bool = False, generator: torch.Generator | None = None) -> VAETrainResult:
     """Train with Adam, early stopping on the validation bound, and a resumable checkpoint after every epoch.
 
     `objective`: "elbo", or "iwae" with `k` importance samples (Burda et al., 2016); early stopping watches
@@ -232,6 +232,10 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
     (and after the last epoch) instead of after every epoch; see CheckpointClock. `max_seconds` stops after
     the epoch that crosses that wall-clock budget (counted in this process: a resumed run gets it afresh).
     `generators`: torch.Generators the model draws from (the DAE's noise), checkpointed with the global RNGs.
+    `generator` (on x_train's device): batch order and observations come from it instead of torch's global RNG,
+    and the global RNGs are neither saved nor restored, so a loop whose model draws nothing else from them (the
+    autoencoders) neither disturbs nor is disturbed by another training loop in the same process (the flow
+    runs stages in threads); it is checkpointed as "batches".
     """
     if objective not in OBJECTIVES or k < 1 or (objective == "elbo" and k != 1):
         raise ValueError(f"objective must be one of {OBJECTIVES} (k >= 1, and k = 1 for elbo); got {objective!r}, k={k}")
@@ -244,7 +248,8 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
     opt = _adam(model, lr, capturable=graphed)
     st = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
     best_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
-    ckpt = try_resume(ckpt_path, fingerprint, model, opt, generators=generators)
+    generators = {**(generators or {}), **({"batches": generator} if generator is not None else {})}
+    ckpt = try_resume(ckpt_path, fingerprint, model, opt, generators=generators, global_rng=generator is None)
     if ckpt is not None:
         st = ckpt["state"]
         best_state = ckpt["best_state"]
@@ -255,7 +260,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
         bool(((b == 0) | (b == 1)).all()) for b in x_train.split(4096))
     n = len(x_train)
     steps_per_epoch = math.ceil(n / batch_size)
-    args = (model, opt, x_train, objective, k, likelihood, levels, binary)
+    args = (model, opt, x_train, objective, k, likelihood, levels, binary, generator)
     step = _GraphedStep(*args, batch_size=batch_size) if graphed else _Step(*args)
     t0 = time.perf_counter()
     clock = CheckpointClock(checkpoint_every_s)
@@ -264,7 +269,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
         epoch = st["epoch"]
         _set_lr(opt, lr_at(lr_schedule, lr, epoch), on_device=graphed)
         model.train()
-        perm = torch.randperm(n, device=device)
+        perm = torch.randperm(n, device=device, generator=generator)
         step.new_epoch()
         for s in range(steps_per_epoch):
             faults.pause_point(f"step:{ckpt_path.stem}:{epoch}:{s}")
@@ -297,7 +302,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
         saved = clock.due(last_epoch=st["epoch"] >= epochs or st["bad_epochs"] >= patience or out_of_time)
         if saved:
             save_checkpoint(ckpt_path, fingerprint, model, opt, st, {"best_state": best_state},
-                            generators=generators)
+                            generators=generators, global_rng=generator is None)
         if on_epoch:
             on_epoch({**row, "checkpointed": saved})
     return VAETrainResult(best_state=best_state, best_epoch=st["best_epoch"], best_val_nelbo=st["best_val"],

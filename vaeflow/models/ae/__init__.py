@@ -1,4 +1,4 @@
 """Plain and denoising autoencoders on the VAE's encoder and decoder: vaeflow.models.ae.Autoencoder."""
-from vaeflow.models.ae.model import MODELS, Autoencoder, load_autoencoder
+from vaeflow.models.ae.model import MODELS, Autoencoder, build_autoencoder, load_autoencoder, load_model, seeded_init
 
-__all__ = ["MODELS", "Autoencoder", "load_autoencoder"]
+__all__ = ["MODELS", "Autoencoder", "build_autoencoder", "load_autoencoder", "load_model", "seeded_init"]

@@ -11,6 +11,8 @@ and its exact resume serve both models unchanged.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -68,7 +70,43 @@ class Autoencoder(VAE):
                                   "(vaeflow.sample_quality) and decode its draws with decode_mean()")
 
 
+def seeded_init(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """PyTorch's default initialisation of every Linear and (transposed) conv layer (kaiming_uniform_ with
+    a = √5, bias U(±1/√fan_in)), drawn from `generator` only."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            if m.bias is not None:
+                fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+    return model
+
+
+def build_autoencoder(seed: int, device: torch.device | str = "cpu", **spec) -> Autoencoder:
+    """An Autoencoder whose initial weights depend on `seed` alone and whose construction never touches torch's
+    global RNG: built on the meta device (no draws), then initialised from its own generator. The flow trains
+    it in a thread beside the VAE, whose global-RNG stream it must neither read nor advance."""
+    with torch.device("meta"):
+        model = Autoencoder(**spec)
+    model = model.to_empty(device=device)
+    seeded_init(model, torch.Generator(device=device).manual_seed(seed))
+    if hasattr(model, "dec_logvar"):  # the VAE's shared-variance start (VAE.__init__), a constant
+        start = max(0.0, model.min_logvar + 1.0) - model.min_logvar
+        with torch.no_grad():
+            model.dec_logvar.fill_(model.min_logvar + math.log(math.expm1(start)))
+    return model
+
+
 def load_autoencoder(spec: dict, state: dict, device: torch.device | str = "cpu") -> Autoencoder:
-    model = Autoencoder(**spec)
+    return load_model(Autoencoder, spec, state, device)
+
+
+def load_model(cls: type[VAE], spec: dict, state: dict, device: torch.device | str = "cpu") -> VAE:
+    """A VAE or Autoencoder rebuilt from its spec and state dict, in eval mode. Built on the meta device, so
+    rebuilding draws nothing from torch's global RNG (the weights are all loaded anyway)."""
+    with torch.device("meta"):
+        model = cls(**spec)
+    model = model.to_empty(device=device)
     model.load_state_dict(state)
-    return model.to(device).eval()
+    return model.eval()
