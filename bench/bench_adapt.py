@@ -63,11 +63,15 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=None, help="cap on training images per domain")
     ap.add_argument("--work", type=Path, default=Path("/tmp/vaeflow-bench-adapt"))
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--from-json", action="store_true", help="record bench/out/adapt_<preset>.json, no training")
     a = ap.parse_args()
     out = REPO / "bench" / "out"
     out.mkdir(exist_ok=True)
     results = {}
     for preset in a.presets:
+        if a.from_json:  # re-record what an earlier run of this script wrote, without training again
+            results[preset] = json.loads((out / f"adapt_{preset}.json").read_text())
+            continue
         results[preset] = run_preset(preset, a.epochs, a.pretrain_epochs, a.work / preset, a.subset)
         (out / f"adapt_{preset}.json").write_text(json.dumps(results[preset], indent=1))
         print(table({preset: results[preset]}), flush=True)
@@ -79,7 +83,7 @@ def main() -> None:
                 "standardisation, feature BN fixed a priori). Selection: last step, no target label.\n\n"
                 + table(results))
         record("Adaptation at equal CPU budget (issue 12)", body,
-               "python bench/bench_adapt.py " + " ".join(sys.argv[1:]))
+               "cd bench && python bench_adapt.py " + " ".join(x for x in sys.argv[1:] if x != "--from-json"))
 
 
 if __name__ == "__main__":
