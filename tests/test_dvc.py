@@ -17,7 +17,7 @@ import yaml
 
 from conftest import REPO, TINY
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # dvc repro and vaeflow run as processes, end to end
 BIN = Path(sys.executable).parent
 TUNED_README = "models/tuned/README.md"  # keeps models/tuned, a dep of pretrain, in a fresh checkout
 
@@ -36,8 +36,9 @@ def _ran(out: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """Tracked and untracked (not ignored) files of the checkout, a tiny params.yaml, a fresh git repo."""
+def reproduced(tmp_path_factory) -> tuple[Path, str]:
+    """Tracked and untracked (not ignored) files of the checkout, a tiny params.yaml, a fresh git repo, after
+    one `dvc repro` (its stdout is the second item). Tests get their own copy of it: see `repo`."""
     d = tmp_path_factory.mktemp("repo")
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
@@ -54,12 +55,19 @@ def repo(tmp_path_factory) -> Path:
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "test"]):
         subprocess.run(cmd, cwd=d, check=True, capture_output=True)
-    return d
+    return d, _sh(["dvc", "repro"], d).stdout
 
 
-def test_dvc_repro_then_noop_then_adapt_only(repo):
-    first = _sh(["dvc", "repro"], repo)
-    assert _ran(first.stdout) == {"prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers", "evaluate"}
+@pytest.fixture
+def repo(reproduced, tmp_path) -> Path:
+    """A copy of the reproduced project (git, DVC cache, dvc.lock, outputs) that this test alone changes, so no
+    test depends on what another left behind. copy2 keeps mtimes; DVC re-hashes the new inodes once."""
+    return Path(shutil.copytree(reproduced[0], tmp_path / "repo", symlinks=True, copy_function=shutil.copy2))
+
+
+def test_dvc_repro_then_noop_then_adapt_only(repo, reproduced):
+    first = reproduced[1]
+    assert _ran(first) == {"prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers", "evaluate"}
     for f in ("metrics/metrics.json", "reports/report.md", "models/vae.pt", "dvc.lock"):
         assert (repo / f).is_file(), f
     mtimes = {p: p.stat().st_mtime_ns for p in (repo / "models").rglob("*") if p.is_file()}
@@ -101,7 +109,6 @@ def test_a_new_tuning_result_makes_dvc_retrain_from_pretrain(repo):
     """models/tuned is a DVC dep of pretrain: DVC sees a new best_config.json, and pretrain uses it."""
     import json
 
-    _sh(["dvc", "repro"], repo)  # whatever the earlier tests left: up to date from here
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["pretrain"]["use_tuned"] = True
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
