@@ -1,6 +1,6 @@
 """A multi-node Ray cluster on one machine, on loopback: a head and worker nodes, each a separate Ray node
-started with `ray start`, with its own ports, temp dir and resources. This is how Ray's own tests fake a
-cluster. Used by the multi-node test and bench/bench_multinode.py.
+started with `ray start`, with its own ports, temp dir and resources (Ray's own tests fake a cluster the
+same way, in-process, with ray.cluster_utils). Used by the Ray tests and bench/bench_multinode.py.
 
 Everything is found, stopped and killed by PID: a node's processes are those whose command line names its
 private temp dir, and their descendants. Never `ray stop`, which stops every Ray on the machine.
@@ -68,9 +68,6 @@ class Node:
             except psutil.NoSuchProcess:
                 pass
         return procs
-
-    def raylet(self) -> psutil.Process:
-        return next(p for p in self.processes() if p.name() == "raylet")
 
 
 def _children(p: psutil.Process) -> list[psutil.Process]:

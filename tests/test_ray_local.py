@@ -17,7 +17,7 @@ import pytest
 from tests.cli_utils import cli_env, sets, vaeflow
 from tests.conftest import REPO, TINY
 from tests.sockets import Listener, Sampler
-from tests.test_tune import _free_ports
+from tests.ray_nodes import free_ports
 
 ONE_TRIAL = TINY + ["tune.max_epochs=2", "tune.grace_period=2", "tune.num_samples=1", "tune.max_concurrent_trials=1",
                     "tune.cpus_per_trial=1", "tune.gpus_per_trial=0", "tune.search_space={lr: {grid: [0.001]}}"]
@@ -69,7 +69,7 @@ def test_tune_ignores_a_stale_cluster_file_and_listens_on_loopback_only(project)
     """A cluster file naming a closed port is where a bare ray.init() would go; `vaeflow tune` must not."""
     from ray._common.utils import get_ray_address_file
 
-    (closed,) = _free_ports(1)  # bound, then closed: nothing listens there
+    (closed,) = free_ports(1)  # bound, then closed: nothing listens there
     cluster_file = Path(get_ray_address_file(None))  # /tmp/ray/ray_current_cluster unless RAY_TMPDIR/TMPDIR
     saved = cluster_file.read_bytes() if cluster_file.exists() else None
     cluster_file.parent.mkdir(parents=True, exist_ok=True)

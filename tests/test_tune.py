@@ -9,13 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -270,69 +266,17 @@ def test_outputs_name_the_best_trial_and_pretrain_uses_it(tuned):
 # ------------------------------------------------------------------------- a job on a Ray head
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _head_processes(temp_dir: str, gcs_port: int) -> list:
-    """This head's processes, found by what only they name: its private temp dir or its GCS port."""
-    import psutil
-
-    mine = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if temp_dir in cmd or f":{gcs_port} " in cmd + " " or f"={gcs_port} " in cmd + " ":
-            mine.append(p)
-    kids = [c for p in mine for c in p.children(recursive=True)]
-    return list({p.pid: p for p in mine + kids}.values())
-
-
-def _stop_head(temp_dir: str, gcs_port: int) -> None:
-    """`ray stop` would stop every Ray on the machine; this stops only the head the test started."""
-    import psutil
-
-    procs = _head_processes(temp_dir, gcs_port)
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=5)
-    for p in alive:
-        p.kill()
-    psutil.wait_procs(alive, timeout=10)
-
-
 @pytest.fixture(scope="module")
 def ray_head():
-    """A Ray head on 127.0.0.1 with 2 CPUs and no GPU: its own free ports, temp dir and auth token. At the
-    end it is stopped, and only it. (The experiment above runs on an in-process Ray that is already shut
-    down by then, so the two never share the 2 CPUs.)"""
-    gcs, dash, client, agent, agent_grpc, env_agent, metrics = _free_ports(7)
-    temp_dir = tempfile.mkdtemp(prefix="vfray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    # Token authentication (Ray's default) with a token of this head's own, for drivers and `vaeflow submit`.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    env.pop("RAY_AUTH_TOKEN_PATH", None)
-    start = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",
-             f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
-             f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
-             f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={env_agent}",
-             f"--metrics-export-port={metrics}", f"--temp-dir={temp_dir}", "--num-cpus=2", "--num-gpus=0",
-             "--disable-usage-stats"]
-    try:
-        subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
-        yield {"address": f"127.0.0.1:{gcs}", "jobs": f"http://127.0.0.1:{dash}", "env": env}
-    finally:
-        _stop_head(temp_dir, gcs)
-    assert _head_processes(temp_dir, gcs) == []
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    """A Ray head on 127.0.0.1 with 2 CPUs and no GPU (tests/ray_nodes.py): its own free ports, temp dir and
+    auth token, listening on loopback only. At the end it is stopped by PID, and only it. (The experiment
+    above runs on an in-process Ray that is already shut down by then, so the two never share the 2 CPUs.)"""
+    from tests.ray_nodes import LoopbackCluster
+
+    with LoopbackCluster(head_cpus=2) as c:
+        # Token authentication (Ray's default) with the head's own token, for `vaeflow submit`.
+        yield {"address": c.address, "jobs": c.dashboard, "env": c.env}
+    assert c.alive() == []
 
 
 @pytest.mark.server
