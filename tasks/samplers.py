@@ -111,10 +111,17 @@ def smoothness(cfg: Config, models: dict[str, VAE], net, x_test_obs: np.ndarray,
     flat = real_test.reshape(len(real_test), -1)
     paths_img["pixels"] = interpolate(flat[i], flat[j], s.interp_steps).reshape(len(i), s.interp_steps, *x_test_obs.shape[1:])
     out = {"real_test_entropy": float(predictive_entropy(net, real_test, device).mean())}
+    mid = {}  # per pair: mean entropy of the interior points
     for name, imgs in paths_img.items():
-        ent = predictive_entropy(net, imgs.reshape(-1, *imgs.shape[2:]), device).reshape(imgs.shape[:2]).mean(0)
-        out[name] = {"entropy_mid": float(ent[1:-1].mean()), "entropy_ends": float(ent[[0, -1]].mean()),
-                     "entropy_curve": [float(e) for e in ent]}
+        ent = predictive_entropy(net, imgs.reshape(-1, *imgs.shape[2:]), device).reshape(imgs.shape[:2])
+        mid[name] = ent[:, 1:-1].mean(1)
+        curve = ent.mean(0)
+        out[name] = {"entropy_mid": float(curve[1:-1].mean()), "entropy_ends": float(curve[[0, -1]].mean()),
+                     "entropy_curve": [float(e) for e in curve]}
+    for other in ("ae", "dae"):  # paired over the same pairs of test images: mean and standard error
+        d = mid["vae"] - mid[other]
+        out[f"vae_minus_{other}"] = {"mean": float(d.mean()),
+                                     "se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None}
     return out, paths_img
 
 
@@ -145,7 +152,7 @@ def _figures(paths: Paths, images: dict, fd: dict, interp: dict, paths_img: dict
     image_rows(rows, fig / "interpolations.png", ncol=steps,
                title="Straight lines between two test codes, decoded (pixels: the line in data space)")
     t = list(np.linspace(0, 1, steps))
-    curves({m: (t, r["entropy_curve"]) for m, r in interp.items() if isinstance(r, dict)},
+    curves({m: (t, r["entropy_curve"]) for m, r in interp.items() if isinstance(r, dict) and "entropy_curve" in r},
            fig / "interpolation_entropy.png", "t along the line", "classifier entropy (nats)",
            "How far the decoded path leaves the data")
 
