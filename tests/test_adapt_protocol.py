@@ -67,3 +67,20 @@ def test_the_selection_rule_is_written_down(two_runs):
     out = results[a]
     assert out["selection_rule"] == "last_step" and "no target label" in out["selection"]
     assert RECIPES["mean_teacher"] == ("mean_teacher", "source", "target")
+
+
+def test_shared_pools_give_both_domains_the_whole_dataset_and_refuse_source_labels():
+    """data.pools=shared (the semi-supervised protocol): source and target are the same images, so a variant
+    that trains on source labels would train on target labels; the params are refused before anything runs."""
+    from vaeflow.config import ConfigError
+    from vaeflow.data.datasets import build_domains
+
+    base = ["data.source=digits", "data.target=digits", "data.subset=null"]
+    with pytest.raises(ConfigError, match="source_only.*would read target labels"):
+        load_config(REPO / "params.yaml", base + ["data.pools=shared"])
+    few = base + ["adapt.variants=[finetune, mean_teacher_few]"]
+    shared = build_domains(load_config(REPO / "params.yaml", few + ["data.pools=shared"]))
+    disjoint = build_domains(load_config(REPO / "params.yaml", few))
+    n = lambda d: sum(d.counts().values())  # noqa: E731
+    assert n(shared[0]) == n(shared[1]) == 1797  # all of scikit-learn's digits, in each domain
+    assert n(disjoint[0]) + n(disjoint[1]) == 1797  # split between them
