@@ -20,7 +20,7 @@ import torch
 
 from vaeflow.config import Config
 from vaeflow.data import observe
-from vaeflow.io import load_npz, load_torch, read_json, write_json
+from vaeflow.io import load_npz, load_torch, read_json, save_figure, write_json
 from vaeflow.models.ae import MODELS as AE_MODELS, load_autoencoder, load_model
 from vaeflow.models.mixture import mixture_from_arrays
 from vaeflow.models.vae import VAE
@@ -28,7 +28,6 @@ from vaeflow.paths import Paths
 from vaeflow.plots import bars, curves, image_rows, pyplot
 from vaeflow.prepared import Prepared, load_prepared, to_tensor
 from vaeflow.runtime import select_device
-from vaeflow.io import save_figure
 from vaeflow.sample_quality import (expected_observation, features, fit_latent_samplers, frechet_distance,
                                     interpolate, predictive_entropy, train_feature_net)
 
@@ -83,7 +82,8 @@ def generate(cfg: Config, paths: Paths, data: Prepared, models: dict[str, VAE], 
     draws = range(cfg.samplers.draws)
     gmm = mixture_from_arrays(load_npz(paths.gmm))
     images = {"data_gmm": [data_gmm_images(gmm, n, cfg.seed + r, data.image_shape) for r in draws]}
-    prior = [torch.randn((n, cfg.vae.latent_dim), generator=torch.Generator().manual_seed(cfg.seed + 11 + r)) for r in draws]
+    prior = [torch.randn((n, cfg.vae.latent_dim), generator=torch.Generator().manual_seed(cfg.seed + 11 + r))
+             for r in draws]
     images["vae_prior"] = [decoded(models["vae"], z.numpy(), device) for z in prior]
     info = {"data_gmm": {"n_components": read_json(paths.stage_metrics("gmm"))["n_components"]},
             "vae_prior": {"n_components": 1}}
@@ -91,8 +91,8 @@ def generate(cfg: Config, paths: Paths, data: Prepared, models: dict[str, VAE], 
         for kind, (mix, fit) in fit_latent_samplers(codes(model, obs_train, device), cfg.gmm,
                                                     cfg.samplers.latent_components, cfg.seed).items():
             images[f"{name}_{kind}"] = [decoded(model, mix.sample(n, seed=cfg.seed + 13 + r), device) for r in draws]
-            info[f"{name}_{kind}"] = {"n_components": int(fit["n_components"]), "converged": bool(fit["converged"]),
-                                      **({"bic": {str(k): float(v) for k, v in fit["bic"].items()}} if kind == "gmm" else {})}
+            bic = {"bic": {str(k): float(v) for k, v in fit["bic"].items()}} if kind == "gmm" else {}
+            info[f"{name}_{kind}"] = {"n_components": int(fit["n_components"]), "converged": bool(fit["converged"]), **bic}
     return images, info
 
 
@@ -103,13 +103,13 @@ def smoothness(cfg: Config, models: dict[str, VAE], net, x_test_obs: np.ndarray,
     rng = np.random.default_rng(cfg.seed + 17)
     i = rng.choice(len(x_test_obs), size=s.interpolations)
     j = (i + rng.integers(1, len(x_test_obs), size=s.interpolations)) % len(x_test_obs)  # two different images
-    paths_img = {}
+    paths_img, shape = {}, (len(i), s.interp_steps, *x_test_obs.shape[1:])
     for name, model in models.items():
         z = codes(model, x_test_obs, device)
         zz = interpolate(z[i], z[j], s.interp_steps)
-        paths_img[name] = decoded(model, zz.reshape(-1, zz.shape[-1]), device).reshape(len(i), s.interp_steps, *x_test_obs.shape[1:])
+        paths_img[name] = decoded(model, zz.reshape(-1, zz.shape[-1]), device).reshape(shape)
     flat = real_test.reshape(len(real_test), -1)
-    paths_img["pixels"] = interpolate(flat[i], flat[j], s.interp_steps).reshape(len(i), s.interp_steps, *x_test_obs.shape[1:])
+    paths_img["pixels"] = interpolate(flat[i], flat[j], s.interp_steps).reshape(shape)
     out = {"real_test_entropy": float(predictive_entropy(net, real_test, device).mean())}
     mid = {}  # per pair: mean entropy of the interior points
     for name, imgs in paths_img.items():
@@ -145,8 +145,8 @@ def _figures(paths: Paths, images: dict, fd: dict, interp: dict, paths_img: dict
     fig = paths.figures
     image_rows([(f"{k} ({np.mean(fd[k]):.2f})", v[0][:16]) for k, v in images.items()], fig / "sampler_grid.png",
                title="16 samples per sampler (label: Fréchet distance to the test images)")
-    bars({k: float(np.mean(v)) for k, v in fd.items()}, fig / "sampler_frechet.png", "Fréchet distance (lower is better)", "Sample quality, one measure",
-         fmt="{:.2f}")
+    bars({k: float(np.mean(v)) for k, v in fd.items()}, fig / "sampler_frechet.png",
+         "Fréchet distance (lower is better)", "Sample quality, one measure", fmt="{:.2f}")
     rows = [(f"{m} #{p + 1}", paths_img[m][p]) for p in range(min(SHOWN_PAIRS, len(paths_img["vae"])))
             for m in ("vae", "ae", "dae", "pixels")]
     image_rows(rows, fig / "interpolations.png", ncol=steps,
@@ -166,8 +166,9 @@ def run(cfg: Config, paths: Paths) -> dict:
                             src.n_classes, s.classifier_epochs, cfg.seed, device)
     real_test = expected_observation(np.concatenate([src.x_test, tgt.x_test]), lik, L)
     real_val = expected_observation(np.concatenate([src.x_val, tgt.x_val]), lik, L)
-    src_acc = float((net(torch.as_tensor(real_test[:len(src.x_test)], device=device)).argmax(1).cpu().numpy()
-                     == src.y_test).mean())
+    with torch.no_grad():  # a sanity figure for the report; nothing is selected on it
+        src_acc = float((net(torch.as_tensor(real_test[:len(src.x_test)], device=device)).argmax(1).cpu().numpy()
+                         == src.y_test).mean())
     models = load_models(paths, device)
     images, info = generate(cfg, paths, data, models, len(real_val), device)
     images["real"] = [real_val]  # one set: the held-out images there are
@@ -186,8 +187,9 @@ def run(cfg: Config, paths: Paths) -> dict:
         "reconstruction": {k: reconstruction(m, x_test_obs, device) for k, m in models.items()},
         "interpolation": interp,
         "n_generated": len(real_val), "n_test": len(real_test), "draws": s.draws,
-        "feature_net": {"arch": f"MLP {data.dim}-" + "-".join(map(str, s.classifier_hidden)) + f"-{src.n_classes}, ReLU",
-                        "features": f"last hidden layer ({s.classifier_hidden[-1]})", "trained_on": "source training labels",
+        "feature_net": {"arch": f"MLP {data.dim}-{'-'.join(map(str, s.classifier_hidden))}-{src.n_classes}, ReLU",
+                        "features": f"last hidden layer ({s.classifier_hidden[-1]})",
+                        "trained_on": "source training labels",
                         "epochs": s.classifier_epochs, "source_test_acc": src_acc},
     }
     write_json(paths.stage_metrics("samplers"), metrics)

@@ -106,7 +106,8 @@ def predictive_entropy(net: FeatureNet, x, device="cpu") -> np.ndarray:
     return _batched(ent, x, device)
 
 
-def fit_latent_samplers(codes: np.ndarray, gmm_cfg, components: list[int], seed: int) -> dict[str, tuple[Mixture, dict]]:
+def fit_latent_samplers(codes: np.ndarray, gmm_cfg, components: list[int],
+                        seed: int) -> dict[str, tuple[Mixture, dict]]:
     """{'gaussian': one full-covariance Gaussian, 'gmm': a full-covariance mixture with K from `components`
     by BIC}, both with (reg_covar, max_iter, tol, n_init) of params.yaml's gmm section."""
     from sklearn.exceptions import ConvergenceWarning

@@ -114,7 +114,9 @@ def section(m: dict) -> list[str]:
         "", "Latent smoothness: straight lines between random pairs of test codes, decoded; the classifier's entropy "
         "along them measures how far the path leaves the data (rows: VAE, AE, DAE, and the same line in pixel space).", "",
         "| path | entropy at the ends | entropy inside |", "|---|---|---|",
-        *[f"| {k} | {v['entropy_ends']:.3f} | {v['entropy_mid']:.3f} |" for k, v in it.items() if isinstance(v, dict) and "entropy_mid" in v], "",
-        "![interpolations](figures/interpolations.png)", "", "![entropy along the path](figures/interpolation_entropy.png)", "",
+        *[f"| {k} | {v['entropy_ends']:.3f} | {v['entropy_mid']:.3f} |" for k, v in it.items()
+          if isinstance(v, dict) and "entropy_mid" in v], "",
+        "![interpolations](figures/interpolations.png)", "",
+        "![entropy along the path](figures/interpolation_entropy.png)", "",
         "![AE vs VAE latent](figures/latent_ae_vae.png)", "",
     ]
