@@ -86,7 +86,7 @@ def test_pretrain_stage_writes_weights_and_bounds(ran):
 def test_adapt_stage_scores_every_variant(ran):
     cfg, paths, res = ran
     v = res["adapt"]["variants"]
-    assert set(v) == {"source_only", "dann", "finetune", "scratch", "oracle"}
+    assert set(v) == {"source_only", "dann", "mean_teacher", "finetune", "scratch", "oracle"}
     n_test = len(load_prepared(paths).target.y_test)
     for name, r in v.items():
         runs = np.array(r["target_test_acc_runs"]) * n_test  # each run's accuracy counts test images
@@ -107,7 +107,7 @@ def test_evaluate_collects_metrics_and_report(ran):
         assert key in m["gmm"]
     for key in ("test_nelbo_nats", "test_nll_nats", "iwae_samples", "test_bits_per_dim"):
         assert key in m["vae"]
-    assert set(m["adapt"]) == {"source_only", "dann", "finetune", "scratch", "oracle"}
+    assert set(m["adapt"]) == {"source_only", "dann", "mean_teacher", "finetune", "scratch", "oracle"}
     assert "vae_train" in m["seconds"] and "gmm_fit" in m["seconds"]
     report = paths.report.read_text()
     for fig in paths.figures.glob("*.png"):
