@@ -128,24 +128,24 @@ def main() -> None:
                 print(name, runs[name][-1], file=sys.stderr, flush=True)
     med = {k: {f: statistics.median(r[f] for r in v) for f in ("seconds", "cpu_seconds", "peak_mb", "base_mb", "train_nll",
                                                                  "test_nll", "n_iter")} for k, v in runs.items()}
-    rows = ["| fit | seconds (median) | CPU seconds | peak RSS MB | above baseline MB | × data | EM iterations | converged "
+    rows = ["| fit | seconds (median) | CPU seconds | peak RSS MB | above baseline MB | (data + that) ÷ data | EM iterations | converged "
             "| train NLL | test NLL |", "|---|---|---|---|---|---|---|---|---|---|"]
     for k, m in med.items():
         extra = m["peak_mb"] - m["base_mb"]
-        rows.append(f"| {k} | {m['seconds']:.1f} | {m['cpu_seconds']:.1f} | {m['peak_mb']:.0f} | {extra:.0f} | {extra / data_mb:.2f} | "
+        rows.append(f"| {k} | {m['seconds']:.1f} | {m['cpu_seconds']:.1f} | {m['peak_mb']:.0f} | {extra:.0f} | {1 + extra / data_mb:.2f} | "
                     f"{m['n_iter']:.0f} | {all(r['converged'] for r in runs[k])} | {m['train_nll']:.1f} | "
                     f"{m['test_nll']:.1f} |")
     speed = statistics.median(a["seconds"] / b["seconds"] for a, b in zip(runs["sklearn"], runs["vaeflow"]))
     cpu_speed = statistics.median(a["cpu_seconds"] / b["cpu_seconds"] for a, b in zip(runs["sklearn"], runs["vaeflow"]))
-    mem = (med["vaeflow"]["peak_mb"] - med["vaeflow"]["base_mb"]) / data_mb
+    mem = 1 + (med["vaeflow"]["peak_mb"] - med["vaeflow"]["base_mb"]) / data_mb
     body = (f"{args.n:,} training + {args.n_test:,} test images, 3×32×32 (D = 3,072), float32 data "
             f"{data_mb:.0f} MB; K = {args.k}, {args.cov} covariance, reg_covar 1e-3, tol {args.tol:g}, max_iter "
             f"{args.max_iter}, seed 0, chunk {args.chunk}, {args.threads} thread(s), {args.repeats} alternating repeats "
             f"(each fit in a fresh process). The issue's scenario (107,101 images, 1.3 GB) scaled down "
             f"{107_101 / args.n:.0f}× for this shared 2-core, 24 GB box. NLL in nats per image (a density on dequantized pixels).\n\n"
             + "\n".join(rows) + f"\n\n- speed: sklearn time / vaeflow time, paired per repeat: {speed:.2f}× "
-            f"(goal ≥ 1.0: {'met' if speed >= 1 else 'missed'}); in CPU time {cpu_speed:.2f}×\n- vaeflow's memory above its baseline: {mem:.2f}× "
-            f"the data (goal: peak ≤ 2× the data: {'met' if mem <= 2 else 'missed'}); the data itself is in the baseline.")
+            f"(goal ≥ 1.0: {'met' if speed >= 1 else 'missed'}); in CPU time {cpu_speed:.2f}×\n- vaeflow's data plus what its "
+            f"fit holds above the baseline: {mem:.2f}× the data (goal ≤ 2×: {'met' if mem <= 2 else 'missed'}).")
     print(body)
     if not args.no_record:
         record("Gaussian mixture EM: chunked torch vs scikit-learn", body,
