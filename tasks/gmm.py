@@ -1,8 +1,9 @@
 """Stage `gmm`: the maximum-likelihood mixture baseline, fitted by EM.
 
 Inputs: data/prepared. Outputs: models/gmm.npz, metrics/gmm.json, reports/figures/gmm_samples.png.
-Gaussian data -> scikit-learn's GaussianMixture (K by BIC when a list is given); binary data -> a
-mixture of Bernoullis (vectorised torch EM). Scored on the same fixed test observations as the VAE.
+Gaussian data -> a Gaussian mixture by chunked torch EM (scikit-learn's algorithm, memory bounded by
+gmm.chunk_size images); binary data -> a mixture of Bernoullis (vectorised torch EM); K by BIC when a list is
+given; both on the pipeline's device. Scored on the same fixed test observations as the VAE.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 import time
 
 import numpy as np
+import torch
 
 from vaeflow.config import Config
 from vaeflow.data import observe
@@ -28,12 +30,29 @@ def family_of(cfg: Config) -> str:
     return cfg.data.likelihood if cfg.gmm.family == "auto" else cfg.gmm.family
 
 
+def observe_chunked(parts: list[np.ndarray], likelihood: str, levels: int, rng: np.random.Generator,
+                    chunk: int = 4096) -> np.ndarray:
+    """observe(np.concatenate(parts), likelihood, levels, rng) as float32 (N, D), written chunk by chunk: no
+    dataset-sized concatenation or noise array, so the stage holds the raw images and their observation
+    only. The draws are the same as one call's whenever the rows of each part hold a multiple of 16 values
+    (torch's CPU generator then yields the same stream split at any such boundary; tested)."""
+    g = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))  # as observe() seeds from a numpy rng
+    out = np.empty((sum(len(p) for p in parts), int(np.prod(parts[0].shape[1:]))), dtype=np.float32)
+    row = 0
+    for part in parts:
+        for i in range(0, len(part), chunk):
+            block = observe(part[i:i + chunk], likelihood, levels, g)
+            out[row:row + len(block)] = block.reshape(len(block), -1)
+            row += len(block)
+    return out
+
+
 def run(cfg: Config, paths: Paths) -> dict:
     data = load_prepared(paths)
     family = family_of(cfg)
     # One seeded observation of the training images: EM needs a fixed dataset, unlike SGD.
-    x_train = observe(data.unlabelled_train(), cfg.data.likelihood, data.levels,
-                      np.random.default_rng(cfg.seed + 3)).reshape(-1, data.dim)
+    x_train = observe_chunked([data.source.x_train, data.target.x_train], cfg.data.likelihood, data.levels,
+                              np.random.default_rng(cfg.seed + 3))
     t0 = time.perf_counter()
     mix, info = fit_mixture(family, x_train, cfg.gmm, cfg.seed, str(select_device(cfg.device)))
     fit_seconds = time.perf_counter() - t0

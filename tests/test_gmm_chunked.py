@@ -51,3 +51,17 @@ def test_chunk_size_changes_nothing_but_rounding():
         for name in ("weights", "means", "covariances", "precisions_cholesky"):
             np.testing.assert_allclose(m.to_arrays()[name], m0.to_arrays()[name], rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(fits[2][0].log_prob(x), m0.log_prob(x), rtol=1e-10)
+
+
+@pytest.mark.parametrize("likelihood,levels", [("gaussian", 17), ("bernoulli", 256)])
+def test_chunked_observation_equals_one_call(likelihood, levels):
+    """The gmm stage observes its training images chunk by chunk; the draws are one call's."""
+    from tasks.gmm import observe_chunked
+    from vaeflow.data import observe
+
+    rng = np.random.default_rng(0)
+    a, b = (np.round(rng.random((n, 1, 8, 8)) * (levels - 1)).astype(np.float32) / (levels - 1) for n in (37, 20))
+    whole = observe(np.concatenate([a, b]), likelihood, levels, np.random.default_rng(7)).reshape(57, -1)
+    np.testing.assert_array_equal(observe_chunked([a, b], likelihood, levels, np.random.default_rng(7), chunk=5), whole)
+    other = observe_chunked([a, b], likelihood, levels, np.random.default_rng(8), chunk=5)
+    assert not np.array_equal(other, whole)
