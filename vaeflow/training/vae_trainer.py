@@ -244,7 +244,8 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
     device = x_train.device
     if capture and device.type != "cuda":
         log.info("capture: CUDA graphs need a CUDA device; training on %s with the eager step", device.type)
-    graphed = capture and device.type == "cuda"
+    # A graph replays the default generator's stream only; a private generator would need registering with it.
+    graphed = capture and device.type == "cuda" and generator is None
     opt = _adam(model, lr, capturable=graphed)
     st = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
     best_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
