@@ -3,7 +3,8 @@ weights bit-identical (CPU) to a trial of the same config that was never killed.
 
 Two trials share one config and seed, so they must end identical. Two SIGKILLs hit them: one from outside,
 at a random moment inside the epoch after a report (mid-batch, or while the checkpoint is being written or
-handed to Tune), and one from inside, right after a report (between two epochs).
+handed to Tune), and one from inside, right after a report (between two epochs), of the other trial (under
+load the outside kill can land late; had both hit one process, one restart would be missing).
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def test_trials_killed_with_sigkill_resume_and_end_bit_identical(tmp_path):
     start_local(num_cpus=2, num_gpus=0)
     try:
         summary = tune(cfg, paths, callbacks=[_kill_mid_epoch(outside)],
-                       fault={"marker": str(inside), "epoch": 3, "kind": "kill"})
+                       fault={"marker": str(inside), "epoch": 3, "kind": "kill", "spare": str(outside)})
     finally:
         ray.shutdown()
         os.environ.clear()

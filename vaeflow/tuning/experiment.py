@@ -161,8 +161,13 @@ def claim_once(marker: str | Path, note: str = "") -> bool:
 
 def inject_fault(fault: dict | None, epoch: int, trial_id: str) -> None:
     """Test hook: at `fault['epoch']`, once per `fault['marker']` (which records the trial), raise or SIGKILL
-    this trial's process."""
-    if not fault or epoch != fault["epoch"] or not claim_once(fault["marker"], trial_id):
+    this trial's process. A trial named in the file `fault['spare']` is left alone (another fault has it)."""
+    if not fault or epoch != fault["epoch"]:
+        return
+    spare = fault.get("spare")
+    if spare and os.path.exists(spare) and trial_id in Path(spare).read_text():
+        return
+    if not claim_once(fault["marker"], trial_id):
         return
     if fault.get("kind") == "kill":
         import signal
