@@ -28,7 +28,7 @@ from vaeflow.paths import Paths
 
 # Enough epochs and steps to kill in the middle of things: 300 images / 128 = 3 steps per epoch.
 CFG = TINY + ["pretrain.epochs=4", "pretrain.patience=10", "adapt.epochs=2", "adapt.repeats=1"]
-VARIANTS = ("source_only", "dann", "finetune", "scratch", "oracle")
+VARIANTS = ("source_only", "dann", "mean_teacher", "finetune", "scratch", "oracle")
 P = Paths()
 
 
@@ -104,14 +104,17 @@ def test_adapt_killed_twice_resumes_bit_identically(reference, tmp_path, monkeyp
     copy_tree(reference, tmp_path, "data/prepared", "models/vae.pt", "models/vae.pt.sha256", "models/vae.json")
     args = ("stage", "adapt", *sets(CFG))
 
-    kill9(start_paused(tmp_path, "step:adapt_dann_0:1:1", *args, log="1.txt"))         # second variant, mid-epoch
-    assert (tmp_path / P.adapt_model("source_only")).is_file() and not (tmp_path / P.adapt_model("dann")).exists()
-    assert _ckpt_state(tmp_path, "adapt_dann_0")["epoch"] == 1
+    # The mean teacher, mid-epoch: its checkpoint must hold student, EMA teacher, BN statistics and the RNG
+    # that draws the augmentations.
+    kill9(start_paused(tmp_path, "step:adapt_mean_teacher_0:1:1", *args, log="1.txt"))  # third variant
+    assert (tmp_path / P.adapt_model("dann")).is_file() and not (tmp_path / P.adapt_model("mean_teacher")).exists()
+    assert _ckpt_state(tmp_path, "adapt_mean_teacher_0")["epoch"] == 1
 
     # Between a checkpoint's rename and its checksum update: the sidecar vouches for old and new.
     kill9(start_paused(tmp_path, "write:adapt_scratch_0.pt:2:renamed", *args, log="2.txt"))
     log2 = (tmp_path / "logs/2.txt").read_text()
-    assert "resumed runs/checkpoints/adapt_dann_0.pt at epoch 1" in log2
+    assert "resumed runs/checkpoints/adapt_mean_teacher_0.pt at epoch 1" in log2
+    assert "resumed runs/checkpoints/adapt_dann_0.pt at epoch 2" in log2
     assert "resumed runs/checkpoints/adapt_source_only_0.pt at epoch 2" in log2
     ckpt = tmp_path / P.checkpoint("adapt_scratch_0")
     sidecar = ckpt.with_name(ckpt.name + ".sha256").read_text().split()
