@@ -127,10 +127,10 @@ def stages() -> list[str]:
 def _dvc_yaml(root: Path):
     from ruamel.yaml import YAML
 
-    yaml = YAML()  # round-trip: comments and order survive a --write
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 120
-    return yaml, yaml.load((root / "dvc.yaml").read_text())
+    rt = YAML(typ="rt")  # ruamel's round-trip loader (safe: builds no arbitrary objects); comments survive --write
+    rt.indent(mapping=2, sequence=4, offset=2)
+    rt.width = 120
+    return rt, rt.load((root / "dvc.yaml").read_text())
 
 
 def _dep_name(d) -> str:
@@ -155,7 +155,7 @@ def check(root: Path = ROOT, names: list[str] | None = None) -> list[str]:
 
 def write(root: Path = ROOT, names: list[str] | None = None) -> bool:
     """Replace each existing stage's code deps in dvc.yaml with the derived ones; True if dvc.yaml changed."""
-    yaml, doc = _dvc_yaml(root)
+    rt, doc = _dvc_yaml(root)
     for stage in names or stages():
         if stage not in doc["stages"]:
             continue  # a new stage's outs and params are its author's to write; check() reports it
@@ -167,7 +167,7 @@ def write(root: Path = ROOT, names: list[str] | None = None) -> bool:
     import io
 
     buf = io.StringIO()
-    yaml.dump(doc, buf)
+    rt.dump(doc, buf)
     old = (root / "dvc.yaml").read_text()
     if buf.getvalue() != old:
         (root / "dvc.yaml").write_text(buf.getvalue())
