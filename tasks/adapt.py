@@ -93,7 +93,7 @@ RULE = LastStep()  # vaeflow/training/model_selection.py
 
 def _train(variant: str, r: int, cfg: Config, paths: Paths, vae, data, sets: dict, fp: str, steps: int,
            monitor, dann_states: list) -> tuple[object, object, list | None]:
-    """One seed of one classifier-training variant: (algorithm, result, self-training rounds)."""
+    """One seed of one classifier-training variant: (the network to score, result, self-training rounds)."""
     a = cfg.adapt
     algo_name, lab_set, unl_set = RECIPES[variant]
     x_lab, y_lab = sets[lab_set]
@@ -114,13 +114,13 @@ def _train(variant: str, r: int, cfg: Config, paths: Paths, vae, data, sets: dic
                 ckpt_path=lambda k: paths.checkpoint(f"adapt_{variant}_{r}_round{k}"),
                 fingerprint=lambda k: fingerprint(fp, k), on_epoch=advance,
                 augment=a.augment, label_smoothing=a.label_smoothing)
-        return None, res, rounds
+        return clf, res, rounds  # self_train trains clf in place: its weights are the last round's
     algo = build_algorithm(algo_name, clf, a).to(x_lab.device)
     with epoch_bar(tag, a.epochs, show="cls_loss") as advance:
         res = fit(algo, x_lab, y_lab, x_unl, epochs=a.epochs, steps_per_epoch=steps, batch_size=a.batch_size,
                   monitor=monitor, ckpt_path=paths.checkpoint(f"adapt_{variant}_{r}"), fingerprint=fp,
                   on_epoch=advance)
-    return algo, res, None
+    return algo.predictor(), res, None
 
 
 def run(cfg: Config, paths: Paths) -> dict:
@@ -154,15 +154,9 @@ def run(cfg: Config, paths: Paths) -> dict:
                              "seconds": secs, "source_test_acc": src_acc})
                 continue
             fp = fingerprint(cfg.seed, variant, r, a.model_dump(), data.hashes, vae_hash, "algorithm-v2")
-            algo, res, rounds = _train(variant, r, cfg, paths, vae, data, sets, fp, steps, monitor, dann_states)
+            clf, res, rounds = _train(variant, r, cfg, paths, vae, data, sets, fp, steps, monitor, dann_states)
             if variant == "dann":
                 dann_states.append(res.state)
-            clf = algo.predictor() if algo is not None else None
-            if clf is None:  # self-training: its last round's weights
-                clf = classifier_from_vae(vae, vae.spec, src.n_classes, a.head_hidden,
-                                          domain_hidden=a.dann.domain_hidden, backbone=a.backbone,
-                                          standardize=a.standardize, feature_bn=a.feature_bn).to(device)
-                clf.load_state_dict(res.state)
             pred = predict(clf, x_tt).cpu().numpy()
             runs.append({"pred": pred, "acc": float((pred == tgt.y_test).mean()), "res": res, "seconds": res.seconds,
                          "source_test_acc": accuracy(clf, t(src.x_test), t(src.y_test)), "rounds": rounds})
