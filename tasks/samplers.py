@@ -4,7 +4,7 @@ Inputs: data/prepared, models/gmm.npz, models/vae.{pt,json}, models/ae/.
 Outputs: metrics/samplers.json and reports/figures/{sampler_grid,sampler_frechet,interpolations,
 interpolation_entropy,latent_ae_vae}.png.
 
-Samplers: the data-space mixture (`gmm` stage); the VAE's prior N(0, I); and for the VAE (posterior
+Samplers: the data-space mixture (`gmm` stage); the VAE's prior (N(0, I) or its VampPrior); and for the VAE (posterior
 means), the AE and the DAE, a single Gaussian and a BIC-chosen Gaussian mixture fitted to the codes of
 the training images. Each draws as many images as there are held-out real validation images ('real',
 the floor), all compared with the test images by the Fréchet distance of FeatureNet features
@@ -49,6 +49,15 @@ def decoded(model: VAE, z: np.ndarray, device) -> np.ndarray:
 
 
 @torch.no_grad()
+def prior_codes(model: VAE, n: int, seed: int, device) -> np.ndarray:
+    """n draws from the VAE's own prior p(z): N(0, I), or the VampPrior's mixture over its pseudo-inputs.
+    VAE.prior_sample holds both rules, so this stage cannot drift from the model (drawing N(0, I) here would
+    score a VampPrior VAE on a distribution it was not trained with). The private generator lives where the model does (torch draws with a generator of the tensor's device); on
+    CPU a normal prior gives the same draws as torch.randn with that seed."""
+    return model.prior_sample(n, generator=torch.Generator(device=device).manual_seed(seed)).cpu().numpy()
+
+
+@torch.no_grad()
 def reconstruction(model: VAE, x_obs: np.ndarray, device) -> dict:
     """At the deterministic code: per-pixel squared error of the decoder mean, and -log p(x | z) per image."""
     xt, z = to_tensor(x_obs, device), torch.as_tensor(codes(model, x_obs, device), device=device)
@@ -82,11 +91,10 @@ def generate(cfg: Config, paths: Paths, data: Prepared, models: dict[str, VAE], 
     draws = range(cfg.samplers.draws)
     gmm = mixture_from_arrays(load_npz(paths.gmm))
     images = {"data_gmm": [data_gmm_images(gmm, n, cfg.seed + r, data.image_shape) for r in draws]}
-    prior = [torch.randn((n, cfg.vae.latent_dim), generator=torch.Generator().manual_seed(cfg.seed + 11 + r))
-             for r in draws]
-    images["vae_prior"] = [decoded(models["vae"], z.numpy(), device) for z in prior]
+    vae = models["vae"]
+    images["vae_prior"] = [decoded(vae, prior_codes(vae, n, cfg.seed + 11 + r, device), device) for r in draws]
     info = {"data_gmm": {"n_components": read_json(paths.stage_metrics("gmm"))["n_components"]},
-            "vae_prior": {"n_components": 1}}
+            "vae_prior": {"n_components": 1 if vae.prior == "normal" else len(vae.pseudo_inputs), "prior": vae.prior}}
     for name, model in models.items():
         for kind, (mix, fit) in fit_latent_samplers(codes(model, obs_train, device), cfg.gmm,
                                                     cfg.samplers.latent_components, cfg.seed).items():
