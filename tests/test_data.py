@@ -291,3 +291,86 @@ def test_prepare_stage(tmp_path):
     prepare.run(cfg, Paths(tmp_path / "again"))
     _, obs2 = load_domain(Paths(tmp_path / "again").domain("source"))
     np.testing.assert_array_equal(obs["obs_test"], obs2["obs_test"])
+
+
+# ------------------------------------------------------------------- your own data: litter and missing roots
+
+def _tiny_folder(root, classes=("0", "1"), per_class=3):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(np.full((8, 8), 40 * i + 100 * int(c), np.uint8)).save(root / split / c / f"{i}.png")
+
+
+class _Lines(list):
+    """The vaeflow logger's records, whatever another test did to its propagation."""
+
+    def __enter__(self):
+        import logging
+
+        self.handler = logging.Handler()
+        self.handler.emit = lambda r: self.append(r.getMessage())
+        logging.getLogger("vaeflow").addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+
+        logging.getLogger("vaeflow").removeHandler(self.handler)
+
+
+def test_hidden_folders_and_non_image_files_are_skipped_and_counted(tmp_path):
+    from vaeflow.config import DataConfig
+    from vaeflow.data.files import load_folder_pool
+
+    _tiny_folder(tmp_path)
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()          # Jupyter's litter: not a class
+    (tmp_path / "train" / "0" / "notes.txt").write_text("labels checked by hand")
+    (tmp_path / "test" / "1" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (tmp_path / "train" / "1" / "._0.png").write_bytes(b"\0\5\26\7")  # a macOS fork with an image suffix
+    with _Lines() as lines:
+        pool = load_folder_pool(f"folder:{tmp_path}", DataConfig())
+    assert pool.n_classes == 2 and len(pool.y) == 12  # exactly the 12 images
+    [line] = [ln for ln in lines if "skipped" in ln]
+    assert "skipped 4 entries" in line and "3 hidden" in line and "1 not .png/.jpg/.jpeg" in line
+    assert "notes.txt" in line
+
+
+def test_clean_folder_logs_nothing_skipped(tmp_path):
+    from vaeflow.config import DataConfig
+    from vaeflow.data.files import load_folder_pool
+
+    _tiny_folder(tmp_path)
+    with _Lines() as lines:
+        load_folder_pool(f"folder:{tmp_path}", DataConfig())
+    assert not [ln for ln in lines if "skipped" in ln]
+
+
+@pytest.mark.parametrize("what", ["folder", "npz", "root"])
+def test_check_roots_names_the_missing_path(what, tmp_path):
+    from vaeflow.data.files import check_roots
+
+    missing = tmp_path / "nowhere"
+    data = {"folder": {"target": f"folder:{missing}"}, "npz": {"source": f"npz:{missing}"},
+            "root": {"target": "mnist", "root": str(missing), "download": False}}[what]
+    with pytest.raises(DataError, match=str(missing)):
+        check_roots(cfg_with(**data).data)
+    _tiny_folder(missing)
+    np.savez(missing / "train.npz", x=np.zeros((2, 8, 8), np.uint8), y=np.array([0, 1]))
+    np.savez(missing / "test.npz", x=np.zeros((2, 8, 8), np.uint8), y=np.array([0, 1]))
+    check_roots(cfg_with(**data).data)  # present: no error
+    check_roots(Config().data)  # digits need no root, even where ../shared/data is absent
+
+
+@pytest.mark.xfail(reason="flows/cli.py's validate does not call vaeflow.data.files.check_roots yet", strict=False)
+def test_validate_refuses_a_missing_data_root(tmp_path):
+    from tests.cli_utils import run_cli
+    from tests.conftest import REPO
+
+    missing = tmp_path / "my_images"
+    p = run_cli(tmp_path, "validate", "--params", str(REPO / "params.yaml"), "--set", f"data.target=folder:{missing}")
+    assert p.returncode == 2, p.stdout
+    assert str(missing) in p.stdout.replace("\n", "")

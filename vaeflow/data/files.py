@@ -2,15 +2,21 @@
 
 folder:PATH  PATH/train/<class>/*.png|jpg|jpeg and PATH/test/<class>/*.png|jpg|jpeg. Classes are the
              train sub-folders sorted by name (torchvision's ImageFolder rule), labelled 0, 1, ...; name
-             them 0..9 to line up with the digit datasets. Grey images give 1 channel, anything else
-             (RGB, RGBA, palette) is converted to RGB. Images of different sizes need data.image_size.
+             them 0..9 to line up with the digit datasets. Hidden entries (.ipynb_checkpoints, .DS_Store)
+             and files that are not .png/.jpg/.jpeg are skipped and counted in one log line. Grey images
+             give 1 channel, anything else (RGB, RGBA, palette) is converted to RGB. Images of different
+             sizes need data.image_size.
 npz:PATH     PATH/train.npz and PATH/test.npz, each with `x` (uint8 0..255, or float in [0, 1]; N×H×W or
              N×H×W×C with C = 1 or 3) and `y` (integer labels 0..K-1).
 Both keep the user's train/test split (`is_test`), are put on the 256-level grid k/255 (floats are
 rounded to it) and are then converted to data.channels and resized like every other dataset.
+
+check_roots(dc) checks, without reading any image, that the folders the configured datasets read from exist,
+so that `vaeflow validate` catches a mistyped path before a run starts.
 """
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 
@@ -22,6 +28,7 @@ from vaeflow.data.domain import DataError
 from vaeflow.data.images import resize, to_channels
 from vaeflow.data.shift import quantize
 
+log = logging.getLogger("vaeflow")
 LEVELS = 256
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -69,12 +76,51 @@ def _common(images: list[np.ndarray], files: list[Path], dc: DataConfig) -> np.n
     return out
 
 
-def _folder_split(split_dir: Path, classes: list[str]) -> tuple[list[np.ndarray], list[Path], np.ndarray]:
+def _hidden(p: Path) -> bool:
+    # Dot-names are tool litter, never data: .ipynb_checkpoints, .DS_Store, macOS's ._name.png forks, .git.
+    return p.name.startswith(".")
+
+
+def _class_dirs(split_dir: Path, skipped: list[Path]) -> list[str]:
+    """The class folders of a split, sorted by name; hidden folders and stray files are added to `skipped`."""
+    classes = []
+    for p in sorted(split_dir.iterdir()):
+        if p.is_dir() and not _hidden(p):
+            classes.append(p.name)
+        else:
+            skipped.append(p)
+    return classes
+
+
+def _image_files(class_dir: Path, skipped: list[Path]) -> list[Path]:
+    found = []
+    for f in sorted(class_dir.iterdir()):
+        (found if f.is_file() and not _hidden(f) and f.suffix.lower() in IMAGE_SUFFIXES else skipped).append(f)
+    return found
+
+
+def _log_skipped(root: Path, skipped: list[Path]) -> None:
+    """One line saying what was not read, so a file that was meant as data does not vanish unnoticed."""
+    if not skipped:
+        return
+    hidden = [p for p in skipped if _hidden(p)]
+    other = [p for p in skipped if not _hidden(p)]
+    parts = []
+    if hidden:
+        parts.append(f"{len(hidden)} hidden (e.g. {hidden[0].relative_to(root)})")
+    if other:
+        parts.append(f"{len(other)} not .png/.jpg/.jpeg images or outside a class folder (e.g. "
+                     f"{other[0].relative_to(root)})")
+    log.warning("folder:%s: skipped %d entries: %s", root, len(skipped), "; ".join(parts))
+
+
+def _folder_split(split_dir: Path, classes: list[str],
+                  skipped: list[Path]) -> tuple[list[np.ndarray], list[Path], np.ndarray]:
     images, files, labels = [], [], []
-    for c in sorted(p.name for p in split_dir.iterdir() if p.is_dir()):
+    for c in _class_dirs(split_dir, skipped):
         if c not in classes:
             raise DataError(f"{split_dir / c}: class '{c}' is not among the training classes {classes}")
-        found = sorted(f for f in (split_dir / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        found = _image_files(split_dir / c, skipped)
         if not found and split_dir.name == "train":
             raise DataError(f"{split_dir / c}: no .png/.jpg/.jpeg images in this class folder")
         for f in found:
@@ -90,11 +136,13 @@ def load_folder_pool(name: str, dc: DataConfig) -> Pool:
         if not (root / split).is_dir():
             raise DataError(f"{name}: folder {root / split} not found; expected {root}/train/<class>/*.png "
                             f"and {root}/test/<class>/*.png")
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    classes = _class_dirs(root / "train", [])  # what is skipped is counted once, while reading below
     if len(classes) < 2:
         raise DataError(f"{root / 'train'}: fewer than 2 class folders ({classes}); classification needs at least 2")
-    tr_img, tr_files, y_tr = _folder_split(root / "train", classes)
-    te_img, te_files, y_te = _folder_split(root / "test", classes)
+    skipped: list[Path] = []
+    tr_img, tr_files, y_tr = _folder_split(root / "train", classes, skipped)
+    te_img, te_files, y_te = _folder_split(root / "test", classes, skipped)
+    _log_skipped(root, skipped)
     if not te_img:
         raise DataError(f"{root / 'test'}: no images")
     x = _common(tr_img + te_img, tr_files + te_files, dc)
@@ -148,3 +196,33 @@ def load_npz_pool(name: str, dc: DataConfig) -> Pool:
 def _pool(x: np.ndarray, y: np.ndarray, n_train: int, n_classes: int) -> Pool:
     is_test = np.arange(len(y)) >= n_train
     return Pool(x.astype(np.float32, copy=False), y, np.arange(len(y)), LEVELS, n_classes, is_test=is_test)
+
+
+# Registered datasets whose files live under data.root (digits ship with scikit-learn and need none).
+ROOT_DATASETS = ("mnist", "fashion_mnist", "usps")
+
+
+def check_roots(dc: DataConfig) -> None:
+    """Raise a DataError naming the path when a configured data location does not exist: the folder of a
+    `folder:PATH` (with train/ and test/), the files of an `npz:PATH`, or data.root for a file-based
+    dataset (unless data.download can create it). Paths resolve against the working directory, as a run's do."""
+    import importlib.util
+
+    for name in dict.fromkeys((dc.source, dc.target)):  # once each, in order
+        if name.startswith("folder:"):
+            root = Path(name.removeprefix("folder:"))
+            missing = [p for p in (root, root / "train", root / "test") if not p.is_dir()]
+            if missing:
+                raise DataError(f"{name}: folder {missing[0]} not found (resolved: {missing[0].resolve()}); "
+                                f"expected {root}/train/<class>/*.png and {root}/test/<class>/*.png")
+        elif name.startswith("npz:"):
+            root = Path(name.removeprefix("npz:"))
+            missing = [p for p in (root / "train.npz", root / "test.npz") if not p.is_file()]
+            if missing:
+                raise DataError(f"{name}: {missing[0]} not found (resolved: {missing[0].resolve()}); npz:PATH "
+                                "needs PATH/train.npz and PATH/test.npz with arrays x and y")
+        elif name in ROOT_DATASETS and not Path(dc.root).is_dir():
+            if dc.download and importlib.util.find_spec("torchvision") is not None:
+                continue  # the downloader creates it
+            raise DataError(f"data.root={dc.root} (resolved: {Path(dc.root).resolve()}) is not a folder; "
+                            f"{name} reads its files from there. Set data.root to the folder holding them.")
