@@ -1,5 +1,9 @@
 """The `vaeflow` command. Thin: parse, validate params, call the stage functions, report errors cleanly.
 
+The entry point: the app and its shared helpers live in flows/app.py; this module holds the pipeline
+commands (run, serve, stage, validate) and imports the modules that register the others (deps, report,
+tune, submit).
+
 Exit codes: 0 ok, 1 a stage failed at run time (NaN loss, full or read-only disk), 2 invalid params or input,
 3 another run holds the project lock, 130 interrupted (Ctrl-C).
 """
@@ -8,81 +12,17 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
-from vaeflow.config import Config, ConfigError, load_config
-from vaeflow.io import ArtifactError
+from flows import deps, report_cli, tune_cli  # noqa: F401  each registers its commands on the app
+from flows.app import (ParamsOpt, SetOpt, WaitOpt, _config, _fail, _NoTracebackFor, _project_lock, _setup_logging,
+                       _user_errors, app, console, guarded, log)
+from tasks import STAGES, UPSTREAM, dag_text
+from vaeflow.config import Config
 from vaeflow.paths import Paths
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Reproducible GMM → VAE → domain-adaptation pipeline (Prefect, DVC, Ray).")
-console = Console(stderr=True)
-log = logging.getLogger("vaeflow")
-
-ParamsOpt = typer.Option(Path("params.yaml"), "--params", "-p", help="params file (validated before anything runs)")
-SetOpt = typer.Option(None, "--set", "-s", help="override a param, e.g. --set vae.latent_dim=8 (repeatable)")
-
-
-def _setup_logging(verbose: bool = False) -> None:
-    if not log.handlers:
-        log.addHandler(RichHandler(console=console, show_path=False, rich_tracebacks=False))
-    log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    log.propagate = False
-
-
-def _fail(code: int, msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors a user can fix (params, missing or corrupted inputs): exit 2 with their message, no traceback."""
-    from vaeflow.data import DataError
-
-    from flows.local_server import ServerError
-
-    return (ConfigError, DataError, ArtifactError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-            PermissionError, ServerError)
-
-
-class _NoTracebackFor(logging.Filter):
-    """Prefect logs a failed flow run with its traceback; for the errors `guarded` reports in one line
-    that traceback is noise. Any other exception keeps it."""
-
-    def __init__(self, kinds: tuple[type[BaseException], ...]) -> None:
-        super().__init__()
-        self.kinds = kinds
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], self.kinds):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-def guarded(fn: Callable[[], object]) -> object:
-    """Run `fn`, turning the errors a user can fix into one clear message and a non-zero exit."""
-    from vaeflow.training.vae_trainer import NonFiniteLoss
-
-    try:
-        return fn()
-    except _user_errors() as e:
-        _fail(2, str(e))
-    except (NonFiniteLoss, FloatingPointError) as e:
-        _fail(1, str(e))
-    except OSError as e:
-        from vaeflow.io import DISK_ERRNOS
-
-        if e.errno not in DISK_ERRNOS:
-            raise  # anything else is a bug worth its traceback
-        _fail(1, f"{e}; checkpoints and finished artifacts are intact, free space and re-run to resume")
-    except KeyboardInterrupt:
-        _fail(130, "interrupted; re-run the same command to resume from the last checkpoint")
-
 
 def _nothing_to_do(cfg: Config, params: Path, overrides: list[str]) -> bool:
     """In Prefect's ephemeral mode, a run whose every stage DVC finds up to date skips starting Prefect's
@@ -100,7 +40,6 @@ def _nothing_to_do(cfg: Config, params: Path, overrides: list[str]) -> bool:
 
 
 def _report_up_to_date() -> None:
-    from tasks import STAGES
     from vaeflow.io import read_json
 
     for name in STAGES:
@@ -125,10 +64,6 @@ def _early_server():
     return server
 
 
-def _config(params: Path, overrides: Optional[list[str]]) -> Config:
-    return guarded(lambda: load_config(params, overrides or []))
-
-
 def summary_table(metrics: dict) -> Table:
     t = Table(title="vaeflow summary", show_lines=False)
     t.add_column("metric"), t.add_column("value", justify="right")
@@ -145,35 +80,13 @@ def summary_table(metrics: dict) -> Table:
     return t
 
 
-def _project_lock(wait: float, hint: str = "pass --wait SECONDS to queue behind it"):
-    """One pipeline run per project directory at a time (vaeflow/lock.py): a second one waits `wait`
-    seconds, then fails with exit code 3."""
-    from vaeflow.lock import ProjectLocked, acquire
+@app.command(help=f"""Run the Prefect flow `training_pipeline`: {dag_text()}.
 
-    def waiting(path: Path) -> None:
-        console.print(f"waiting up to {wait:g}s for another vaeflow run in this directory (lock {path})",
-                      highlight=False)
-    try:
-        lock = acquire(".", wait, waiting, hint)
-    except ProjectLocked as e:
-        _fail(3, str(e))
-    from vaeflow import faults
-
-    faults.pause_point("lock:acquired")  # lets the concurrency test see the moment a waiting run gets in
-    return lock
-
-
-WaitOpt = typer.Option(0.0, "--wait", help="seconds to wait for another run in this directory")
-
-
-@app.command()
+    Stages that DVC finds up to date are skipped. Without PREFECT_API_URL the flow runs in Prefect's
+    ephemeral mode; with it, against that server.""")
 def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
         wait: float = WaitOpt,
         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    """Run the Prefect flow `training_pipeline`: prepare → (gmm ∥ pretrain) → adapt → evaluate.
-
-    Stages that DVC finds up to date are skipped. Without PREFECT_API_URL the flow runs in Prefect's
-    ephemeral mode; with it, against that server."""
     _setup_logging(verbose)
     cfg = _config(params, set_)
     lock = _project_lock(wait)
@@ -227,13 +140,11 @@ def serve(cron: Optional[str] = typer.Option(None, "--cron", help='cron schedule
 
 
 @app.command()
-def stage(name: str = typer.Argument(..., help="prepare | gmm | pretrain | adapt | evaluate"),
+def stage(name: str = typer.Argument(..., help=" | ".join(UPSTREAM)),
           params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt, wait: float = WaitOpt,
           verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run one stage (what dvc.yaml calls). Holds the same project lock as `run`."""
     _setup_logging(verbose)
-    from tasks import STAGES
-
     if name not in STAGES:
         _fail(2, f"unknown stage '{name}'; choose one of {', '.join(STAGES)}")
     cfg = _config(params, set_)
@@ -260,11 +171,5 @@ def main() -> None:
     app()
 
 
-from flows import deps, report_cli, tune_cli  # noqa: E402,F401  registers deps, report, tune, submit
-
-
-if __name__ == "__main__":
-    # `python -m flows.cli`: run the app of the importable module, where tune_cli registered its commands.
-    from flows.cli import main as _main
-
-    _main()
+if __name__ == "__main__":  # `python -m flows.cli`
+    main()

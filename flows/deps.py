@@ -238,11 +238,11 @@ def traced_deps(params: str, overrides: list[str], workdir: Path, root: Path = R
     return result
 
 
-# --- `vaeflow deps` (registered on the app by the import at the bottom of flows/cli.py) ---------------------
+# --- `vaeflow deps` (registered on the app of flows/app.py; flows/cli.py, the entry point, imports this module) ---
 
 import typer  # noqa: E402
 
-from flows.cli import _fail, app, console  # noqa: E402
+from flows.app import _fail, app, console  # noqa: E402
 
 
 @app.command("deps")

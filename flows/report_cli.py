@@ -1,6 +1,6 @@
 """`vaeflow report`: the README's default-results block from metrics/ (vaeflow/results_table.py).
 
-Registered on the app by the import at the bottom of flows/cli.py.
+Registered on the app (flows/app.py) when flows/cli.py, the entry point, imports this module.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from flows.cli import _fail, app, console, guarded
+from flows.app import _fail, app, console, guarded
 
 
 @app.command("report")

@@ -1,6 +1,6 @@
 """`vaeflow tune` and `vaeflow submit`: Ray Tune on this machine, on a cluster, or as a Ray job.
 
-Registered on the app in flows/cli.py by the import at its bottom.
+Registered on the app (flows/app.py) when flows/cli.py, the entry point, imports this module.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli import ParamsOpt, SetOpt, _config, _fail, _project_lock, _setup_logging, app, console, guarded
+from flows.app import ParamsOpt, SetOpt, _config, _fail, _project_lock, _setup_logging, app, console, guarded
 from vaeflow.paths import Paths
 
 # Paths a job never needs: environments, caches and artifacts (Ray also skips what .gitignore lists).

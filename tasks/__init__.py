@@ -26,6 +26,16 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
+def dag_text() -> str:
+    """The DAG in one line for help texts, e.g. `prepare → (gmm ∥ pretrain) → evaluate`: stages grouped by
+    their longest path from a stage with no upstream (a group may start as soon as its own upstreams end)."""
+    depth: dict[str, int] = {}
+    for name, ups in UPSTREAM.items():  # a topological order: every upstream's depth is known
+        depth[name] = 1 + max((depth[u] for u in ups), default=-1)
+    groups = [[n for n in UPSTREAM if depth[n] == d] for d in range(max(depth.values()) + 1)]
+    return " → ".join(g[0] if len(g) == 1 else f"({' ∥ '.join(g)})" for g in groups)
+
+
 class _Stages(MutableMapping):
     """Stage name -> its `run`, importing the stage's module on first lookup. The stages together import
     torch, scikit-learn and matplotlib (~6 s); a process that runs one of them (`vaeflow stage` under
