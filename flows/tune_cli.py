@@ -111,7 +111,7 @@ def _follow(client, job: str) -> None:
 def _fetch(cfg, lock_wait: float) -> None:
     """Copy the job's outputs into models/tuned, metrics/ and reports/, holding the project lock: pretrain
     reads models/tuned, so a copy must not land in the middle of another run."""
-    from vaeflow.tuning.experiment import experiment_path
+    from vaeflow.tuning.storage import experiment_path
     from vaeflow.tuning.report import fetch
 
     if "://" not in cfg.tune.storage_path and not Path(cfg.tune.storage_path).is_absolute():

@@ -18,7 +18,7 @@ from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler
 
-from vaeflow.tuning.experiment import storage_fs
+from vaeflow.tuning.storage import storage_fs
 
 
 class ResumableASHA(ASHAScheduler):

@@ -16,19 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from vaeflow.config import Config, ConfigError
+# storage_fs is imported for report.py, which takes it from here
+from vaeflow.tuning.storage import experiment_path, storage_fs, storage_root  # noqa: F401
 
 log = logging.getLogger("vaeflow")
 METRIC, MODE = "val_nelbo", "min"
-
-
-def storage_root(cfg: Config, root: Path) -> str:
-    """tune.storage_path as Ray wants it: a URI unchanged, a local path made absolute against the project."""
-    p = cfg.tune.storage_path
-    return p if "://" in p else str((root / p).resolve())
-
-
-def experiment_path(cfg: Config, root: Path) -> str:
-    return f"{storage_root(cfg, root).rstrip('/')}/{cfg.tune.experiment_name}"
 
 
 def trial_resources(cfg: Config) -> dict[str, float]:
@@ -48,13 +40,6 @@ def trial_resources(cfg: Config) -> dict[str, float]:
 def trial_threads(cpus: float) -> int:
     """torch threads for a trial holding `cpus` CPUs: no more threads than its share, never zero."""
     return max(1, int(cpus))
-
-
-def storage_fs(uri: str) -> tuple[Any, str]:
-    """(pyarrow filesystem, path in it) for a local path or any URI pyarrow accepts (s3://, gs://, ...)."""
-    import pyarrow.fs as pafs
-
-    return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
 
 
 def preflight(cfg: Config, root: Path, resume: bool) -> None:
