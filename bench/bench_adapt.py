@@ -32,7 +32,7 @@ def run_preset(preset: str, epochs: int, pretrain_epochs: int, work: Path, subse
     args = [a for s in sets for a in ("--set", s)]
     t0 = time.time()
     for stage in ("prepare", "pretrain", "adapt"):
-        cmd = [sys.executable, "-m", "flows.cli", "stage", stage, "--params", str(REPO / "configs" / f"{preset}.yaml"),
+        cmd = [sys.executable, "-m", "vaeflow", "stage", stage, "--params", str(REPO / "configs" / f"{preset}.yaml"),
                *args]
         with open(work / f"{stage}.log", "w") as log:
             subprocess.run(cmd, cwd=work, check=True, stdout=log, stderr=subprocess.STDOUT,

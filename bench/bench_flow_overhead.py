@@ -29,7 +29,7 @@ PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
        "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
 DIRECT = ("import sys; from vaeflow.config import load_config; from vaeflow.paths import Paths; "
-          "from vaeflow.runtime import set_threads; from tasks import STAGES; "
+          "from vaeflow.runtime import set_threads; from vaeflow.tasks import STAGES; "
           "cfg = load_config('params.yaml', sys.argv[1:]); set_threads(cfg.threads); "
           "[STAGES[s](cfg, Paths()) for s in STAGES]")
 
@@ -80,17 +80,17 @@ def main() -> None:
         direct, serial, flow = [], [], []
         for r in range(args.repeats):
             direct.append(timed([PY, "-c", DIRECT, *args.overrides], scratch(root, f"direct{r}"), env))
-            serial.append(timed([PY, "-m", "flows.cli", "run", *sets], scratch(root, f"serial{r}"),
+            serial.append(timed([PY, "-m", "vaeflow", "run", *sets], scratch(root, f"serial{r}"),
                                 env | {"VAEFLOW_FLOW_WORKERS": "1"}))
-            flow.append(timed([PY, "-m", "flows.cli", "run", *sets], scratch(root, f"flow{r}"), env))
+            flow.append(timed([PY, "-m", "vaeflow", "run", *sets], scratch(root, f"flow{r}"), env))
             print(f"repeat {r}: direct {direct[-1]:.1f}s  serial flow {serial[-1]:.1f}s  flow {flow[-1]:.1f}s",
                   flush=True)
         warm = []
         if not args.overrides:
             repo = git_copy(root)
-            timed([PY, "-m", "flows.cli", "run"], repo, env)  # cold, records dvc.lock
+            timed([PY, "-m", "vaeflow", "run"], repo, env)  # cold, records dvc.lock
             for _ in range(args.repeats):
-                warm.append(timed([PY, "-m", "flows.cli", "run"], repo, env))
+                warm.append(timed([PY, "-m", "vaeflow", "run"], repo, env))
             status = subprocess.run([str(Path(PY).parent / "dvc"), "status"], cwd=repo, capture_output=True,
                                     text=True, env=env).stdout.strip()
     d, s1, f = median(direct), median(serial), median(flow)

@@ -50,7 +50,7 @@ def child(what: str, size: int, k: int, iwae_images: int, root: Path) -> dict:
 
     import torch
 
-    from tasks.pretrain import score
+    from vaeflow.tasks.pretrain import score
     from vaeflow.config import EvalConfig
     from vaeflow.models.vae import VAE
 

@@ -32,8 +32,8 @@ LRS = [0.003, 0.002, 0.001, 0.0005]
 
 
 def four_trials(cluster, root: Path, epochs: int, name: str) -> dict:
-    from tasks import prepare
-    from tasks.tune import tune
+    from vaeflow.tasks import prepare
+    from vaeflow.tasks.tune import tune
     from vaeflow.config import load_config
     from vaeflow.paths import Paths
 

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from vaeflow.config import Config, ConfigError, load_config
-from tasks import dag_text
 from vaeflow.io import ArtifactError
+from vaeflow.tasks import dag_text
 
 
 class _PipelineFirst(TyperGroup):
@@ -59,8 +59,7 @@ def _fail(code: int, msg: str) -> None:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can fix (params, missing or corrupted inputs): exit 2 with their message, no traceback."""
     from vaeflow.data import DataError
-
-    from flows.local_server import ServerError
+    from vaeflow.flows.local_server import ServerError
 
     return (ConfigError, DataError, ArtifactError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
             PermissionError, ServerError)

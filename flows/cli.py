@@ -17,19 +17,19 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from flows import deps, report_cli, tune_cli  # noqa: F401  each registers its commands on the app
-from flows.app import (ParamsOpt, SetOpt, WaitOpt, _config, _fail, _NoTracebackFor, _project_lock, _setup_logging,
-                       _user_errors, app, console, guarded, log)
-from tasks import STAGES, UPSTREAM, dag_text
 from vaeflow.config import Config
+from vaeflow.flows import deps, report_cli, tune_cli  # noqa: F401  each registers its commands on the app
+from vaeflow.flows.app import (ParamsOpt, SetOpt, WaitOpt, _config, _fail, _NoTracebackFor, _project_lock,
+                               _setup_logging, _user_errors, app, console, guarded, log)
 from vaeflow.paths import Paths
+from vaeflow.tasks import STAGES, UPSTREAM, dag_text
 
 def _nothing_to_do(cfg: Config, params: Path, overrides: list[str]) -> bool:
     """In Prefect's ephemeral mode, a run whose every stage DVC finds up to date skips starting Prefect's
     throwaway server (most of a no-op run's time) and says so. With PREFECT_API_URL set (environment or
     profile), the flow always runs, so the server records every run, skipped stages included."""
-    from flows.local_server import api_url_configured
     from vaeflow import uptodate
+    from vaeflow.flows.local_server import api_url_configured
     from vaeflow.io import read_json
 
     if api_url_configured() or not uptodate.tracks(".", params, overrides):
@@ -54,7 +54,7 @@ def _early_server():
     Prefect (flows/local_server.py); None where Prefect would not start one (PREFECT_API_URL is set)."""
     import os
 
-    from flows import local_server
+    from vaeflow.flows import local_server
 
     if not local_server.wanted():
         return None
@@ -97,7 +97,7 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
         from vaeflow.runtime import set_threads
 
         set_threads(cfg.threads)
-        from flows.training_pipeline import training_pipeline
+        from vaeflow.flows.training_pipeline import training_pipeline
         from vaeflow.training.vae_trainer import NonFiniteLoss
 
         quiet = _NoTracebackFor(_user_errors() + (NonFiniteLoss,))
@@ -124,7 +124,7 @@ def serve(cron: Optional[str] = typer.Option(None, "--cron", help='cron schedule
 
     The API URL may come from the environment or the active Prefect profile, as for `vaeflow run`. Each
     scheduled run holds the project lock, like `vaeflow run`."""
-    from flows.local_server import api_url_configured
+    from vaeflow.flows.local_server import api_url_configured
 
     _config(params, set_)
     if (cron is None) == (interval is None):
@@ -132,7 +132,7 @@ def serve(cron: Optional[str] = typer.Option(None, "--cron", help='cron schedule
     if not api_url_configured():
         _fail(2, "PREFECT_API_URL is not set (environment or Prefect profile): start a server (prefect server "
                  "start --host 127.0.0.1) and export PREFECT_API_URL=http://127.0.0.1:4200/api")
-    from flows.training_pipeline import training_pipeline
+    from vaeflow.flows.training_pipeline import training_pipeline
 
     training_pipeline.serve(name=name, cron=cron, interval=interval,
                             parameters={"params_file": str(params.resolve()), "overrides": list(set_ or []),
@@ -171,5 +171,5 @@ def main() -> None:
     app()
 
 
-if __name__ == "__main__":  # `python -m flows.cli`
+if __name__ == "__main__":  # `python -m vaeflow.flows.cli` (`python -m vaeflow` is vaeflow/__main__.py)
     main()

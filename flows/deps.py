@@ -13,6 +13,11 @@ date). Two views of "the files a stage runs":
   what reading import statements cannot (an `importlib.import_module(name)` with a computed name).
 
 Only code deps (paths under CODE_ROOTS) are managed; data, model and metric deps are left as written.
+
+The project is the working directory (where dvc.yaml and params.yaml are), never this file's location: in a
+source checkout the code is there too, and its code deps are managed; a project made by `vaeflow init` runs
+an installed vaeflow, whose files are not the project's, so its dvc.yaml lists no code deps.
+Module names map to folders as pyproject.toml's package-dir says: vaeflow.tasks.gmm is tasks/gmm.py.
 """
 from __future__ import annotations
 
@@ -22,16 +27,46 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CODE_ROOTS = ("vaeflow", "tasks", "flows")  # the project's packages; deps under them are code deps
+import typer
+
+from vaeflow.flows.app import _fail, app, console
+
+# Installed package -> its folder in a source checkout; the same mapping as pyproject.toml's package-dir
+# (tests/test_packaging.py checks). Longest name first, so vaeflow.tasks wins over vaeflow.
+PACKAGE_DIRS = {"vaeflow.flows": "flows", "vaeflow.tasks": "tasks", "vaeflow": "vaeflow"}
+CODE_ROOTS = tuple(PACKAGE_DIRS.values())  # the checkout's code folders; deps under them are code deps
 NOT_COLLAPSED = set(CODE_ROOTS)  # never list a whole package root: it would tie a stage to every module
 
 
-def module_file(name: str, root: Path = ROOT) -> Path | None:
+def project_root() -> Path:
+    return Path.cwd()
+
+
+def is_source_checkout(root: Path) -> bool:
+    """Whether `root` holds vaeflow's code (a clone of its repository), not only a project that uses it."""
+    return all((root / d / "__init__.py").is_file() for d in CODE_ROOTS)
+
+
+def _folder_parts(name: str) -> list[str] | None:
+    """Module name -> its path parts in the checkout (vaeflow.tasks.gmm -> [tasks, gmm]); None if not ours."""
+    for package, folder in PACKAGE_DIRS.items():
+        if name == package or name.startswith(package + "."):
+            return [folder, *name.split(".")[package.count(".") + 1:]]
+    return None
+
+
+def _module_name(parts: tuple[str, ...]) -> list[str]:
+    """Path parts of a folder in the checkout -> its module name's parts ([tasks] -> [vaeflow, tasks])."""
+    package = next(p for p, folder in PACKAGE_DIRS.items() if folder == parts[0])
+    return [*package.split("."), *parts[1:]]
+
+
+def module_file(name: str, root: Path | None = None) -> Path | None:
     """The file of project module `name` (a package's __init__.py), or None if it is not a project module."""
-    if name.split(".")[0] not in CODE_ROOTS:
+    parts = _folder_parts(name)
+    if parts is None:
         return None
-    base = root.joinpath(*name.split("."))
+    base = (root or project_root()).joinpath(*parts)
     for f in (base.with_suffix(".py"), base / "__init__.py"):
         if f.is_file():
             return f
@@ -50,7 +85,7 @@ def _imported_names(path: Path, root: Path) -> set[str]:
     y` also giving X.y (y may be a submodule), and `importlib.import_module("literal")`."""
     tree = ast.parse(path.read_text(), filename=str(path))
     rel = path.relative_to(root).with_suffix("")
-    package = list(rel.parts[:-1])  # a/b/c.py and a/b/__init__.py both sit in package a.b
+    package = _module_name(rel.parts[:-1])  # a/b/c.py and a/b/__init__.py both sit in package a.b
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -69,9 +104,10 @@ def _imported_names(path: Path, root: Path) -> set[str]:
     return names
 
 
-def static_deps(stage: str, root: Path = ROOT) -> set[str]:
+def static_deps(stage: str, root: Path | None = None) -> set[str]:
     """Project files (relative posix paths) that importing and running tasks/<stage>.py can execute."""
-    start = f"tasks.{stage}"
+    root = root or project_root()
+    start = f"vaeflow.tasks.{stage}"
     seen: set[Path] = set()
     todo = [f for f in [module_file(start, root), *_package_inits(start, root)] if f]
     while todo:
@@ -90,9 +126,11 @@ def is_empty(f: str, root: Path) -> bool:
     return (root / f).is_file() and (root / f).stat().st_size == 0
 
 
-def collapse(files: set[str], root: Path = ROOT) -> list[str]:
+def collapse(files: set[str], root: Path | None = None) -> list[str]:
     """The shortest dvc.yaml listing of `files`, empty files left out: a directory stands for its files when
     every non-empty .py file under it is needed (so a module added there later is covered too)."""
+    root = root or project_root()
+
     def all_needed(d: Path) -> bool:
         return all(f.relative_to(root).as_posix() in files or f.stat().st_size == 0
                    for f in d.rglob("*.py") if "__pycache__" not in f.parts)
@@ -119,7 +157,7 @@ def covered(file: str, listed: list[str]) -> bool:
 
 
 def stages() -> list[str]:
-    from tasks import UPSTREAM
+    from vaeflow.tasks import UPSTREAM
 
     return list(UPSTREAM)
 
@@ -137,9 +175,10 @@ def _dep_name(d) -> str:
     return d if isinstance(d, str) else next(iter(d))
 
 
-def check(root: Path = ROOT, names: list[str] | None = None) -> list[str]:
+def check(root: Path | None = None, names: list[str] | None = None) -> list[str]:
     """Problems with dvc.yaml's code deps: a stage of tasks.UPSTREAM missing from dvc.yaml, a file a stage
     imports that its deps do not cover, a listed code path that does not exist."""
+    root = root or project_root()
     _, doc = _dvc_yaml(root)
     problems = []
     for stage in names or stages():
@@ -153,8 +192,9 @@ def check(root: Path = ROOT, names: list[str] | None = None) -> list[str]:
     return problems
 
 
-def write(root: Path = ROOT, names: list[str] | None = None) -> bool:
+def write(root: Path | None = None, names: list[str] | None = None) -> bool:
     """Replace each existing stage's code deps in dvc.yaml with the derived ones; True if dvc.yaml changed."""
+    root = root or project_root()
     rt, doc = _dvc_yaml(root)
     for stage in names or stages():
         if stage not in doc["stages"]:
@@ -193,9 +233,9 @@ def _trace_child(stage: str, params: str, overrides: list[str], root: Path, out:
 
     threading.settrace(tracer)
     sys.settrace(tracer)
-    from tasks import STAGES
     from vaeflow.config import load_config
     from vaeflow.paths import Paths
+    from vaeflow.tasks import STAGES
 
     STAGES[stage](load_config(params, overrides), Paths())
     sys.settrace(None)
@@ -204,10 +244,13 @@ def _trace_child(stage: str, params: str, overrides: list[str], root: Path, out:
     os.write(out, json.dumps(files).encode())
 
 
-def traced_deps(params: str, overrides: list[str], workdir: Path, root: Path = ROOT) -> dict[str, set[str]]:
+def traced_deps(params: str, overrides: list[str], workdir: Path, root: Path | None = None) -> dict[str, set[str]]:
     """Run every stage in UPSTREAM order in `workdir` (each in a fresh fork of this process, which must not
-    have imported a project module's stage code), returning the project files each one executed."""
+    have imported a project module's stage code), returning the files under the checkout `root` (default:
+    the working directory) that each one executed."""
     import tempfile
+
+    root = (root or project_root()).resolve()
 
     order = stages()  # imports tasks/__init__ and config here; each child forgets them and imports afresh
     result: dict[str, set[str]] = {}
@@ -240,16 +283,15 @@ def traced_deps(params: str, overrides: list[str], workdir: Path, root: Path = R
 
 # --- `vaeflow deps` (registered on the app of flows/app.py; flows/cli.py, the entry point, imports this module) ---
 
-import typer  # noqa: E402
-
-from flows.app import _fail, app, console  # noqa: E402
-
-
 @app.command("deps")
 def deps_command(write_: bool = typer.Option(False, "--write", help="rewrite dvc.yaml's code deps from the code"),
                  check_: bool = typer.Option(False, "--check", help="exit 1 if dvc.yaml misses a file a stage runs")
                  ) -> None:
     """Each stage's code deps, derived from its imports (lazy ones included); --check or --write dvc.yaml."""
+    if not is_source_checkout(project_root()):
+        console.print("no vaeflow code here (the stages run the installed vaeflow, not this project's files): "
+                      "code deps are derived only in a clone of vaeflow's repository", highlight=False)
+        return
     if write_:
         console.print("dvc.yaml updated" if write() else "dvc.yaml already up to date", highlight=False)
     problems = check()

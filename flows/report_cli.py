@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from flows.app import _fail, app, console, guarded
+from vaeflow.flows.app import _fail, app, console, guarded
 
 
 @app.command("report")

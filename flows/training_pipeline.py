@@ -24,9 +24,9 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
-from flows.artifacts import publish  # noqa: E402
-from tasks import STAGES, UPSTREAM  # noqa: E402
-from tasks import tune as tune_stage  # noqa: E402
+from vaeflow.flows.artifacts import publish  # noqa: E402
+from vaeflow.tasks import STAGES, UPSTREAM  # noqa: E402
+from vaeflow.tasks import tune as tune_stage  # noqa: E402
 from vaeflow import uptodate  # noqa: E402
 from vaeflow.config import load_config  # noqa: E402
 from vaeflow.io import DISK_ERRNOS, read_json  # noqa: E402

@@ -11,7 +11,8 @@ from typing import Optional
 
 import typer
 
-from flows.app import ParamsOpt, SetOpt, _config, _fail, _project_lock, _setup_logging, app, console, guarded
+from vaeflow.flows.app import (ParamsOpt, SetOpt, _config, _fail, _project_lock, _setup_logging, app, console,
+                               guarded)
 from vaeflow.paths import Paths
 
 # Paths a job never needs: environments, caches and artifacts (Ray also skips what .gitignore lists).
@@ -35,7 +36,7 @@ def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     Holds the project lock, like `run` and `stage`: it writes what pretrain reads."""
     _setup_logging(verbose)
     cfg = _config(params, set_)
-    from tasks import tune as stage
+    from vaeflow.tasks import tune as stage
     from vaeflow.tuning.report import TuneIncomplete
 
     def go() -> dict:
@@ -111,8 +112,8 @@ def _follow(client, job: str) -> None:
 def _fetch(cfg, lock_wait: float) -> None:
     """Copy the job's outputs into models/tuned, metrics/ and reports/, holding the project lock: pretrain
     reads models/tuned, so a copy must not land in the middle of another run."""
-    from vaeflow.tuning.storage import experiment_path
     from vaeflow.tuning.report import fetch
+    from vaeflow.tuning.storage import experiment_path
 
     if "://" not in cfg.tune.storage_path and not Path(cfg.tune.storage_path).is_absolute():
         console.print(f"tune.storage_path={cfg.tune.storage_path} is relative: the results stay in the job's "

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from tasks import prepare
-from tasks.pretrain import apply_tuned, build_vae
+from vaeflow.tasks import prepare
+from vaeflow.tasks.pretrain import apply_tuned, build_vae
 from vaeflow.config import Config, validate
 from vaeflow.io import ArtifactError, read_json, write_json
 from vaeflow.paths import Paths

@@ -31,7 +31,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def vaeflow(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", *args]
+    return [sys.executable, "-m", "vaeflow", *args]
 
 
 def run_cli(cwd: Path, *args: str, log: str | None = None, timeout: float = 300,

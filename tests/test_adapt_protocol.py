@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from tasks import STAGES
-from tasks.adapt import RECIPES, UNSUPERVISED
+from vaeflow.tasks import STAGES
+from vaeflow.tasks.adapt import RECIPES, UNSUPERVISED
 from tests.cli_utils import copy_tree
 from tests.conftest import REPO, TINY
 from vaeflow.config import load_config

@@ -63,7 +63,7 @@ def test_a_huge_figure_is_downscaled_and_an_svg_is_embedded_as_it_is(figures):
 
 
 def test_metric_tables_name_their_units():
-    from flows.artifacts import adaptation_rows, likelihood_rows, metric_rows, unit
+    from vaeflow.flows.artifacts import adaptation_rows, likelihood_rows, metric_rows, unit
 
     m = {"gmm": {"family": "gaussian", "n_components": 3, "test_nll_nats": -42.456, "test_bits_per_dim": 3.13051,
                  "test_nll_nats_source": -32.4, "test_nll_nats_target": -52.5, "fit_seconds": 0.1},
@@ -93,13 +93,13 @@ def test_metric_tables_name_their_units():
     ("/srv/git/vaeflow.git", None), (None, None),
 ])
 def test_commit_url(remote, url):
-    from flows.artifacts import commit_url
+    from vaeflow.flows.artifacts import commit_url
 
     assert commit_url(remote, "abc") == url
 
 
 def test_provenance_names_the_commit_and_uncommitted_changes(tmp_path):
-    from flows.artifacts import provenance
+    from vaeflow.flows.artifacts import provenance
 
     text, url = provenance(tmp_path, "params.yaml", [], tracked=False)
     assert "not a git checkout" in text and url is None

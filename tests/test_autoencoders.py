@@ -13,7 +13,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from tasks import STAGES
+from vaeflow.tasks import STAGES
 from tests.conftest import REPO, TINY
 from vaeflow.config import load_config
 from vaeflow.io import load_torch
@@ -180,7 +180,7 @@ def test_autoencoders_killed_mid_epoch_resume_bit_identically(project, tmp_path,
     as in tests/test_reliability.py), then a rerun: the same weights as one uninterrupted run."""
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from vaeflow.flows.cli import app
     from tests.cli_utils import kill9, sets, start_paused
 
     ref, run = tmp_path / "ref", tmp_path / "run"

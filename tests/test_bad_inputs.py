@@ -11,8 +11,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks import STAGES
+from vaeflow.flows.cli import app
+from vaeflow.tasks import STAGES
 from tests.cli_utils import run_cli, sets, tree_hash
 from tests.conftest import REPO, TINY
 from vaeflow.config import load_config

@@ -33,7 +33,7 @@ def test_flows_turn_telemetry_off_before_prefect_is_imported(tmp_path):
 
 
 def test_the_early_server_runs_without_analytics(monkeypatch):
-    from flows import local_server
+    from vaeflow.flows import local_server
 
     seen = {}
 
@@ -123,11 +123,11 @@ def test_a_first_vaeflow_run_in_a_clean_environment_prints_no_traceback(tmp_path
     home.mkdir()
     env = {**_clean_env(home), "PYTHONPATH": str(project),
            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
-    p = subprocess.run([sys.executable, "-m", "flows.cli", "run"], cwd=project, env=env, capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "vaeflow", "run"], cwd=project, env=env, capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "Traceback" not in p.stderr and "telemetry" not in p.stderr.lower(), p.stderr[:3000]
-    from tasks import UPSTREAM
+    from vaeflow.tasks import UPSTREAM
 
     out = p.stdout + p.stderr
     # DVC says "Generating" when it creates dvc.lock, then "Updating" once per recorded stage; nothing twice

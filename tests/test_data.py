@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from tasks import prepare
+from vaeflow.tasks import prepare
 from vaeflow.config import Config, ShiftConfig
 from vaeflow.data import (DataError, DomainData, build_domains, build_pools, digits_shifted, load_digits_pool,
                           load_domain, observe, save_domain)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import deps
+from vaeflow.flows import deps
 from tests.conftest import REPO, TINY
 
 
@@ -79,11 +79,11 @@ def test_files_a_stage_executes_are_its_deps(tmp_path):
     import yaml
 
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    traced = deps.traced_deps("params.yaml", TINY, tmp_path)
+    traced = deps.traced_deps("params.yaml", TINY, tmp_path, root=REPO)
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for stage, files in traced.items():
         assert f"tasks/{stage}.py" in files, "the tracer saw nothing"
         listed = [d if isinstance(d, str) else next(iter(d)) for d in stages[stage]["deps"]]
         missing = sorted(f for f in files if not deps.covered(f, listed) and not deps.is_empty(f, REPO))
         assert not missing, f"stage {stage} runs {missing}, which dvc.yaml does not list"
-        assert files <= deps.static_deps(stage), f"stage {stage}: a dynamic import the static analysis missed"
+        assert files <= deps.static_deps(stage, REPO), f"stage {stage}: a dynamic import the static analysis missed"

@@ -31,9 +31,9 @@ def test_cli_header_and_readme_list_every_exit_code():
     codes = set()
     for f in REPO.glob("flows/*.py"):
         codes |= {int(c) for c in re.findall(r"_fail\((\d+)", f.read_text())}
-    import flows.cli
+    import vaeflow.flows.cli
 
-    header, readme = flows.cli.__doc__, (REPO / "README.md").read_text()
+    header, readme = vaeflow.flows.cli.__doc__, (REPO / "README.md").read_text()
     assert {1, 2, 3, 130} <= codes
     for c in codes:
         assert re.search(rf"\b{c}\b", header), f"flows/cli.py's header does not list exit code {c}"
@@ -66,7 +66,7 @@ def test_schema_defaults_differ_from_params_yaml_only_where_a_comment_says_why()
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
 def test_a_full_or_read_only_disk_is_not_retried(code):
-    from flows.training_pipeline import is_transient
+    from vaeflow.flows.training_pipeline import is_transient
 
     assert not is_transient(OSError(code, "No space left on device"))
     assert is_transient(OSError(errno.EIO, "Input/output error"))  # a hiccup still is

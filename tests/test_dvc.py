@@ -94,13 +94,13 @@ def test_vaeflow_run_agrees_with_dvc_status(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["adapt"]["epochs"] = 3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    res = _sh([sys.executable, "-m", "flows.cli", "run"], repo)
+    res = _sh([sys.executable, "-m", "vaeflow", "run"], repo)
     out = res.stdout + res.stderr
     skipped = set(re.findall(r"stage (\w+) is up to date", out))
     assert skipped == {"prepare", "gmm", "pretrain", "autoencoders", "samplers"}, out[-3000:]
     status = _sh(["dvc", "status"], repo).stdout
     assert "up to date" in status, status
-    again = _sh([sys.executable, "-m", "flows.cli", "run"], repo)
+    again = _sh([sys.executable, "-m", "vaeflow", "run"], repo)
     assert set(re.findall(r"stage (\w+) is up to date", again.stdout + again.stderr)) == {
         "prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers", "evaluate"}
 

@@ -56,7 +56,7 @@ def test_chunk_size_changes_nothing_but_rounding():
 @pytest.mark.parametrize("likelihood,levels", [("gaussian", 17), ("bernoulli", 256)])
 def test_chunked_observation_equals_one_call(likelihood, levels):
     """The gmm stage observes its training images chunk by chunk; the draws are one call's."""
-    from tasks.gmm import observe_chunked
+    from vaeflow.tasks.gmm import observe_chunked
     from vaeflow.data import observe
 
     rng = np.random.default_rng(0)

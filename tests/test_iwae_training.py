@@ -199,8 +199,8 @@ def test_killed_iwae_pretrain_resumes_bit_identically(tmp_path, monkeypatch):
     same weights, bit for bit, as an uninterrupted run (the pattern of tests/test_reliability.py)."""
     from typer.testing import CliRunner
 
-    from flows.cli import app
-    from tasks import STAGES
+    from vaeflow.flows.cli import app
+    from vaeflow.tasks import STAGES
     from tests.cli_utils import copy_tree, kill9, sets, start_paused
     from tests.conftest import TINY
     from vaeflow.io import load_torch

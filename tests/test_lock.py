@@ -63,7 +63,7 @@ def test_lock_is_reentrant_in_a_process_and_exclusive_across_processes(tmp_path)
 def test_a_scheduled_run_overlapping_a_vaeflow_run_waits_or_fails_before_writing(tmp_path, monkeypatch):
     """What `vaeflow serve` and a `prefect deploy` worker execute is the flow function itself: it takes the lock
     before anything else, so it refuses (after lock_wait) or queues behind the run that holds it."""
-    import flows.training_pipeline as tp
+    import vaeflow.flows.training_pipeline as tp
     from vaeflow.lock import ProjectLocked
 
     ran = []
@@ -86,8 +86,8 @@ def test_a_scheduled_run_overlapping_a_vaeflow_run_waits_or_fails_before_writing
 def test_serve_honours_an_api_url_from_the_active_prefect_profile(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import flows.training_pipeline as tp
-    from flows.cli import app
+    import vaeflow.flows.training_pipeline as tp
+    from vaeflow.flows.cli import app
 
     calls = []
     monkeypatch.setattr(tp.training_pipeline, "serve", lambda **kw: calls.append(kw), raising=False)
@@ -108,7 +108,7 @@ def test_serve_honours_an_api_url_from_the_active_prefect_profile(tmp_path, monk
 def test_submit_copies_into_models_tuned_only_under_the_lock(project, monkeypatch):
     import typer
 
-    from flows import tune_cli
+    from vaeflow.flows import tune_cli
     from vaeflow.config import load_config
     from vaeflow.tuning import report
 
@@ -135,7 +135,7 @@ def test_a_real_flow_run_refuses_to_overlap_a_paused_vaeflow_run(tmp_path):
     a = spawn(tmp_path, *args, log="a.txt", pause_at="lock:acquired")
     try:
         wait_until(a, (tmp_path / ".paused-a.txt").exists, "the lock", tmp_path / "logs" / "a.txt")
-        code = ("from flows.training_pipeline import training_pipeline\n"
+        code = ("from vaeflow.flows.training_pipeline import training_pipeline\n"
                 f"training_pipeline(params_file='params.yaml', overrides={TINY!r}, root='.', lock_wait=1)\n")
         p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(PYTHONPATH=str(REPO)),
                            capture_output=True, text=True, timeout=300)
@@ -150,7 +150,7 @@ def test_the_deployment_in_prefect_yaml_sets_the_flows_lock_wait():
 
     import yaml
 
-    from flows.training_pipeline import training_pipeline
+    from vaeflow.flows.training_pipeline import training_pipeline
 
     params = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"][0]["parameters"]
     assert set(params) <= set(inspect.signature(training_pipeline.fn).parameters)

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.local_server import free_port
+from vaeflow.flows.local_server import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(600)]
 

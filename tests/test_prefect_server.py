@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from conftest import REPO, TINY
-from flows.local_server import free_port
+from vaeflow.flows.local_server import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 
@@ -77,7 +77,7 @@ def client(server, monkeypatch):
 
 
 def _cli(args: list[str], cwd: Path, server: dict, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=cwd, env=_env(server["home"], server["url"]),
+    return subprocess.run([sys.executable, "-m", "vaeflow", *args], cwd=cwd, env=_env(server["home"], server["url"]),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -143,8 +143,8 @@ def test_bad_params_fail_fast_and_create_no_run(server, client, project):
 
 def test_transient_error_is_retried_and_flow_completes(server, client, project, monkeypatch):
     """In-process flow run against the server: gmm raises a transient I/O error once, then succeeds."""
-    from flows import training_pipeline as tp
-    from tasks import STAGES
+    from vaeflow.flows import training_pipeline as tp
+    from vaeflow.tasks import STAGES
 
     real, calls = STAGES["gmm"], []
 
@@ -166,8 +166,8 @@ def test_transient_error_is_retried_and_flow_completes(server, client, project, 
 
 
 def test_validation_error_is_not_retried(server, client, project, monkeypatch):
-    from flows import training_pipeline as tp
-    from tasks import STAGES
+    from vaeflow.flows import training_pipeline as tp
+    from vaeflow.tasks import STAGES
     from vaeflow.config import ConfigError
 
     calls = []
@@ -190,7 +190,7 @@ def test_served_deployment_has_cron_schedule_and_runs(server, client, project):
     from prefect.deployments import run_deployment
 
     log = open(project / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--cron", "0 3 * * *", "--name", "nightly",
+    proc = subprocess.Popen([sys.executable, "-m", "vaeflow", "serve", "--cron", "0 3 * * *", "--name", "nightly",
                              *_sets()], cwd=project, env=_env(server["home"], server["url"]),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -233,7 +233,7 @@ def test_run_without_api_url_records_the_run_in_the_local_database_and_leaves_no
     import sqlite3
 
     home = tmp_path_factory.mktemp("ephemeral_home")
-    res = subprocess.run([sys.executable, "-m", "flows.cli", "run", "-v", *_sets()], cwd=project, env=_env(home),
+    res = subprocess.run([sys.executable, "-m", "vaeflow", "run", "-v", *_sets()], cwd=project, env=_env(home),
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     url = re.search(r"local API server for this run at\s+(http://\S+)", res.stdout + res.stderr)
@@ -248,7 +248,7 @@ def test_run_without_api_url_records_the_run_in_the_local_database_and_leaves_no
 
 
 def test_early_server_is_skipped_where_prefect_would_not_start_one(tmp_path, monkeypatch):
-    from flows import local_server
+    from vaeflow.flows import local_server
 
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
     for var in ("PREFECT_API_URL", "PREFECT_PROFILES_PATH", "VAEFLOW_EARLY_SERVER", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"):
@@ -265,7 +265,7 @@ def test_early_server_is_skipped_where_prefect_would_not_start_one(tmp_path, mon
 
 
 def test_early_server_that_cannot_start_is_a_clear_error(monkeypatch):
-    from flows import local_server
+    from vaeflow.flows import local_server
 
     monkeypatch.setattr(local_server.sys, "executable", "/bin/false")
     srv = local_server.LocalServer()

@@ -291,7 +291,7 @@ def test_preset_validates(name):
 @needs_data
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_smoke_runs_end_to_end(name, tmp_path):
-    from tasks import STAGES
+    from vaeflow.tasks import STAGES
     from vaeflow.paths import Paths
     from vaeflow.prepared import load_prepared
 

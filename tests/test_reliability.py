@@ -18,8 +18,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from flows.cli import app
-from tasks import STAGES
+from vaeflow.flows.cli import app
+from vaeflow.tasks import STAGES
 from tests.cli_utils import assert_no_canary, copy_tree, kill9, sets, start_paused
 from tests.conftest import REPO, TINY
 from vaeflow.config import load_config

@@ -54,7 +54,7 @@ def test_update_and_check_a_readme(tmp_path):
 
 
 def test_cli_prints_updates_and_checks(tmp_path):
-    from flows.cli import app
+    from vaeflow.flows.cli import app
 
     (tmp_path / "m.json").write_text(json.dumps(METRICS))
     (tmp_path / "README.md").write_text(f"{rt.BEGIN}\n{rt.END}\n")
@@ -92,7 +92,7 @@ def test_readme_matches_a_fresh_default_run(tmp_path):
     project = _tiny_tracked_copy(tmp_path / "repo")
     (project / "params.yaml").write_text((REPO / "params.yaml").read_text())  # the default, not tiny
     env = {**os.environ, "PYTHONPATH": str(project), "COLUMNS": "200"}
-    subprocess.run([sys.executable, "-m", "flows.cli", "run"], cwd=project, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "vaeflow", "run"], cwd=project, env=env, check=True,
                    capture_output=True, timeout=1800)
     m = json.loads((project / "metrics" / "metrics.json").read_text())
     readme = (REPO / "README.md").read_text()

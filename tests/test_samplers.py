@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tasks.samplers import prior_codes
+from vaeflow.tasks.samplers import prior_codes
 from vaeflow.models.vae import VAE
 
 N = 20_000  # s.e. of a mean ~ 0.5/sqrt(N) = 0.004, far inside the tolerances below

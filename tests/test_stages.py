@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks import STAGES
+from vaeflow.tasks import STAGES
 from vaeflow.io import load_npz, load_torch
 from vaeflow.paths import Paths
 from vaeflow.prepared import load_prepared, load_vae
@@ -134,7 +134,7 @@ def test_bernoulli_data_model_end_to_end(tmp_path):
 
 def test_adapt_self_training_continues_each_dann_run(ran):
     cfg, paths, _ = ran
-    from tasks import adapt
+    from vaeflow.tasks import adapt
     from tests.conftest import REPO, TINY
     from vaeflow.config import load_config
 

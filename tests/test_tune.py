@@ -72,8 +72,8 @@ def test_bad_tune_params_are_refused_by_name(override, words):
 
 
 def test_stage_without_use_tuned_skips_ray_and_pretrain_refuses_its_file(project, tiny_cfg):
-    from tasks import tune as stage
-    from tasks.pretrain import effective_params
+    from vaeflow.tasks import tune as stage
+    from vaeflow.tasks.pretrain import effective_params
 
     paths = Paths(project)
     assert stage.run(tiny_cfg, paths) == {"tuned": False}
@@ -84,7 +84,7 @@ def test_stage_without_use_tuned_skips_ray_and_pretrain_refuses_its_file(project
 
 
 def test_cli_refuses_a_resume_with_nothing_to_resume_before_starting_ray(project):
-    from flows.cli import app
+    from vaeflow.flows.cli import app
 
     res = CliRunner().invoke(app, ["tune", "--resume"])
     assert res.exit_code == 2
@@ -143,8 +143,8 @@ def _config(exp: Path, trial_id: str) -> dict:
 def tuned(tmp_path_factory):
     import ray
 
-    from tasks import prepare
-    from tasks.tune import tune
+    from vaeflow.tasks import prepare
+    from vaeflow.tasks.tune import tune
     from vaeflow.tuning.report import TuneIncomplete
     from vaeflow.tuning.cluster import start_local
 
@@ -172,7 +172,7 @@ def tuned(tmp_path_factory):
         finished = {t.trial_id for t in ExperimentAnalysis(str(exp)).trials if t.status == "TERMINATED"}
         before = {t: (exp.glob(f"trial_{t}_*").__next__() / "result.json").read_bytes() for t in finished}
         os.chdir(root)  # the CLI works on the current directory
-        from flows.cli import app
+        from vaeflow.flows.cli import app
 
         res = CliRunner().invoke(app, ["tune", "--resume", *sum((["--set", s] for s in TUNE), [])])
     finally:
@@ -237,7 +237,7 @@ def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(tuned):
 
 @pytest.mark.slow  # a local Ray: a process tree
 def test_outputs_name_the_best_trial_and_pretrain_uses_it(tuned):
-    from tasks.pretrain import effective_params
+    from vaeflow.tasks.pretrain import effective_params
 
     root, paths, cfg = tuned["root"], tuned["paths"], tuned["cfg"]
     trials = _trials(tuned["exp"])
@@ -308,8 +308,8 @@ def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_uns
     the trials table counts each epoch once."""
     import ray
 
-    from tasks import prepare
-    from tasks.tune import tune
+    from vaeflow.tasks import prepare
+    from vaeflow.tasks.tune import tune
     from vaeflow.tuning.cluster import start_local
 
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())

@@ -56,7 +56,7 @@ def worker(cluster) -> Node:
 
 
 def _project(root: Path, overrides: list[str]):
-    from tasks import prepare
+    from vaeflow.tasks import prepare
 
     (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
     cfg = load_config(root / "params.yaml", overrides)
@@ -91,7 +91,7 @@ def _node_killer(cluster: LoopbackCluster, worker: Node, log: dict):
 
 def run_node_loss(cluster: LoopbackCluster, worker: Node, root: Path) -> dict:
     """The experiment of the first test (also run by bench/bench_multinode.py): returns its timings."""
-    from tasks.tune import tune
+    from vaeflow.tasks.tune import tune
 
     storage = root / "shared"  # what both nodes reach: here a local folder, on a cluster NFS or s3://
     cfg = _project(root, KILL + [f"tune.storage_path={storage}"])

@@ -63,8 +63,8 @@ def _final_weights(exp: Path, trial_id: str) -> dict[str, torch.Tensor]:
 def test_trials_killed_with_sigkill_resume_and_end_bit_identical(tmp_path):
     import ray
 
-    from tasks import prepare
-    from tasks.tune import tune
+    from vaeflow.tasks import prepare
+    from vaeflow.tasks.tune import tune
     from vaeflow.tuning.cluster import start_local
 
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
