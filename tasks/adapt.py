@@ -3,45 +3,40 @@
 Inputs: data/prepared, models/vae.pt. Outputs: models/adapt/<variant>.pt, metrics/adapt.json,
 metrics/plots/adapt/{confusion,curve}_<variant>.csv.
 
-Variants (all scored on the target test set, selected by nothing: a fixed schedule, last step):
-  source_only  warm-started encoder + classifier on source labels
-  dann         the same + domain classifier behind a gradient-reversal layer, target train unlabelled
-  finetune     warm-started encoder on `labels_per_class` labelled target images per class
-  scratch      the same network and labels, random initialisation
-  oracle       warm-started, all target training labels (an upper bound)
-  latent_spreading  (opt-in) no classifier: label spreading (Zhou et al., 2004) on a kNN graph of the VAE's
-               posterior means of the target training images, with the same labelled images as finetune
-  self_training  (opt-in) each dann run, continued for adapt.self_training.rounds rounds on source labels +
-               the target images it labels with confidence ≥ threshold (no target label is ever read)
-  mean_teacher (opt-in) self-ensembling: source labels + consistency with an EMA teacher on the unlabelled
-               target training images (French et al., 2018); the teacher is scored
-  mean_teacher_few  (opt-in) the same engine on the labels_per_class target labels + the target training images
+Every variant is a row of vaeflow/variants.py (its Algorithm, whose labels it reads, whether it sees the
+unlabelled target, what it continues, whether its BatchNorm takes the target's statistics); this stage
+only hands each one its data, trains it with the one loop (adapt_trainer.fit) and scores it on the target
+test set. Which epoch is scored is the configured selection rule's answer (model_selection.py), from a
+history without target labels.
 
-Each method is an Algorithm (vaeflow/training/algorithms.py); RECIPES says which data each variant gets.
-Model selection: vaeflow/training/model_selection.py (LastStep).
+Seeds depend on (seed, repeat) only, never on a variant's place in the list: every variant of repeat r
+starts from the same random state (common random numbers), so a variant gives the same result whatever
+else is listed, and differences between variants are paired by repeat.
 """
 from __future__ import annotations
 
+import copy
 import logging
-import time
 
 import numpy as np
 import torch
 
 from vaeflow.config import Config
 from vaeflow.io import file_sha256, save_torch, write_json, write_text
+from vaeflow.models.batchnorm import has_bn, reestimate_bn
 from vaeflow.models.classifier import classifier_from_vae
 from vaeflow.paths import Paths
 from vaeflow.prepared import load_prepared, load_vae, to_tensor
 from vaeflow.progress import epoch_bar
 from vaeflow.runtime import seed_everything, select_device
-from vaeflow.training.adapt_trainer import accuracy, confusion, fit, predict, steps_for
-from vaeflow.training.algorithms import build_algorithm
+from vaeflow.training.adapt_trainer import AdaptResult, confusion, fit, steps_for
+from vaeflow.training.algorithms import DANN, resolve
 from vaeflow.training.checkpoint import fingerprint
-from vaeflow.training.model_selection import LastStep
-from vaeflow.training.self_training import self_train
+from vaeflow.training.model_selection import RULES
+from vaeflow.variants import BY_NAME, VariantSpec
 
 log = logging.getLogger("vaeflow")
+LAST_EPOCHS = 5  # the stability report: spread of the target accuracy over this many last epochs
 
 
 def few_labels(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -50,153 +45,172 @@ def few_labels(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]))
 
 
-@torch.inference_mode()
-def _latent(vae, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
-    vae.eval()
-    return torch.cat([vae.encode(x[i:i + batch_size])[0] for i in range(0, len(x), batch_size)]).cpu().numpy()
-
-
-def latent_spreading(vae, data, lab: np.ndarray, device) -> tuple[np.ndarray, float, float]:
-    """Target-test predictions, source-test accuracy and seconds of label spreading in the VAE latent space.
-
-    The graph holds every target training image (labelled: `lab`; the rest unlabelled, -1); test images
-    are classified by the fitted model's kNN vote over that graph's labels."""
-    from sklearn.semi_supervised import LabelSpreading
-
-    t0 = time.perf_counter()
-    src, tgt = data.source, data.target
-    z = _latent(vae, to_tensor(tgt.x_train, device))
-    y = np.full(len(z), -1)
-    y[lab] = tgt.y_train[lab]
-    model = LabelSpreading(kernel="knn", n_neighbors=10, alpha=0.2, max_iter=100).fit(z, y)
-    pred = model.predict(_latent(vae, to_tensor(tgt.x_test, device)))
-    src_acc = float((model.predict(_latent(vae, to_tensor(src.x_test, device))) == src.y_test).mean())
-    return pred, src_acc, time.perf_counter() - t0
-
-
-# variant -> (algorithm, labelled set, unlabelled set). Labelled sets: "source" (source training labels),
-# "few" (labels_per_class target labels), "target" (all target training labels, the oracle); the
-# unlabelled set is the target's training images. One engine per algorithm serves every setting.
-RECIPES: dict[str, tuple[str, str, str | None]] = {
-    "source_only": ("erm", "source", None),
-    "dann": ("dann", "source", "target"),
-    "self_training": ("dann", "source", "target"),  # continues each dann run (self_training.py)
-    "mean_teacher": ("mean_teacher", "source", "target"),
-    "finetune": ("erm", "few", None),
-    "scratch": ("erm", "few", None),
-    "oracle": ("erm", "target", None),
-    "mean_teacher_few": ("mean_teacher", "few", "target"),
-}
-UNSUPERVISED = tuple(v for v, (_, lab, _) in RECIPES.items() if lab == "source")  # read no target label
-RULE = LastStep()  # vaeflow/training/model_selection.py
-
-
-def _train(variant: str, r: int, cfg: Config, paths: Paths, vae, data, sets: dict, fp: str, steps: int,
-           monitor, dann_states: list) -> tuple[object, object, list | None]:
-    """One seed of one classifier-training variant: (the network to score, result, self-training rounds)."""
+def _network(spec: VariantSpec, cfg: Config, vae, n_classes: int, device):
+    """The variant's classifier, untrained: the VAE encoder's weights or a random initialisation (a
+    continuation's weights are loaded by the caller). A domain head only for DANN-family methods."""
     a = cfg.adapt
-    algo_name, lab_set, unl_set = RECIPES[variant]
-    x_lab, y_lab = sets[lab_set]
-    x_unl = sets["unlabelled"] if unl_set else None
-    clf = classifier_from_vae(vae, vae.spec, data.source.n_classes, a.head_hidden,
-                              domain_hidden=a.dann.domain_hidden if algo_name == "dann" else None,
-                              pretrained=variant != "scratch", backbone=a.backbone,
-                              standardize=a.standardize, feature_bn=a.feature_bn).to(x_lab.device)
+    root = spec if not spec.continues else BY_NAME[spec.continues]
+    needs_domain = issubclass(resolve(spec.algorithm), DANN)
+    return classifier_from_vae(vae, vae.spec, n_classes, a.head_hidden,
+                               domain_hidden=a.dann.domain_hidden if needs_domain else None,
+                               pretrained=a.warm_start and root.init == "pretrained", backbone=a.backbone,
+                               layer_bn=a.layer_bn, standardize=a.standardize, feature_bn=a.feature_bn).to(device)
+
+
+def _scorer(spec: VariantSpec, x_unl: torch.Tensor):
+    """Put an algorithm's predictor as it will be scored: with the target's BatchNorm statistics (AdaBN)
+    where the variant asks for them. Returns (network state dict, predict function)."""
+    def prepare(algo, state: dict | None = None):
+        net = copy.deepcopy(algo.predictor())
+        if state is not None:
+            net.load_state_dict(state)
+        if spec.target_bn and has_bn(net):
+            reestimate_bn(net, x_unl)
+        return net
+    return prepare
+
+
+@torch.inference_mode()
+def _predict(net, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    net.eval()
+    return torch.cat([net(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> dict:
+    """One repeat of one variant: train (or continue), select, score. Returns the run's record."""
+    a, spec = cfg.adapt, BY_NAME[variant]
+    sets, vae, tgt_test, src_test = ctx["sets"], ctx["vae"], ctx["target_test"], ctx["source_test"]
+    seed_everything(cfg.seed + 100 * r)
+    clf = _network(spec, cfg, vae, ctx["n_classes"], ctx["device"])
+    parent_fp = ""
+    if spec.continues:
+        parent = ctx["trained"][(spec.continues, r)]
+        clf.load_state_dict(parent["network"])
+        parent_fp = parent["fp"]
+    cls = resolve(spec.algorithm)
+    algo = cls.from_config(clf, a, vae=vae).to(ctx["device"])
+    x_lab, y_lab = sets[spec.labelled] if spec.labelled else sets["source"]
+    x_unl = sets["unlabelled"]
+    prepare = _scorer(spec, x_unl)
+    trace = None
+    if a.trace and cls.schedule(a) > 0:
+        trace = lambda al: {"target_test_acc": float((_predict(prepare(al), tgt_test[0]) == tgt_test[1])  # noqa: E731
+                                                      .float().mean())}
+    adapt_cfg = {k: v for k, v in a.model_dump().items() if k not in ("variants", "trace")}
+    fp = fingerprint(cfg.seed, variant, r, adapt_cfg, ctx["hashes"], parent_fp, "algorithm-v3")
     tag = f"adapt {variant}" + (f" {r + 1}/{a.repeats}" if a.repeats > 1 else "")
-    if variant == "self_training":
-        clf.load_state_dict(dann_states[r])
-        st = a.self_training
-        with epoch_bar(tag, st.rounds * st.epochs, show="cls_loss") as advance:
-            res, rounds = self_train(
-                clf, x_lab, y_lab, x_unl, rounds=st.rounds, threshold=st.threshold, epochs=st.epochs,
-                steps_per_epoch=steps, batch_size=a.batch_size, lr=st.lr, weight_decay=a.weight_decay,
-                dann_gamma=a.dann.gamma, dann_lambda_max=a.dann.lambda_max,
-                ckpt_path=lambda k: paths.checkpoint(f"adapt_{variant}_{r}_round{k}"),
-                fingerprint=lambda k: fingerprint(fp, k), on_epoch=advance,
-                augment=a.augment, label_smoothing=a.label_smoothing)
-        return clf, res, rounds  # self_train trains clf in place: its weights are the last round's
-    algo = build_algorithm(algo_name, clf, a).to(x_lab.device)
-    with epoch_bar(tag, a.epochs, show="cls_loss") as advance:
-        res = fit(algo, x_lab, y_lab, x_unl, epochs=a.epochs, steps_per_epoch=steps, batch_size=a.batch_size,
-                  monitor=monitor, ckpt_path=paths.checkpoint(f"adapt_{variant}_{r}"), fingerprint=fp,
-                  on_epoch=advance)
-    return algo.predictor(), res, None
+    epochs = cls.schedule(a)
+    with epoch_bar(tag, max(epochs, 1), show="cls_loss") as advance:
+        res: AdaptResult = fit(algo, x_lab, y_lab, x_unl if algo.uses_unlabelled else None, epochs=epochs,
+                               steps_per_epoch=ctx["steps"], batch_size=a.batch_size, monitor=ctx["monitor"],
+                               rule=RULES[a.selection], trace=trace,
+                               ckpt_path=paths.checkpoint(f"adapt_{variant}_{r}"), fingerprint=fp, on_epoch=advance)
+    if isinstance(algo.predictor(), type(clf)):
+        ctx["trained"][(variant, r)] = {"network": {k: v.clone() for k, v in algo.clf.state_dict().items()}, "fp": fp}
+        net = prepare(algo, res.state)
+        predict = lambda x: _predict(net, x)  # noqa: E731
+        state = net.state_dict()
+    else:  # a method without a network of its own (latent_spreading)
+        predict, state = algo.predict, {}
+    pred = predict(tgt_test[0]).cpu().numpy()
+    return {"pred": pred, "acc": float((pred == tgt_test[1].cpu().numpy()).mean()), "res": res, "state": state,
+            "seconds": res.seconds, "source_test_acc": float((predict(src_test[0]) == src_test[1]).float().mean())}
 
 
 def run(cfg: Config, paths: Paths) -> dict:
     device = select_device(cfg.device)
     data = load_prepared(paths)
     vae = load_vae(paths, device)
-    vae_hash = file_sha256(paths.vae)
     a = cfg.adapt
     src, tgt = data.source, data.target
     t = lambda x: to_tensor(x, device)  # noqa: E731
     xs, ys, xt = t(src.x_train), t(src.y_train), t(tgt.x_train)
     lab = few_labels(tgt.y_train, a.labels_per_class, cfg.seed)
-    # Target training labels are read only where a variant's recipe asks for them ("few", "target"): the
+    # Target training labels are read only where a variant's row asks for them ("few", "target"): the
     # unsupervised variants never touch them (tests/test_adapt_protocol.py permutes them to check).
     sets = {"source": (xs, ys), "unlabelled": xt,
             "few": (xt[lab], t(tgt.y_train[lab])), "target": (xt, t(tgt.y_train))}
-    steps = steps_for(len(xs), len(xt), a.batch_size)
-    monitor = (t(src.x_val), t(src.y_val))
-    x_tt = t(tgt.x_test)
+    ctx = {"sets": sets, "vae": vae, "device": device, "n_classes": src.n_classes, "trained": {},
+           "steps": steps_for(len(xs), len(xt), a.batch_size), "monitor": (t(src.x_val), t(src.y_val)),
+           "target_test": (t(tgt.x_test), t(tgt.y_test)), "source_test": (t(src.x_test), t(src.y_test)),
+           "hashes": (data.hashes, file_sha256(paths.vae))}
     results: dict[str, dict] = {}
-    dann_states: list[dict] = []  # each dann run's final weights: where its self_training run starts
-    for i, variant in enumerate(a.variants):
-        runs = []
-        # Every variant is trained `a.repeats` times from different seeds: on a few hundred images one
-        # run's accuracy moves by several points with the seed, more than some gaps between variants.
-        for r in range(1 if variant == "latent_spreading" else a.repeats):  # spreading is deterministic
-            seed_everything(cfg.seed + 100 * r + i)
-            if variant == "latent_spreading":
-                pred, src_acc, secs = latent_spreading(vae, data, lab, device)
-                runs.append({"pred": pred, "acc": float((pred == tgt.y_test).mean()), "res": None,
-                             "seconds": secs, "source_test_acc": src_acc})
-                continue
-            fp = fingerprint(cfg.seed, variant, r, a.model_dump(), data.hashes, vae_hash, "algorithm-v2")
-            clf, res, rounds = _train(variant, r, cfg, paths, vae, data, sets, fp, steps, monitor, dann_states)
-            if variant == "dann":
-                dann_states.append(res.state)
-            pred = predict(clf, x_tt).cpu().numpy()
-            runs.append({"pred": pred, "acc": float((pred == tgt.y_test).mean()), "res": res, "seconds": res.seconds,
-                         "source_test_acc": accuracy(clf, t(src.x_test), t(src.y_test)), "rounds": rounds})
+    for variant in a.variants:
+        runs = [_train_one(variant, r, cfg, paths, ctx) for r in range(a.repeats)]
         results[variant] = _summary(variant, runs, sets, tgt, src.n_classes)
         _write_variant(paths, variant, runs[0], tgt)
-        log.info("adapt %-11s target test acc %.3f ± %.3f over %d seeds (source test %.3f, %d labels, %.1fs)",
+        log.info("adapt %-16s target test acc %.3f ± %.3f over %d seeds (source test %.3f, %d labels, %.1fs)",
                  variant, results[variant]["target_test_acc"], results[variant]["target_test_acc_std"], len(runs),
                  results[variant]["source_test_acc"], results[variant]["n_labelled"],
                  results[variant]["train_seconds"])
-    out = {"variants": results, "steps_per_epoch": steps, "epochs": a.epochs, "repeats": a.repeats,
-           "selection_rule": RULE.name, "selection": RULE.description}
+    rule = RULES[a.selection]
+    out = {"variants": results, "paired": paired_differences(results), "steps_per_epoch": ctx["steps"],
+           "epochs": a.epochs, "repeats": a.repeats, "selection_rule": rule.name, "selection": rule.description}
     write_json(paths.stage_metrics("adapt"), out)
     return out
 
 
+def paired_differences(results: dict[str, dict]) -> dict[str, dict]:
+    """Each variant minus the reference (source_only if listed, else the first), repeat by repeat: the
+    repeats share their seeds, so the difference's standard error is that of paired samples."""
+    if not results:
+        return {}
+    ref = "source_only" if "source_only" in results else next(iter(results))
+    base = np.array(results[ref]["target_test_acc_runs"])
+    out = {}
+    for v, res in results.items():
+        runs = np.array(res["target_test_acc_runs"])
+        if v == ref or len(runs) != len(base):
+            continue
+        d = runs - base
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+        out[v] = {"reference": ref, "mean": float(d.mean()), "se": se, "runs": d.tolist()}
+    return out
+
+
+def _stability(runs: list[dict]) -> dict | None:
+    """Spread (max − min) of the target test accuracy over each run's last LAST_EPOCHS epochs, averaged."""
+    traces = [[row["target_test_acc"] for row in u["res"].trace] for u in runs if u["res"].trace]
+    if not traces:
+        return None
+    tails = [tr[-LAST_EPOCHS:] for tr in traces]
+    return {"last_epochs": len(tails[0]), "spread": float(np.mean([max(t) - min(t) for t in tails])),
+            "std": float(np.mean([np.std(t) for t in tails])), "curves": traces}
+
+
 def _summary(variant: str, runs: list[dict], sets: dict, tgt, n_classes: int) -> dict:
+    spec = BY_NAME[variant]
     accs = np.array([u["acc"] for u in runs])
-    lab_set = RECIPES[variant][1] if variant in RECIPES else "few"
+    lab = [s.labelled for s in (spec, *(() if not spec.continues else (BY_NAME[spec.continues],))) if s.labelled]
     out = {
         "target_test_acc": float(accs.mean()),
         "target_test_acc_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
         "target_test_acc_runs": accs.tolist(),
         "source_test_acc": float(np.mean([u["source_test_acc"] for u in runs])),
-        "n_labelled": int(len(sets[lab_set][1])),
-        "labelled_domain": "source" if lab_set == "source" else "target",
+        "n_labelled": int(len(sets[lab[0]][1])) if lab else 0,
+        "labelled_domain": "source" if lab and lab[0] == "source" else ("target" if lab else "none"),
         "train_seconds": float(sum(u["seconds"] for u in runs)),
+        "seconds_per_run": [float(u["seconds"]) for u in runs],
+        "selected_epochs": [u["res"].selected_epoch for u in runs],
         "confusion": confusion(tgt.y_test, runs[0]["pred"], n_classes).tolist(),
     }
-    if variant == "self_training":  # pseudo-labels per round, per repeat (counts only: no label is read)
-        out["rounds"] = [u["rounds"] for u in runs]
+    stab = _stability(runs)
+    if stab:
+        out["stability"] = stab
+    rounds = [[row for row in u["res"].history if "pseudo_labelled" in row] for u in runs]
+    if any(rounds):  # pseudo-labels per round, per repeat (counts only: no label is read)
+        out["rounds"] = [[{"round": row.get("round"), "pseudo_labelled": row["pseudo_labelled"]} for row in rr]
+                         for rr in rounds]
     return out
 
 
 def _write_variant(paths: Paths, variant: str, first: dict, tgt) -> None:
     """The saved model and the plotted curves are the first repeat's (seed = params seed)."""
-    if first["res"] is not None:
-        save_torch(paths.adapt_model(variant), {k: v.cpu() for k, v in first["res"].state.items()})
+    if first["state"]:
+        save_torch(paths.adapt_model(variant), {k: v.cpu() for k, v in first["state"].items()})
     write_text(paths.plots / "adapt" / f"confusion_{variant}.csv",
                "actual,predicted\n" + "".join(f"{a_},{p_}\n" for a_, p_ in zip(tgt.y_test, first["pred"])))
-    hist = first["res"].history if first["res"] is not None else []
-    cols = list(hist[0]) if hist else ["epoch"]
+    hist = first["res"].history
+    cols = list(dict.fromkeys(c for row in hist for c in row)) if hist else ["epoch"]
     write_text(paths.plots / "adapt" / f"curve_{variant}.csv", ",".join(cols) + "\n" + "".join(
         ",".join(f"{row.get(c, float('nan')):.5g}" for c in cols) + "\n" for row in hist))

@@ -2,16 +2,18 @@
 
 Inputs: metrics/{gmm,pretrain,adapt,autoencoders,samplers}.json, data/prepared/meta.json.
 Outputs: metrics/metrics.json, reports/report.md, reports/figures/{likelihoods,adapt_accuracy}.png.
+Sentences that compare numbers come from vaeflow.report_prose, computed, never written for one dataset.
 """
 from __future__ import annotations
 
 import logging
 
-from vaeflow import sampler_report
+from vaeflow import report_prose, sampler_report
 from vaeflow.config import Config
 from vaeflow.io import read_json, write_json, write_text
 from vaeflow.paths import Paths
-from vaeflow.plots import bars
+from vaeflow.plots import dots
+from vaeflow.variants import BY_NAME
 
 log = logging.getLogger("vaeflow")
 GMM_KEYS = ("family", "n_components", "test_nll_nats", "test_bits_per_dim", "test_nll_nats_source",
@@ -27,6 +29,9 @@ def collect(paths: Paths) -> dict:
     keys = ("target_test_acc", "target_test_acc_std", "target_test_acc_runs", "source_test_acc", "n_labelled",
             "train_seconds")
     variants = {v: {k: r[k] for k in keys if k in r} for v, r in adapt["variants"].items()}
+    for v, r in adapt["variants"].items():
+        if r.get("stability"):  # the spread only: the per-epoch curves stay in metrics/adapt.json
+            variants[v]["stability"] = {k: r["stability"][k] for k in ("last_epochs", "spread", "std")}
     acc = {v: r["target_test_acc"] for v, r in variants.items()}
     checks = {"vae_nll_le_nelbo": vae["test_nll_nats"] <= vae["test_nelbo_nats"],
               "vae_beats_gmm": vae["test_nll_nats"] < gmm["test_nll_nats"]}
@@ -39,7 +44,7 @@ def collect(paths: Paths) -> dict:
     gen = sampler_report.collect(paths)  # issue 14: autoencoders and latent samplers
     checks.update(sampler_report.checks(gen))
     return {**gen, "gmm": {k: gmm[k] for k in GMM_KEYS}, "vae": {k: vae[k] for k in VAE_KEYS}, "adapt": variants,
-            "checks": checks,
+            "adapt_paired": adapt.get("paired", {}), "checks": checks,
             "seconds": {"gmm_fit": gmm["fit_seconds"], "vae_train": vae["train_seconds"],
                         "adapt_train": sum(r["train_seconds"] for r in variants.values())}}
 
@@ -63,8 +68,8 @@ def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
         "## 2. Baseline: a mixture model fitted by EM (maximum likelihood)", "",
         f"A {g['family']} mixture with K = {g['n_components']} components"
         + (f", chosen by BIC from {cfg.gmm.n_components}" if isinstance(cfg.gmm.n_components, list) else "")
-        + f". It is a density estimator and a sampler; its samples show its limits (small capacity, "
-          "no notion of translation or stroke).", "",
+        + ". It is a density estimator and a sampler: each component is one template image with a "
+          "covariance, every pixel modelled in place, so its samples show how far K templates go.", "",
         "![gmm samples](figures/gmm_samples.png)", "",
         "## 3. VAE: a latent-variable model trained on the ELBO", "",
         f"q(z|x) = N(μ(x), diag σ²(x)) with the reparameterisation trick, latent dimension {cfg.vae.latent_dim}, "
@@ -72,10 +77,11 @@ def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
         f"The test NLL is the IWAE bound with k = {v['iwae_samples']} importance samples (q as the proposal), "
         "which is tighter than the ELBO and converges to log p(x) as k grows.", "",
         "![samples](figures/vae_samples.png)", "", "![reconstructions](figures/vae_reconstructions.png)", "",
-        ("The latent space has structure: posterior means group by class. On the default data the two domains "
-         "also fall into separate regions (right panel): the VAE encodes the domain as well as the digit, which "
-         "is why a classifier on these features trained on source labels transfers poorly, and what DANN's "
-         "domain-adversarial loss works against."), "",
+        ("The figure below shows the test images' posterior means (2-D projection) coloured by class (left) and by "
+         "domain (right). Where the domains fall into separate regions, the VAE encodes the domain as well as the "
+         "class: a classifier on these features trained on source labels must bridge that, and DANN's "
+         "domain-adversarial loss works against it. What the shift costs, as measured:"), "",
+        *report_prose.domain_gap(a),
         "![latent](figures/vae_latent.png)", "", "![curve](figures/vae_curve.png)", "",
         "## 4. Likelihoods in the same units, on the same test images", "",
         f"Units: nats per image and {unit}.", "",
@@ -85,34 +91,23 @@ def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
         f"| VAE, −ELBO (upper bound on NLL) | {v['test_nelbo_nats']:.2f} | {v['test_nelbo_bits_per_dim']:.4f} | | |",
         f"| VAE, IWAE k={v['iwae_samples']} | {v['test_nll_nats']:.2f} ± {v['test_nll_stderr']:.2f} "
         f"| {v['test_bits_per_dim']:.4f} | {v['test_nll_nats_source']:.2f} | {v['test_nll_nats_target']:.2f} |", "",
+        *report_prose.likelihoods(g, v),
         "![likelihoods](figures/likelihoods.png)", "",
         "## 5. Learning across domains", "",
         f"Target test accuracy. Model selection: {adapt_selection}.", "",
         "| variant | target test acc (mean ± std over seeds) | source test acc | labelled images | seconds |", "|---|---|---|---|---|",
         *[f"| {k} | {r['target_test_acc']:.3f} ± {r.get('target_test_acc_std', 0.0):.3f} | "
           f"{r['source_test_acc']:.3f} | {r['n_labelled']} | "
-          f"{r['train_seconds']:.1f} |" for k, r in a.items()], "",
-        *_adapt_notes(a, cfg), "![adaptation](figures/adapt_accuracy.png)", "",
+          f"{r['train_seconds']:.1f} |" for k, r in sorted(a.items(), key=lambda kv: -kv[1]["target_test_acc"])], "",
+        *report_prose.adaptation(a, m.get("adapt_paired")), *_adapt_notes(a, cfg, m),
+        "![adaptation](figures/adapt_accuracy.png)", "",
         *sampler_report.section(m),
         "## Checks", "", *[f"- {k}: {'yes' if ok else '**no**'}" for k, ok in m["checks"].items()], "",
     ]
     return "\n".join(lines)
 
 
-VARIANT_NOTES = {
-    "source_only": "source labels only",
-    "dann": "source labels + unlabelled target, domain-adversarial features (Ganin et al.)",
-    "self_training": "each DANN run + rounds on its confident target pseudo-labels",
-    "mean_teacher": "source labels + consistency with an EMA teacher on two augmented views of unlabelled "
-                    "target images (French et al.); the teacher is scored",
-    "mean_teacher_few": "the same engine on the few target labels + the unlabelled target training set",
-    "finetune": "the pretrained encoder on the few target labels", "scratch": "the same network, random init",
-    "oracle": "all target training labels (an upper bound)",
-    "latent_spreading": "label spreading on the VAE's posterior means (the few target labels)",
-}
-
-
-def _adapt_notes(a: dict, cfg: Config) -> list[str]:
+def _adapt_notes(a: dict, cfg: Config, m: dict) -> list[str]:
     """What each variant learned from, and the input pipeline they share, so the table reads on its own."""
     ad = cfg.adapt
     aug = ad.augment
@@ -120,19 +115,53 @@ def _adapt_notes(a: dict, cfg: Config) -> list[str]:
                 f"rotation and shear ≤ {aug.rotate_deg:g}°/{aug.shear_deg:g}°, zoom ±{aug.scale:.0%}, noise σ "
                 f"{aug.noise:g}), per-image standardisation {'on' if ad.standardize else 'off'}, feature BatchNorm "
                 f"{'on' if ad.feature_bn else 'off'}, label smoothing {ad.label_smoothing:g}.")
-    return [*[f"- `{k}`: {VARIANT_NOTES[k]}" for k in a if k in VARIANT_NOTES], "", pipeline, ""]
+    pipeline += (f" BatchNorm after every trunk layer {'on' if ad.layer_bn else 'off'}; variants marked AdaBN are "
+                 "scored with BatchNorm statistics re-estimated on the unlabelled target training images.")
+    notes = [f"- `{k}`: {BY_NAME[k].note}" + (" (AdaBN)" if BY_NAME[k].target_bn else "") for k in a if k in BY_NAME]
+    return [*notes, "", pipeline, "", *_paired_lines(m.get("adapt_paired") or {}), *_stability_lines(a)]
+
+
+def _paired_lines(paired: dict) -> list[str]:
+    """Paired differences against the reference variant (the repeats share their seeds)."""
+    if not paired:
+        return []
+    ref = next(iter(paired.values()))["reference"]
+    rows = [f"| `{v}` | {d['mean'] * 100:+.2f} | {d['se'] * 100:.2f} |" for v, d in paired.items()]
+    return [f"Paired differences in target accuracy against `{ref}` (points; same seed per repeat):", "",
+            "| variant | mean difference | standard error |", "|---|---|---|", *rows, ""]
+
+
+def _stability_lines(a: dict) -> list[str]:
+    rows = [f"| `{v}` | {r['stability']['last_epochs']} | {r['stability']['spread'] * 100:.2f} |"
+            for v, r in a.items() if r.get("stability")]
+    if not rows:
+        return []
+    return ["Stability: spread (max − min) of the target test accuracy over the last epochs, mean over repeats "
+            "(logged for this report only; it selects nothing):", "",
+            "| variant | last epochs | spread (points) |", "|---|---|---|", *rows, ""]
+
+
+def figures(m: dict, paths: Paths) -> None:
+    """Dot plots (vaeflow.plots.dots): best first, error bars where there is a spread, axes fitted to the values."""
+    g, v, a = m["gmm"], m["vae"], m["adapt"]
+    iwae = f"VAE, IWAE k={v['iwae_samples']}"
+    dots({f"{g['family']} mixture, K={g['n_components']} (EM)": g["test_nll_nats"], "VAE, −ELBO (a bound)":
+          v["test_nelbo_nats"], iwae: v["test_nll_nats"]}, paths.figures / "likelihoods.png",
+         "test NLL (nats/image); error bar: s.e. of the IWAE estimate",
+         f"Likelihood on the same {v['n_test']} test images (lower is better)",
+         errors={iwae: v["test_nll_stderr"]}, lower_is_better=True, fmt="{:.2f}", relative="vs best")
+    seeds = max(len(r.get("target_test_acc_runs", [])) for r in a.values())
+    dots({k: r["target_test_acc"] for k, r in a.items()}, paths.figures / "adapt_accuracy.png",
+         f"target test accuracy (mean ± std over {seeds} seeds)", "Adaptation variants, best first",
+         errors={k: r.get("target_test_acc_std") for k, r in a.items() if len(r.get("target_test_acc_runs", [])) > 1},
+         groups={k: f"{r['n_labelled']} labelled training images" for k, r in a.items()}, ref="source_only")
 
 
 def run(cfg: Config, paths: Paths) -> dict:
     m = collect(paths)
     meta = read_json(paths.data_meta)
     adapt = read_json(paths.stage_metrics("adapt"))
-    bars({"GMM": m["gmm"]["test_nll_nats"], "VAE −ELBO": m["vae"]["test_nelbo_nats"],
-          f"VAE IWAE k={m['vae']['iwae_samples']}": m["vae"]["test_nll_nats"]},
-         paths.figures / "likelihoods.png", "test NLL (nats/image, lower is better)", "Same test images, same units",
-         fmt="{:.1f}")
-    bars({k: r["target_test_acc"] for k, r in m["adapt"].items()}, paths.figures / "adapt_accuracy.png",
-         "target test accuracy", "Adaptation variants")
+    figures(m, paths)
     write_json(paths.all_metrics, m)
     write_text(paths.report, report(m, meta, cfg, adapt["selection"]))
     log.info("evaluate: %s", ", ".join(f"{k}={_fmt(v)}" for k, v in m["checks"].items()))

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vaeflow import variants as registry
+
 DATASETS = ("digits", "digits_shifted", "mnist", "usps", "fashion_mnist")
 
 
@@ -170,10 +172,6 @@ class SamplersConfig(Section):
         return v
 
 
-SOURCE_LABELLED = ("source_only", "dann", "self_training", "mean_teacher")  # variants that train on source labels
-VARIANTS = ("source_only", "dann", "mean_teacher", "finetune", "scratch", "oracle")
-
-
 class DANNConfig(Section):
     gamma: float = Field(10.0, gt=0, description="λ_p = 2/(1+exp(-γ p)) - 1 (Ganin et al.)")
     lambda_max: float = Field(1.0, gt=0)
@@ -211,13 +209,29 @@ class MeanTeacherConfig(Section):
                                  "mean prediction against uniform)")
 
 
+class ShotConfig(Section):
+    """SHOT's target phase (Liang et al., 2020), continuing source_only: defaults are SHOT's (cls_par 0.3,
+    ent_par 1.0) except the optimiser (Adam at a tenth of adapt.lr's default, as fine-tuning) and ema."""
+    epochs: int = Field(5, ge=1, le=100_000, description="target-phase epochs (an epoch: one pass over the larger set)")
+    lr: float = Field(1e-4, gt=0, le=1, description="Adam learning rate of the feature extractor")
+    cls_weight: float = Field(0.3, ge=0, description="weight of the centroid pseudo-label cross-entropy")
+    ent_weight: float = Field(1.0, ge=0, description="weight of information maximisation")
+    ema: float = Field(0.99, ge=0, lt=1, description="score an EMA of the weights (0: the weights themselves)")
+
+
+class FixMatchConfig(Section):
+    """FixMatch (Sohn et al., 2020): threshold and weight are the paper's; mu is set by the CPU budget."""
+    threshold: float = Field(0.95, gt=0, lt=1, description="weak-view confidence an unlabelled image needs")
+    unlabelled_weight: float = Field(1.0, ge=0)
+    mu: int = Field(3, ge=1, le=16, description="unlabelled images per labelled one in a step (paper: 7)")
+    cutout: float = Field(0.5, ge=0, le=1, description="side of the strong view's cutout square, a fraction")
+    ema: float = Field(0.999, ge=0, lt=1, description="score an EMA of the weights (0: the weights themselves)")
+    strong: AugmentConfig = AugmentConfig(translate=0.15, rotate_deg=30.0, scale=0.25, shear_deg=30.0, noise=0.1)
+
+
 class AdaptConfig(Section):
-    # latent_spreading (opt-in): label spreading over the VAE's posterior means, labels_per_class target labels
-    # self_training (opt-in): each DANN run, then rounds of training on confident target pseudo-labels
-    # mean_teacher (opt-in): self-ensembling on source labels + the unlabelled target training set
-    # mean_teacher_few (opt-in): the same engine on the labels_per_class target labels + the target training set
-    variants: list[Literal["source_only", "dann", "finetune", "scratch", "oracle", "latent_spreading",
-                           "self_training", "mean_teacher", "mean_teacher_few"]] = list(VARIANTS)
+    # Every variant, its data and its note: vaeflow/variants.py (the registry). Opt-in ones: see `default` there.
+    variants: list[Literal[registry.NAMES]] = list(registry.DEFAULT)
     epochs: int = Field(60, ge=1, le=100_000)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
@@ -235,18 +249,31 @@ class AdaptConfig(Section):
                              "target batches pass through it separately, so in training each domain is normalised by its own "
                              "batch statistics (at test time: the running averages; mean_teacher's teacher sees "
                              "only unlabelled target batches, so its averages are the target's)")
+    warm_start: bool = Field(True, description="start the pretrained variants from the VAE encoder; false: "
+                             "every variant from a random initialisation (the pretraining ablation)")
+    layer_bn: bool = Field(False, description="a BatchNorm after every convolution / hidden linear layer of the "
+                           "trunk; source and target batches pass through it separately")
+    selection: Literal["last", "source_val"] = Field(
+        "last", description="which epoch's weights are scored: the last, or the best on source validation "
+        "(vaeflow/training/model_selection.py); never a target label")
+    trace: bool = Field(False, description="log the target test accuracy after every epoch, for the stability "
+                        "report only (it never reaches the selection rule); costs one target pass per epoch")
     augment: AugmentConfig = AugmentConfig()
     dann: DANNConfig = DANNConfig()
     self_training: SelfTrainingConfig = SelfTrainingConfig()
     mean_teacher: MeanTeacherConfig = MeanTeacherConfig()
+    shot: ShotConfig = ShotConfig()
+    fixmatch: FixMatchConfig = FixMatchConfig()
 
     @field_validator("variants")
     @classmethod
     def _some_variants_once(cls, v: list[str]) -> list[str]:
         if not v or len(set(v)) != len(v):
             raise ValueError("list at least one variant, each once")
-        if "self_training" in v and ("dann" not in v or v.index("dann") > v.index("self_training")):
-            raise ValueError("self_training continues each dann run, so list 'dann' before 'self_training'")
+        for name in v:
+            parent = registry.BY_NAME[name].continues
+            if parent and (parent not in v or v.index(parent) > v.index(name)):
+                raise ValueError(f"{name} continues each {parent} run, so list '{parent}' before '{name}'")
         return v
 
 
@@ -324,15 +351,17 @@ class Config(Section):
                              "both models must be scored under the same data model")
         if self.eval.iwae_chunk > self.eval.iwae_samples:
             raise ValueError("eval.iwae_chunk must not exceed eval.iwae_samples")
-        if (self.adapt.backbone == "lenet" and self.vae.arch != "lenet"
-                and any(v != "scratch" for v in self.adapt.variants)):
+        warm = [v for v in self.adapt.variants if registry.lineage(v)[-1].init == "pretrained"
+                and v != "latent_spreading"]
+        if self.adapt.backbone == "lenet" and self.vae.arch != "lenet" and self.adapt.warm_start and warm:
             raise ValueError("adapt.backbone=lenet warm-starts from the VAE encoder, which needs vae.arch=lenet")
         if self.data.pools == "shared" and self.data.source == self.data.target:
-            reads_source = [v for v in self.adapt.variants if v in SOURCE_LABELLED]
+            reads_source = [v for v in self.adapt.variants if registry.reads_source_labels(v)]
             if reads_source:
                 raise ValueError(f"data.pools=shared makes the source's labels the target's: "
                                  f"adapt.variants {reads_source} would read target labels; use the few-label "
-                                 "variants (finetune, scratch, mean_teacher_few, latent_spreading) or pools=disjoint")
+                                 f"variants ({', '.join(n for n in registry.NAMES if not registry.reads_source_labels(n))}) "
+                                 "or pools=disjoint")
         if self.data.val_fraction + self.data.test_fraction >= 0.8:
             raise ValueError("data.val_fraction + data.test_fraction must leave at least 20% for training")
         return self

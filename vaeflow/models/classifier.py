@@ -75,14 +75,24 @@ class Classifier(nn.Module):
 
 def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden: int,
                         domain_hidden: int | None = None, pretrained: bool = True,
-                        backbone: str = "vae_encoder", **options: bool) -> Classifier:
+                        backbone: str = "vae_encoder", layer_bn: bool = False, **options: bool) -> Classifier:
     """Warm start (pretrained=True): a deep copy of `vae.encoder_trunk`, so training the classifier never
     touches the VAE. pretrained=False: a freshly initialised trunk of the architecture `spec` describes
     (drawn from torch's global RNG; seed it first for reproducibility).
 
     backbone='lenet': a LeNet trunk with LeNet's dropout; pretrained=True copies the VAE encoder's weights
     into it, which needs a VAE built with arch='lenet' (the same layers). `options`: Classifier's
-    standardize and feature_bn."""
+    standardize and feature_bn. layer_bn: a BatchNorm after every convolution / hidden linear layer of the
+    trunk, added after the warm start (vaeflow/models/batchnorm.py)."""
+    clf = _classifier(vae, spec, n_classes, head_hidden, domain_hidden, pretrained, backbone, **options)
+    if layer_bn:
+        from vaeflow.models.batchnorm import add_layer_bn
+
+        add_layer_bn(clf.trunk)
+    return clf
+
+
+def _classifier(vae, spec, n_classes, head_hidden, domain_hidden, pretrained, backbone, **options) -> Classifier:
     if backbone == "lenet":
         c, h, _ = spec["input_shape"]
         trunk = LeNetTrunk(c, h)

@@ -1,8 +1,8 @@
 """The training loop of every adapt variant: one loop, the method is an Algorithm (algorithms.py).
 
-Every variant runs the same number of optimiser steps on a fixed schedule and is scored at its last
-step: no epoch or hyperparameter is ever chosen on target labels. Source-val accuracy is logged for
-diagnosis only.
+Every variant runs a fixed schedule of optimiser steps; which epoch's weights are kept is the selection
+rule's answer (model_selection.py), from a history that holds no target label. The target test accuracy
+per epoch (`trace`, for the stability report only) is kept apart and never reaches the rule.
 """
 from __future__ import annotations
 
@@ -16,56 +16,74 @@ import numpy as np
 import torch
 
 from vaeflow import faults
-from vaeflow.config import AugmentConfig
-from vaeflow.models.classifier import Classifier
-from vaeflow.training.algorithms import DANN, ERM, Algorithm
+from vaeflow.training.algorithms import Algorithm
 from vaeflow.training.checkpoint import CheckpointClock, NonFiniteLoss, save_checkpoint, try_resume
+from vaeflow.training.model_selection import LastStep, SelectionRule
 
 
 @dataclass
 class AdaptResult:
     state: dict[str, torch.Tensor]
     history: list[dict] = field(default_factory=list)
+    trace: list[dict] = field(default_factory=list)
+    selected_epoch: int = -1
     seconds: float = 0.0
-
-
-@torch.inference_mode()
-def predict(clf: Classifier, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    clf.eval()
-    return torch.cat([clf(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
-
-
-def accuracy(clf: Classifier, x: torch.Tensor, y: torch.Tensor) -> float:
-    return (predict(clf, x) == y).float().mean().item()
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     return np.bincount(y_true * n_classes + y_pred, minlength=n_classes**2).reshape(n_classes, n_classes)
 
 
+def _snapshot(algo: Algorithm) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in algo.predictor().state_dict().items()}
+
+
+def _loss_check(nan_at, where: tuple[int, int], steps_per_epoch: int, ckpt_path: Path):
+    def check(loss: torch.Tensor) -> torch.Tensor:
+        if nan_at == where:  # fault injection for the tests; None in real runs
+            loss = loss * float("nan")
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"non-finite classifier loss at epoch {where[0]} step {where[1]} (global step "
+                                f"{where[0] * steps_per_epoch + where[1]}); training stopped, last good "
+                                f"checkpoint kept at {ckpt_path}")
+        return loss
+    return check
+
+
 def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.Tensor | None, *,
         epochs: int, steps_per_epoch: int, batch_size: int, ckpt_path: Path, fingerprint: str,
-        monitor: tuple[torch.Tensor, torch.Tensor] | None = None,
+        monitor: tuple[torch.Tensor, torch.Tensor] | None = None, rule: SelectionRule | None = None,
+        trace: Callable[[Algorithm], dict] | None = None,
         on_epoch: Callable[[dict], None] | None = None, checkpoint_every_s: float = 0.0) -> AdaptResult:
     """Train `algo` on a fixed schedule: `epochs` × `steps_per_epoch` steps, each on a labelled batch and,
-    when the algorithm uses them, an unlabelled batch, both drawn with replacement.
+    when the algorithm uses them, an unlabelled batch (batch_size × algo.unlabelled_ratio), both drawn with
+    replacement.
 
     Drawing with replacement gives a labelled set of 50 images as many steps as one of 5,000, so the
     variants differ only in their data and method, not their compute. Checkpoints hold the whole
-    algorithm (student, teacher, BN statistics), its optimiser and every RNG: resuming is exact."""
+    algorithm (student, teacher, BN statistics, pseudo-labels), its optimiser, the kept weights and every
+    RNG: resuming is exact. `monitor` (source validation images and labels) feeds the history the rule
+    reads; `trace(algo)` (target test accuracy, diagnosis only) is stored apart from it."""
     if algo.uses_unlabelled and x_unl is None:
         raise ValueError(f"{type(algo).__name__} trains on unlabelled images too; none were given")
-    st = {"epoch": 0, "step": 0, "history": []}
+    rule = rule or LastStep()
+    t0 = time.perf_counter()
+    algo.setup(x_lab, y_lab, x_unl)
+    if epochs == 0:  # a continuation scored as it is (adabn), or a method without steps (latent_spreading)
+        return AdaptResult(state=_snapshot(algo), seconds=time.perf_counter() - t0)
+    st = {"epoch": 0, "step": 0, "history": [], "trace": [], "kept": None, "kept_epoch": -1}
     ckpt = try_resume(ckpt_path, fingerprint, algo, algo.opt)
     if ckpt is not None:
         st = ckpt["state"]
-    nan_at = faults.nan_at(ckpt_path.stem)  # fault injection for the tests; None in real runs
+    nan_at = faults.nan_at(ckpt_path.stem)
     total = epochs * steps_per_epoch
     device = x_lab.device
-    t0 = time.perf_counter()
+    n_unl = batch_size * getattr(algo, "unlabelled_ratio", 1)
     clock = CheckpointClock(checkpoint_every_s)  # 0: after every epoch
     while st["epoch"] < epochs:
         epoch = st["epoch"]
+        algo.train()
+        row = {"epoch": epoch, **(algo.begin_epoch(epoch, x_unl) or {})}
         algo.train()
         sums: dict[str, torch.Tensor] = {}
         for s in range(steps_per_epoch):
@@ -73,47 +91,33 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
             p = (epoch * steps_per_epoch + s) / total
             algo.set_progress(p)
             idx = torch.randint(len(x_lab), (batch_size,), device=device)
-            xu = x_unl[torch.randint(len(x_unl), (batch_size,), device=device)] if algo.uses_unlabelled else None
-
-            def check(loss: torch.Tensor, where=(epoch, s)) -> torch.Tensor:
-                if nan_at == where:
-                    loss.data = loss.data * float("nan")
-                if not torch.isfinite(loss):
-                    raise NonFiniteLoss(f"non-finite classifier loss at epoch {where[0]} step {where[1]} (global "
-                                        f"step {where[0] * steps_per_epoch + where[1]}); training stopped, last "
-                                        f"good checkpoint kept at {ckpt_path}")
-                return loss
-
-            for k, v in algo.update(x_lab[idx], y_lab[idx], xu, p, check=check).items():
+            iu = torch.randint(len(x_unl), (n_unl,), device=device) if algo.uses_unlabelled else None
+            xu = x_unl[iu] if iu is not None else None
+            out = algo.update(x_lab[idx], y_lab[idx], xu, p, check=_loss_check(nan_at, (epoch, s), steps_per_epoch,
+                                                                                ckpt_path), unl_idx=iu)
+            for k, v in out.items():
                 sums[k] = sums.get(k, 0) + v  # tensors: no host sync per step
-        row = {"epoch": epoch, **{k: float(v) / steps_per_epoch for k, v in sums.items()},
-               "seconds": time.perf_counter() - t0}
+        row.update({k: float(v) / steps_per_epoch for k, v in sums.items()})
+        row["seconds"] = time.perf_counter() - t0
         if monitor is not None:
             row["source_val_acc"] = (algo.predict(monitor[0]) == monitor[1]).float().mean().item()
         st["history"].append(row)
+        if trace is not None:
+            st["trace"].append({"epoch": epoch, **trace(algo)})
+        if rule.keeps(st["history"]) and epoch < epochs - 1:
+            st["kept"], st["kept_epoch"] = _snapshot(algo), epoch
         st["epoch"] = epoch + 1
         st["step"] = (epoch + 1) * steps_per_epoch
         if clock.due(last_epoch=st["epoch"] >= epochs):
             save_checkpoint(ckpt_path, fingerprint, algo, algo.opt, st)
         if on_epoch:
             on_epoch(row)
-    return AdaptResult(state={k: v.detach().clone() for k, v in algo.predictor().state_dict().items()},
-                       history=st["history"], seconds=time.perf_counter() - t0)
-
-
-def train_classifier(clf: Classifier, x_lab: torch.Tensor, y_lab: torch.Tensor, *, x_unlab_target: torch.Tensor | None,
-                     epochs: int, steps_per_epoch: int, batch_size: int, lr: float, weight_decay: float,
-                     dann_gamma: float = 10.0, dann_lambda_max: float = 1.0, augment: AugmentConfig | None = None,
-                     label_smoothing: float = 0.0, **fit_kw) -> AdaptResult:
-    """Cross-entropy on (x_lab, y_lab); with `x_unlab_target`, DANN (Ganin et al., 2016). A shortcut for
-    `fit` with ERM or DANN (self-training's rounds use it)."""
-    kw = dict(lr=lr, weight_decay=weight_decay, augment=augment, label_smoothing=label_smoothing)
-    if x_unlab_target is None:
-        algo: Algorithm = ERM(clf, **kw)
-    else:
-        algo = DANN(clf, gamma=dann_gamma, lambda_max=dann_lambda_max, **kw)
-    return fit(algo, x_lab, y_lab, x_unlab_target, epochs=epochs, steps_per_epoch=steps_per_epoch,
-               batch_size=batch_size, **fit_kw)
+    last = epochs - 1
+    chosen = rule.select(st["history"])
+    state = _snapshot(algo) if chosen == last or st["kept"] is None else st["kept"]
+    return AdaptResult(state=state, history=st["history"], trace=st["trace"],
+                       selected_epoch=chosen if chosen == last or st["kept"] is None else st["kept_epoch"],
+                       seconds=time.perf_counter() - t0)
 
 
 def steps_for(n_source: int, n_target: int, batch_size: int) -> int:

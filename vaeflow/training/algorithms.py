@@ -3,11 +3,17 @@ labelled batch and, for the methods that use them, a batch of unlabelled images;
 
 The training loop (adapt_trainer.fit) draws the batches, sets the progress p ∈ [0, 1] and checkpoints the
 algorithm as a whole (it is an nn.Module: network, teacher, every buffer), so each method is only its
-loss. A new method is one more subclass named in build_algorithm, not another branch in the loop.
+loss. A new method is one subclass plus one row in vaeflow/variants.py, nothing else.
+
+Hooks a method may override (all no-ops here):
+  from_config(clf, adapt_cfg, **ctx)  build it from the adapt section (ctx: the VAE, for methods that use it)
+  schedule(adapt_cfg)                 how many epochs it trains (default adapt.epochs)
+  setup(x_lab, y_lab, x_unl)          once before training (and again on resume: it must be deterministic)
+  begin_epoch(epoch, x_unl)           before each epoch (SHOT's and self-training's pseudo-labels)
 
   ERM          cross-entropy on the labelled batch (source_only, finetune, scratch, oracle)
+  NoTraining   no step at all: a continuation scored as it is (adabn)
   DANN         + a domain classifier behind gradient reversal (Ganin et al., 2016)
-  MeanTeacher  + an EMA teacher's confident predictions as consistency targets (mean_teacher.py)
 """
 from __future__ import annotations
 
@@ -31,7 +37,27 @@ class Algorithm(nn.Module):
         self.base_lr = lr
         self.aug = augment or NO_AUGMENT
         self.label_smoothing = label_smoothing
-        self.opt = torch.optim.Adam(self.clf.parameters(), lr=lr, weight_decay=weight_decay)
+        params = [q for q in self.clf.parameters() if q.requires_grad]  # SHOT freezes its head first
+        self.opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+    @classmethod
+    def common(cls, a) -> dict:
+        """The settings every method shares, from the adapt section."""
+        return dict(lr=a.lr, weight_decay=a.weight_decay, augment=a.augment, label_smoothing=a.label_smoothing)
+
+    @classmethod
+    def from_config(cls, clf: Classifier, a, **ctx) -> Algorithm:
+        return cls(clf, **cls.common(a))
+
+    @classmethod
+    def schedule(cls, a) -> int:
+        return a.epochs
+
+    def setup(self, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.Tensor | None) -> None:
+        pass
+
+    def begin_epoch(self, epoch: int, x_unl: torch.Tensor | None) -> None:
+        pass
 
     def set_progress(self, p: float) -> None:
         """Ganin et al.'s annealing lr / (1 + 10 p)^0.75, for every method alike."""
@@ -52,8 +78,9 @@ class Algorithm(nn.Module):
         self.opt.step()
 
     def update(self, x: torch.Tensor, y: torch.Tensor, x_unl: torch.Tensor | None, p: float,
-               check=lambda loss: None) -> dict[str, torch.Tensor]:
-        """One optimiser step; returns its losses (detached). `check(loss)` may raise before the step."""
+               check=lambda loss: loss, unl_idx: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One optimiser step; returns its losses (detached). `check(loss)` may raise before the step.
+        `unl_idx`: the unlabelled batch's indices into the unlabelled set (for per-image pseudo-labels)."""
         raise NotImplementedError
 
     def predictor(self) -> nn.Module:
@@ -68,11 +95,19 @@ class Algorithm(nn.Module):
 
 
 class ERM(Algorithm):
-    def update(self, x, y, x_unl, p, check=lambda loss: None):
+    def update(self, x, y, x_unl, p, check=lambda loss: loss, unl_idx=None):
         _, cls_loss = self.supervised(x, y)
         check(cls_loss)
         self.step(cls_loss)
         return {"cls_loss": cls_loss.detach()}
+
+
+class NoTraining(Algorithm):
+    """Zero steps: the network it continues, scored as it is (with adabn's target statistics)."""
+
+    @classmethod
+    def schedule(cls, a) -> int:
+        return 0
 
 
 class DANN(Algorithm):
@@ -84,31 +119,41 @@ class DANN(Algorithm):
         super().__init__(clf, **kw)
         self.gamma, self.lambda_max = gamma, lambda_max
 
-    def update(self, x, y, x_unl, p, check=lambda loss: None):
-        feats, cls_loss = self.supervised(x, y)
-        # Target features in their own forward pass: with feature_bn each domain gets its own statistics.
+    @classmethod
+    def from_config(cls, clf, a, **ctx):
+        return cls(clf, gamma=a.dann.gamma, lambda_max=a.dann.lambda_max, **cls.common(a))
+
+    def domain_loss(self, feats: torch.Tensor, x_unl: torch.Tensor, p: float) -> torch.Tensor:
+        # Target features in their own forward pass: with BatchNorm each domain gets its own statistics.
         t_feats = self.clf.features(self.augment(x_unl))
         dom = self.clf.domain_logits(torch.cat([feats, t_feats]), dann_lambda(p, self.gamma, self.lambda_max))
         is_target = torch.cat([torch.zeros(len(feats), device=dom.device), torch.ones(len(t_feats), device=dom.device)])
-        dom_loss = F.binary_cross_entropy_with_logits(dom, is_target)
+        return F.binary_cross_entropy_with_logits(dom, is_target)
+
+    def update(self, x, y, x_unl, p, check=lambda loss: loss, unl_idx=None):
+        feats, cls_loss = self.supervised(x, y)
+        dom_loss = self.domain_loss(feats, x_unl, p)
         loss = cls_loss + dom_loss  # the reversal layer already scales the trunk's share by λ
         check(loss)
         self.step(loss)
         return {"cls_loss": cls_loss.detach(), "domain_loss": dom_loss.detach()}
 
 
-def build_algorithm(name: str, clf: Classifier, adapt_cfg, **kw) -> Algorithm:
-    """The algorithm `name` ('erm' | 'dann' | 'mean_teacher') with its settings from the adapt section."""
-    from vaeflow.training.mean_teacher import MeanTeacher
+def resolve(path: str) -> type[Algorithm]:
+    """The Algorithm class named by a registry row's "module:Class"."""
+    import importlib
 
-    common = dict(lr=kw.pop("lr", adapt_cfg.lr), weight_decay=adapt_cfg.weight_decay, augment=adapt_cfg.augment,
-                  label_smoothing=adapt_cfg.label_smoothing)
-    if name == "erm":
-        return ERM(clf, **common)
-    if name == "dann":
-        return DANN(clf, gamma=adapt_cfg.dann.gamma, lambda_max=adapt_cfg.dann.lambda_max, **common)
-    if name == "mean_teacher":
-        mt = adapt_cfg.mean_teacher
-        return MeanTeacher(clf, ema=mt.ema, threshold=mt.threshold, consistency_weight=mt.consistency_weight,
-                           class_balance=mt.class_balance, **common)
-    raise ValueError(f"unknown algorithm {name!r}; choose erm, dann or mean_teacher")
+    module, _, name = path.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+        raise TypeError(f"{path} is not an Algorithm subclass")
+    return cls
+
+
+def build_algorithm(name: str, clf: Classifier, adapt_cfg, **ctx) -> Algorithm:
+    """The algorithm of variant `name` (vaeflow/variants.py) with its settings from the adapt section."""
+    from vaeflow.variants import BY_NAME
+
+    if name not in BY_NAME:
+        raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(BY_NAME)}")
+    return resolve(BY_NAME[name].algorithm).from_config(clf, adapt_cfg, **ctx)

@@ -64,3 +64,21 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | No
         x = x + cfg.noise * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
     return x
 
+
+
+def cutout(x: torch.Tensor, frac: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image with one square of side `frac`·(image side) at a uniformly drawn centre (clipped at the
+    border) set to that image's mean intensity (DeVries & Taylor's cutout, as FixMatch's strong views)."""
+    if frac <= 0:
+        return x
+    n, _, h, w = x.shape
+    cy = torch.rand(n, device=x.device, generator=generator) * h
+    cx = torch.rand(n, device=x.device, generator=generator) * w
+    half_h, half_w = frac * h / 2, frac * w / 2
+    rows = torch.arange(h, device=x.device, dtype=cy.dtype)[None, :] + 0.5
+    cols = torch.arange(w, device=x.device, dtype=cx.dtype)[None, :] + 0.5
+    in_r = (rows - cy[:, None]).abs() < half_h                 # (n, h)
+    in_c = (cols - cx[:, None]).abs() < half_w                 # (n, w)
+    box = (in_r[:, :, None] & in_c[:, None, :])[:, None]       # (n, 1, h, w)
+    fill = x.mean(dim=(1, 2, 3), keepdim=True).expand_as(x)
+    return torch.where(box, fill, x)

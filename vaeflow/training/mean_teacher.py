@@ -27,11 +27,15 @@ from vaeflow.training.algorithms import Algorithm
 
 
 @torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, ema: float) -> None:
-    """teacher ← ema·teacher + (1 − ema)·student, for every parameter (buffers such as BN statistics are
-    the teacher's own: it computes them from the batches it sees)."""
+def ema_update(teacher: nn.Module, student: nn.Module, ema: float, buffers: bool = False) -> None:
+    """teacher ← ema·teacher + (1 − ema)·student, for every parameter. Buffers (BN statistics) are the
+    teacher's own when it sees batches itself (the mean teacher); buffers=True copies the student's, for
+    a teacher that only averages weights (SHOT, FixMatch)."""
     for t, s in zip(teacher.parameters(), student.parameters()):
         t.mul_(ema).add_(s.detach(), alpha=1 - ema)
+    if buffers:
+        for t, s in zip(teacher.buffers(), student.buffers()):
+            t.copy_(s)
 
 
 def consistency_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor,
@@ -62,7 +66,13 @@ class MeanTeacher(Algorithm):
         self.ema, self.threshold = ema, threshold
         self.consistency_weight, self.class_balance = consistency_weight, class_balance
 
-    def update(self, x, y, x_unl, p, check=lambda loss: None):
+    @classmethod
+    def from_config(cls, clf, a, **ctx):
+        mt = a.mean_teacher
+        return cls(clf, ema=mt.ema, threshold=mt.threshold, consistency_weight=mt.consistency_weight,
+                   class_balance=mt.class_balance, **cls.common(a))
+
+    def update(self, x, y, x_unl, p, check=lambda loss: loss, unl_idx=None):
         _, cls_loss = self.supervised(x, y)
         student_probs = torch.softmax(self.clf(self.augment(x_unl)), 1)  # its own BN pass: the unlabelled domain
         with torch.no_grad():

@@ -1,27 +1,21 @@
-"""Self-training on confident target pseudo-labels, after DANN (the `self_training` adapt variant).
+"""Self-training on confident target pseudo-labels, continuing a DANN run (the `self_training` variant).
 
-Each round labels the unlabelled target training images with the current classifier, keeps those whose
-softmax confidence is at least `threshold`, and trains on source labels + those pseudo-labels, with the
-DANN domain loss still on. The target's true labels never enter: this module is only ever handed target
-images. Rounds, threshold and epochs are a fixed schedule, never chosen on target labels.
+Each round (self_training.epochs epochs; self_training.rounds of them) starts by labelling every unlabelled
+target training image with the current network, keeping those whose softmax confidence is at least
+`threshold`; each step then trains on the source batch (DANN's two losses, still on) plus the confident
+pseudo-labels among the unlabelled batch. The target's true labels never enter: only images are handed in.
+Rounds, threshold and epochs are a fixed schedule, never chosen on target labels.
 """
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-from typing import Callable
-
 import torch
+import torch.nn.functional as F
 
-from vaeflow.models.classifier import Classifier
-from vaeflow.training.adapt_trainer import AdaptResult, train_classifier
-
-log = logging.getLogger("vaeflow")
+from vaeflow.training.algorithms import DANN
 
 
 @torch.inference_mode()
-def pseudo_labels(clf: Classifier, x: torch.Tensor, threshold: float,
-                  batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+def pseudo_labels(clf, x: torch.Tensor, threshold: float, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted class, confident mask) of `clf` on `x`: confident = max softmax probability ≥ threshold."""
     clf.eval()
     probs = torch.cat([torch.softmax(clf(x[i:i + batch_size]), dim=1) for i in range(0, len(x), batch_size)])
@@ -29,31 +23,46 @@ def pseudo_labels(clf: Classifier, x: torch.Tensor, threshold: float,
     return pred, conf >= threshold
 
 
-def self_train(clf: Classifier, x_src: torch.Tensor, y_src: torch.Tensor, x_tgt: torch.Tensor, *,
-               rounds: int, threshold: float, epochs: int, steps_per_epoch: int, batch_size: int, lr: float,
-               weight_decay: float, dann_gamma: float, dann_lambda_max: float,
-               ckpt_path: Callable[[int], Path], fingerprint: Callable[[int], str],
-               on_epoch: Callable[[dict], None] | None = None, **algo_kw) -> tuple[AdaptResult, list[dict]]:
-    """`rounds` rounds of pseudo-labelling and training, from `clf` as it is (a trained DANN).
+class SelfTraining(DANN):
+    def __init__(self, clf, *, threshold: float = 0.95, epochs_per_round: int = 2, **kw) -> None:
+        super().__init__(clf, **kw)
+        self.threshold, self.epochs_per_round = threshold, epochs_per_round
+        # Checkpointed with the weights (allocated in setup, before a resume loads them): a run resumed
+        # mid-round keeps the labels its round started with.
+        self.register_buffer("labels", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("confident", torch.zeros(0, dtype=torch.bool))
 
-    Each round is its own resumable training run (`ckpt_path(k)`, `fingerprint(k)`): a killed run resumes
-    inside the round it was in, and finished rounds are restored from their checkpoints, not retrained.
-    Returns the last round's result and, per round, how many target images got a pseudo-label.
-    `algo_kw` (augment, label_smoothing) go to each round's DANN."""
-    res, history = None, []
-    for k in range(rounds):
-        pred, keep = pseudo_labels(clf, x_tgt, threshold)
-        n = int(keep.sum())
-        counts = torch.bincount(pred[keep], minlength=int(y_src.max()) + 1).tolist()
-        history.append({"round": k, "pseudo_labelled": n, "fraction": n / len(x_tgt), "per_class": counts})
-        log.info("self-training round %d/%d: %d of %d target images pseudo-labelled (confidence ≥ %.2f)",
-                 k + 1, rounds, n, len(x_tgt), threshold)
-        x_lab = torch.cat([x_src, x_tgt[keep]])
-        y_lab = torch.cat([y_src, pred[keep]])
-        res = train_classifier(clf, x_lab, y_lab, x_unlab_target=x_tgt, epochs=epochs,
-                               steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
-                               weight_decay=weight_decay, dann_gamma=dann_gamma, dann_lambda_max=dann_lambda_max,
-                               ckpt_path=ckpt_path(k), fingerprint=fingerprint(k), on_epoch=on_epoch, **algo_kw)
-    assert res is not None
-    return res, history
+    @classmethod
+    def from_config(cls, clf, a, **ctx):
+        st = a.self_training
+        return cls(clf, threshold=st.threshold, epochs_per_round=st.epochs, gamma=a.dann.gamma,
+                   lambda_max=a.dann.lambda_max, **{**cls.common(a), "lr": st.lr})
 
+    @classmethod
+    def schedule(cls, a) -> int:
+        return a.self_training.rounds * a.self_training.epochs
+
+    def setup(self, x_lab, y_lab, x_unl) -> None:
+        self.labels = torch.zeros(len(x_unl), dtype=torch.long, device=x_unl.device)
+        self.confident = torch.zeros(len(x_unl), dtype=torch.bool, device=x_unl.device)
+
+    def begin_epoch(self, epoch: int, x_unl: torch.Tensor | None) -> dict:
+        """At each round's first epoch, label the target set with the network as it is."""
+        if epoch % self.epochs_per_round:
+            return {}
+        labels, confident = pseudo_labels(self.clf, x_unl, self.threshold)
+        self.labels.copy_(labels)
+        self.confident.copy_(confident)
+        self.clf.train()
+        return {"pseudo_labelled": int(confident.sum()), "round": epoch // self.epochs_per_round}
+
+    def update(self, x, y, x_unl, p, check=lambda loss: loss, unl_idx=None):
+        feats, cls_loss = self.supervised(x, y)
+        keep = self.confident[unl_idx].float()
+        t_logits = self.clf(self.augment(x_unl))
+        pl_loss = (F.cross_entropy(t_logits, self.labels[unl_idx], reduction="none") * keep).mean()
+        dom_loss = self.domain_loss(feats, x_unl, p)
+        loss = cls_loss + pl_loss + dom_loss
+        check(loss)
+        self.step(loss)
+        return {"cls_loss": cls_loss.detach(), "pseudo_label_loss": pl_loss.detach(), "domain_loss": dom_loss.detach()}

@@ -1,0 +1,80 @@
+#!/bin/bash
+# The real-data presets on this 2-core CPU at a stated budget: the CPU twin of bench/gpu_runs.sh.
+#
+# Two queues of jobs run in the background, one per core (taskset), one torch thread each. A job is the
+# real CLI (`python -m flows.cli stage prepare|pretrain|adapt`, what dvc.yaml calls) in its own directory
+# OUT/runs/<job>, with the preset's params and the budget's overrides. Every stage checkpoints (pretrain
+# every epoch, adapt every epoch of every variant and repeat), so running this script again, in this
+# session or a later one, resumes each job where it stopped; a finished job (OUT/runs/<job>/done) is skipped.
+#
+# Budget (the same for every variant of a preset, so comparisons are at equal budget):
+#   VAE 3 epochs; adapt 5 epochs of 844 steps of batch 64 (MNIST's size: one pass over the larger set),
+#   SHOT's target phase 3 of them after source_only's 5; MNIST-100: 4 epochs; 3 repeats (seeds 0, 100, 200
+#   of the adapt stage, the same seeds for every variant).
+#
+# usage: bench/cpu_runs.sh start [OUT]   start both queues in the background (resumes; skips finished jobs)
+#        bench/cpu_runs.sh status [OUT]  which jobs are done, running, waiting
+#        bench/cpu_runs.sh summary [OUT] the table (bench/cpu_summary.py)
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+cmd=${1:-status}
+out=$(mkdir -p "${2:-$root/runs/cpu}" && cd "${2:-$root/runs/cpu}" && pwd)
+data=${DATA_ROOT:-$(cd "$root/../shared/data" 2>/dev/null && pwd)}
+py=${PYTHON:-$root/.venv/bin/python}
+export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+COMMON="--set device=cpu --set threads=1 --set data.root=$data --set pretrain.epochs=3 --set adapt.repeats=3"
+UDA="--set adapt.epochs=5 --set adapt.shot.epochs=3"
+UDA_VARIANTS="[source_only, adabn, shot, dann, mean_teacher]"
+# queue NAME: job lines "NAME PRESET SHARE_FROM overrides..." (SHARE_FROM: a job whose prepared data and VAE
+# this one reuses, so an ablation differs from its main run only in what it ablates; - for none)
+QUEUE0=(
+  "mnist_usps configs/mnist_usps.yaml - $UDA --set adapt.variants=[source_only,adabn,shot,dann,mean_teacher]"
+  "mnist_100labels configs/mnist_100labels.yaml - --set adapt.epochs=4 --set adapt.variants=[finetune,fixmatch]"
+)
+QUEUE1=(
+  "usps_mnist configs/usps_mnist.yaml - $UDA --set adapt.variants=[source_only,adabn,shot,dann,mean_teacher]"
+  "mnist_usps_no_layer_bn configs/mnist_usps.yaml mnist_usps $UDA --set adapt.layer_bn=false --set adapt.variants=[source_only,adabn,mean_teacher]"
+  "mnist_usps_random_init configs/mnist_usps.yaml mnist_usps $UDA --set adapt.warm_start=false --set adapt.variants=[source_only,adabn,shot,mean_teacher]"
+)
+
+run_job() {  # run_job NAME PRESET SHARE_FROM overrides...
+  local name=$1 preset=$2 share=$3; shift 3
+  local dir=$out/runs/$name
+  [ -f "$dir/done" ] && return 0
+  mkdir -p "$dir"
+  echo "$preset $*" > "$dir/command.txt"
+  local stages="prepare pretrain adapt"
+  if [ "$share" != - ]; then  # wait for the shared job's VAE, then link its data and model
+    until [ -f "$out/runs/$share/models/vae.pt" ] && [ -f "$out/runs/$share/pretrain.done" ]; do sleep 30; done
+    mkdir -p "$dir/data" "$dir/models"
+    ln -sfn "$out/runs/$share/data/prepared" "$dir/data/prepared"
+    for f in vae.pt vae.json; do ln -sfn "$out/runs/$share/models/$f" "$dir/models/$f"; done
+    stages="adapt"
+  fi
+  for s in $stages; do
+    echo "[$(date -u +%FT%TZ)] stage $s" >> "$dir/log.txt"
+    (cd "$dir" && /usr/bin/time -v "$py" -m flows.cli stage "$s" --params "$root/$preset" $COMMON "$@") \
+      >> "$dir/log.txt" 2>&1 || { echo "[$(date -u +%FT%TZ)] stage $s FAILED" >> "$dir/log.txt"; return 1; }
+    [ "$s" = pretrain ] && touch "$dir/pretrain.done"
+  done
+  date -u +%FT%TZ > "$dir/done"
+}
+
+case $cmd in
+  start)
+    echo "cpu_runs: code $(git -C "$root" rev-parse --short HEAD), $(nproc) cores, started $(date -u +%FT%TZ)" >> "$out/driver.log"
+    for core in 0 1; do nohup taskset -c $core bash "$0" queue "$out" $core >> "$out/queue$core.log" 2>&1 & done
+    echo "started: logs in $out/runs/<job>/log.txt";;
+  queue)  # internal: one queue, in order, on the core `start` pinned it to
+    if [ "${3:-0}" = 0 ]; then jobs=("${QUEUE0[@]}"); else jobs=("${QUEUE1[@]}"); fi
+    set -f  # the job lines hold [a,b] lists: split into words, never glob
+    # shellcheck disable=SC2086
+    for j in "${jobs[@]}"; do run_job $j; done;;
+  status)
+    for d in "$out"/runs/*/; do n=$(basename "$d")
+      if [ -f "$d/done" ]; then echo "$n: done $(cat "$d/done")"; else echo "$n: $(tail -c 300 "$d/log.txt" 2>/dev/null | tr '\r' '\n' | grep -v '^\s*$' | tail -1)"; fi
+    done;;
+  summary) "$py" "$root/bench/cpu_summary.py" "$out";;
+  *) echo "usage: $0 start|status|summary [OUT]" >&2; exit 2;;
+esac

@@ -1,0 +1,75 @@
+"""BatchNorm in every layer, and the statistics of the domain being scored.
+
+Two ideas from the adaptation literature, used by every adapt variant alike:
+  - `add_layer_bn`: a BatchNorm after every convolution (and hidden linear layer) of a trunk, as French
+    et al.'s digit networks have. Callers pass source and target batches through the network separately,
+    so in training each domain is normalised by its own batch statistics (domain-specific normalisation).
+  - `reestimate_bn` (AdaBN, Li et al. 2017): before scoring on the target, every BatchNorm's running
+    statistics are recomputed on the unlabelled target training images, so the network is normalised as
+    the domain it is tested on. No label is read.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def add_layer_bn(module: nn.Module) -> nn.Module:
+    """`module` with each Conv2d / Linear child replaced by Sequential(layer, BatchNorm), recursively.
+    The layer keeps its weights (a warm start survives); the BatchNorm starts as the identity's affine."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.Conv2d):
+            setattr(module, name, nn.Sequential(child, nn.BatchNorm2d(child.out_channels)))
+        elif isinstance(child, nn.Linear):
+            setattr(module, name, nn.Sequential(child, nn.BatchNorm1d(child.out_features)))
+        else:
+            add_layer_bn(child)
+    return module
+
+
+def has_bn(net: nn.Module) -> bool:
+    return any(isinstance(m, _BatchNorm) for m in net.modules())
+
+
+@torch.no_grad()
+def reestimate_bn(net: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> None:
+    """Set every BatchNorm's running mean and (unbiased) variance to those of its inputs over all of `x`.
+
+    One pass, in training mode for the BatchNorms only (dropout stays off), so each layer normalises with
+    batch statistics as in training; hooks add up exact per-channel sums in float64, so the result is the
+    statistics over the whole set, not a moving average of batches. Chunks are near-equal in size (never
+    a batch of one, which BatchNorm cannot normalise)."""
+    bns = [m for m in net.modules() if isinstance(m, _BatchNorm)]
+    if not bns or len(x) < 2:
+        return
+    sums: dict[nn.Module, list] = {m: [0, 0.0, 0.0] for m in bns}
+
+    def hook(m: nn.Module, inputs: tuple, _out) -> None:
+        h = inputs[0].double()
+        dims = [0, *range(2, h.dim())]
+        s = sums[m]
+        s[0] += h.numel() // h.shape[1]
+        s[1] = s[1] + h.sum(dims)
+        s[2] = s[2] + (h * h).sum(dims)
+
+    handles = [m.register_forward_hook(hook) for m in bns]
+    was_training = net.training
+    net.eval()
+    for m in bns:
+        m.train()
+    try:
+        for chunk in torch.tensor_split(x, math.ceil(len(x) / batch_size)):
+            net(chunk)
+    finally:
+        for h in handles:
+            h.remove()
+        net.train(was_training)
+    for m in bns:
+        n, s1, s2 = sums[m]
+        mean = s1 / n
+        var = (s2 - n * mean * mean) / max(n - 1, 1)
+        m.running_mean.copy_(mean.to(m.running_mean.dtype))
+        m.running_var.copy_(var.clamp_min(0).to(m.running_var.dtype))

@@ -1,0 +1,67 @@
+"""FixMatch (Sohn et al., NeurIPS 2020) for few labels and a pool of unlabelled images.
+
+Each step: cross-entropy on the weakly augmented labelled batch, and on unlabelled images, the class the
+network predicts for a weak view, where it is confident (≥ threshold), is the target for a strong view of
+the same image. Weak: the adapt.augment warp every method uses. Strong: a much larger random affine
+warp, noise and cutout; drawn batched on the device (FixMatch's RandAugment picks among PIL operations
+per image; this keeps its two ingredients that carry over to any 1- or 3-channel image: geometry and
+occlusion). All three views go through the network in one batch, so BatchNorm sees them together, as
+FixMatch's code does.
+
+Where vaeflow differs from FixMatch's code: Adam with the shared annealing (FixMatch: SGD 0.03, cosine), and
+`fixmatch.mu` unlabelled images per labelled one (FixMatch: 7) set by the CPU budget. An EMA of the
+weights is scored, as FixMatch's code evaluates its EMA model.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from vaeflow.config import AugmentConfig
+from vaeflow.models.classifier import Classifier
+from vaeflow.training.algorithms import Algorithm
+from vaeflow.training.augment import augment, cutout
+from vaeflow.training.mean_teacher import ema_update
+
+
+class FixMatch(Algorithm):
+    uses_unlabelled = True
+
+    def __init__(self, clf: Classifier, *, threshold: float = 0.95, unlabelled_weight: float = 1.0, mu: int = 7,
+                 strong: AugmentConfig | None = None, cutout: float = 0.5, ema: float = 0.999, **kw) -> None:
+        super().__init__(clf, **kw)
+        self.threshold, self.unlabelled_weight = threshold, unlabelled_weight
+        self.unlabelled_ratio = mu  # adapt_trainer.fit draws batch_size·mu unlabelled images per step
+        self.strong, self.cutout = strong, cutout
+        self.ema = ema
+        self.teacher = copy.deepcopy(clf) if ema > 0 else None
+
+    @classmethod
+    def from_config(cls, clf, a, **ctx):
+        f = a.fixmatch
+        return cls(clf, threshold=f.threshold, unlabelled_weight=f.unlabelled_weight, mu=f.mu, strong=f.strong,
+                   cutout=f.cutout, ema=f.ema, **cls.common(a))
+
+    def strong_view(self, x: torch.Tensor) -> torch.Tensor:
+        return cutout(augment(x, self.strong), self.cutout)
+
+    def update(self, x, y, x_unl, p, check=lambda loss: loss, unl_idx=None):
+        n, u = len(x), len(x_unl)
+        logits = self.clf(torch.cat([self.augment(x), self.augment(x_unl), self.strong_view(x_unl)]))
+        lab, weak, strong = logits[:n], logits[n:n + u], logits[n + u:]
+        sup = F.cross_entropy(lab, y, label_smoothing=self.label_smoothing)
+        with torch.no_grad():
+            conf, pseudo = torch.softmax(weak.detach(), 1).max(1)
+            mask = (conf >= self.threshold).float()
+        unsup = (F.cross_entropy(strong, pseudo, reduction="none") * mask).mean()
+        loss = sup + self.unlabelled_weight * unsup
+        check(loss)
+        self.step(loss)
+        if self.teacher is not None:
+            ema_update(self.teacher, self.clf, self.ema, buffers=True)
+        return {"cls_loss": sup.detach(), "unlabelled_loss": unsup.detach(), "confident": mask.mean()}
+
+    def predictor(self):
+        return self.teacher if self.teacher is not None else self.clf

@@ -1,0 +1,91 @@
+"""The one table of adaptation variants. Everything else is derived from it: the names params.yaml accepts
+(config), the `data.pools: shared` guard, what data `adapt` hands each variant, the report's notes and the
+docs' list (tests/test_registry.py checks all of them).
+
+A new method is one `Algorithm` subclass (vaeflow/training/) and one row here, nothing else. The table is
+plain data (no torch import), so validating params.yaml stays cheap; `algorithm` is an import path that
+`adapt` resolves only when it trains the variant.
+
+Columns:
+  algorithm   "module:Class" of the Algorithm that trains it
+  labelled    whose labels the supervised loss reads: "source" (source training labels), "few"
+              (adapt.labels_per_class target labels per class), "target" (all target training labels),
+              None (no labels of its own: a continuation, or a method that reads none)
+  unlabelled  whether it also trains on the unlabelled target training images
+  continues   the variant (same repeat) whose trained weights it starts from, instead of the VAE encoder
+  init        "pretrained" (the VAE encoder's weights) or "random", for variants that start afresh
+  target_bn   re-estimate every BatchNorm's statistics on the unlabelled target training images before it is
+              scored (AdaBN, Li et al. 2017): the network is then normalised as the domain it is tested on
+  default     listed in params.yaml's default variants
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    algorithm: str
+    note: str
+    labelled: str | None = "source"
+    unlabelled: bool = False
+    continues: str | None = None
+    init: str = "pretrained"
+    target_bn: bool = False
+    default: bool = False
+
+
+_ALG = "vaeflow.training.algorithms"
+VARIANTS: tuple[VariantSpec, ...] = (
+    VariantSpec("source_only", f"{_ALG}:ERM", "source labels only, scored with the statistics it was trained "
+                "with (the source's)", default=True),
+    VariantSpec("adabn", f"{_ALG}:NoTraining", "source_only's network, its BatchNorm statistics re-estimated "
+                "on the unlabelled target training images (AdaBN)", labelled=None, continues="source_only",
+                target_bn=True),
+    VariantSpec("dann", f"{_ALG}:DANN", "source labels + unlabelled target, domain-adversarial features "
+                "(Ganin et al.)", unlabelled=True, target_bn=True, default=True),
+    VariantSpec("self_training", "vaeflow.training.self_training:SelfTraining", "each DANN run, continued on "
+                "source labels + its confident target pseudo-labels", unlabelled=True, continues="dann",
+                target_bn=True),
+    VariantSpec("mean_teacher", "vaeflow.training.mean_teacher:MeanTeacher", "source labels + consistency "
+                "with an EMA teacher on two augmented views of unlabelled target images (French et al.); the "
+                "teacher is scored", unlabelled=True, default=True),
+    VariantSpec("shot", "vaeflow.training.shot:SHOT", "source_only's network, its head frozen, its features "
+                "adapted on the unlabelled target alone: information maximisation + centroid pseudo-labels "
+                "(Liang et al.)", labelled=None, unlabelled=True, continues="source_only"),
+    VariantSpec("finetune", f"{_ALG}:ERM", "the pretrained encoder on the few target labels", labelled="few",
+                default=True),
+    VariantSpec("scratch", f"{_ALG}:ERM", "the same network and labels, random initialisation", labelled="few",
+                init="random", default=True),
+    VariantSpec("oracle", f"{_ALG}:ERM", "all target training labels (an upper bound)", labelled="target",
+                default=True),
+    VariantSpec("mean_teacher_few", "vaeflow.training.mean_teacher:MeanTeacher", "the mean teacher on the few "
+                "target labels + the unlabelled target training set", labelled="few", unlabelled=True),
+    VariantSpec("fixmatch", "vaeflow.training.fixmatch:FixMatch", "the few target labels + confident "
+                "pseudo-labels of weakly augmented unlabelled images as targets for strongly augmented ones "
+                "(Sohn et al.)", labelled="few", unlabelled=True),
+    VariantSpec("latent_spreading", "vaeflow.training.latent_spreading:LatentSpreading", "label spreading on "
+                "the VAE's posterior means (the few target labels)", labelled="few", unlabelled=True),
+)
+BY_NAME: dict[str, VariantSpec] = {v.name: v for v in VARIANTS}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
+DEFAULT: tuple[str, ...] = tuple(v.name for v in VARIANTS if v.default)
+
+
+def lineage(name: str) -> list[VariantSpec]:
+    """The variant and every variant it continues, nearest first."""
+    out = [BY_NAME[name]]
+    while out[-1].continues:
+        out.append(BY_NAME[out[-1].continues])
+    return out
+
+
+def reads_source_labels(name: str) -> bool:
+    """Trained on source labels, itself or through a variant it continues. Under `data.pools: shared` the
+    source's labels are the target's, so such a variant would read target labels."""
+    return any(v.labelled == "source" for v in lineage(name))
+
+
+def reads_target_labels(name: str) -> bool:
+    return any(v.labelled in ("few", "target") for v in lineage(name))
