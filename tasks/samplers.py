@@ -25,7 +25,7 @@ from vaeflow.models.ae import MODELS as AE_MODELS, load_autoencoder, load_model
 from vaeflow.models.mixture import mixture_from_arrays
 from vaeflow.models.vae import VAE
 from vaeflow.paths import Paths
-from vaeflow.plots import bars, curves, image_rows, pyplot
+from vaeflow.plots import curves, dots, image_rows, pyplot
 from vaeflow.prepared import Prepared, load_prepared, to_tensor
 from vaeflow.runtime import select_device
 from vaeflow.sample_quality import (expected_observation, features, fit_latent_samplers, frechet_distance,
@@ -153,8 +153,14 @@ def _figures(paths: Paths, images: dict, fd: dict, interp: dict, paths_img: dict
     fig = paths.figures
     image_rows([(f"{k} ({np.mean(fd[k]):.2f})", v[0][:16]) for k, v in images.items()], fig / "sampler_grid.png",
                title="16 samples per sampler (label: Fréchet distance to the test images)")
-    bars({k: float(np.mean(v)) for k, v in fd.items()}, fig / "sampler_frechet.png",
-         "Fréchet distance (lower is better)", "Sample quality, one measure", fmt="{:.2f}")
+    # one row per sampler, best first, coloured by the model that decodes it, the real images' floor dashed
+    dots({k: float(np.mean(v)) for k, v in fd.items()}, fig / "sampler_frechet.png",
+         "Fréchet distance to the test images' features (error bar: std over draws)",
+         "Sample quality, one measure (lower is better)", lower_is_better=True, fmt="{:.2f}", ref="real",
+         errors={k: float(np.std(v, ddof=1)) for k, v in fd.items() if len(v) > 1},
+         groups={k: {"data": "pixel-space mixture", "real": "real images"}.get(k.split("_")[0],
+                                                                               f"{k.split('_')[0].upper()} decoder")
+                 for k in fd})
     rows = [(f"{m} #{p + 1}", paths_img[m][p]) for p in range(min(SHOWN_PAIRS, len(paths_img["vae"])))
             for m in ("vae", "ae", "dae", "pixels")]
     image_rows(rows, fig / "interpolations.png", ncol=steps,

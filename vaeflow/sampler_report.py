@@ -1,4 +1,4 @@
-"""The report's section on autoencoders as generators (issue 14), from metrics/{autoencoders,samplers}.json.
+"""The report's section on autoencoders as generators, from metrics/{autoencoders,samplers}.json.
 
 Torch-free, so the evaluate stage stays light. Every sentence that compares two models is computed from
 the numbers, and says so when the measurement contradicts the lecture.
@@ -11,7 +11,7 @@ from vaeflow.paths import Paths
 # Sampler -> what it draws, in the report's words.
 WHAT = {
     "data_gmm": "data-space mixture (`gmm` stage) draws",
-    "vae_prior": "VAE decoder, z ~ N(0, I) (its prior)",
+    "vae_prior": "VAE decoder, z ~ its prior",
     "vae_gaussian": "VAE decoder, z ~ one Gaussian fitted to the training μ(x)",
     "vae_gmm": "VAE decoder, z ~ GMM fitted to the training μ(x)",
     "ae_gaussian": "AE decoder, z ~ one Gaussian fitted to the training codes",
@@ -84,11 +84,19 @@ def _findings(m: dict) -> list[str]:
     return lines
 
 
+def _prior(s: dict) -> str:
+    """The VAE's prior as the samplers stage recorded it (runs made before it recorded one drew N(0, I))."""
+    r = s.get("vae_prior", {})
+    return (f"a VampPrior over {r.get('n_components')} pseudo-inputs" if r.get("prior") == "vampprior"
+            else "N(0, I)")
+
+
 def section(m: dict) -> list[str]:
     """Markdown lines of the report section; `m` is metrics.json (collect()'s keys)."""
     q, f = m["sample_quality"], m["sample_quality"]["feature_net"]
     rec, ae, it = m["reconstruction"], m["autoencoders"], m["interpolation"]
-    rows = [f"| {k} | {WHAT.get(k, k)} | {v.get('n_components', '')} | {_fd(v)} | {v['entropy']:.3f} |"
+    prior = _prior(m["samplers"])
+    rows = [f"| {k} | {WHAT.get(k, k) if k != 'vae_prior' else f'VAE decoder, z ~ {prior} (its prior)'} | {v.get('n_components', '')} | {_fd(v)} | {v['entropy']:.3f} |"
             for k, v in sorted(m["samplers"].items(), key=lambda kv: kv[1]["frechet"])]
     return [
         "## 6. Can an autoencoder generate? AE, denoising AE and VAE as generators", "",
@@ -96,14 +104,14 @@ def section(m: dict) -> list[str]:
         f"{ae['dae']['noise']}) share the VAE's encoder trunk, decoder, latent size and data model, with a "
         "deterministic code and the reconstruction log-likelihood as objective (no KL). Each model's training "
         "codes (the VAE's posterior means) get a single Gaussian and a Gaussian mixture with K chosen by BIC "
-        "(the `gmm` stage's code); the VAE also has its prior N(0, I).", "",
+        f"(the `gmm` stage's code); the VAE also has its prior, {prior}.", "",
         f"**One measure for every sampler**: the Fréchet distance between features of {q['n_generated']} generated "
         f"images and of the {q['n_test']} test images (both domains), features = the {f['features']} of a fixed "
         f"{f['arch']} trained for {f['epochs']} epochs on the {f['trained_on']} (source test accuracy "
         f"{f['source_test_acc']:.3f}). Images enter it as decoder means E[x|z]; real images as E[x] under the "
         "data model. `real` scores as many held-out validation images: the floor at this sample size. "
         f"Generated samplers: mean ± std over {q['draws']} independent draws. "
-        "Entropy: the classifier's mean predictive entropy on the samples (nats; lower = looks like one digit).", "",
+        "Entropy: the classifier's mean predictive entropy on the samples (nats; lower = looks like one class).", "",
         "| sampler | draws | K | Fréchet ↓ | entropy |", "|---|---|---|---|---|", *rows, "",
         "![samples per sampler](figures/sampler_grid.png)", "", "![frechet](figures/sampler_frechet.png)", "",
         "Measured against the lecture's story:", "", *_findings(m), "",
