@@ -1,8 +1,9 @@
 """What a flow run shows in the Prefect UI (flow run page, "Artifacts" tab; or Artifacts in the sidebar).
 
 - `vaeflow-report` (markdown): reports/report.md with its figures inlined as data: URIs, because the UI is
-  a web page served from Prefect's database and cannot load the files under reports/figures. 332 kB per
-  run on the default (13 figures; vaeflow.inline_figures); reports/report.md on disk keeps its relative links.
+  a web page served from Prefect's database and cannot load the files under reports/figures, and its
+  tables as HTML, which wrap and scroll where the UI's table component cuts columns off (both in
+  vaeflow.inline_figures); reports/report.md on disk keeps its relative links and markdown tables.
 - `vaeflow-likelihoods`, `vaeflow-adaptation` (tables): the headline numbers, units in the column names.
 - `vaeflow-metrics` (table): every scalar of metrics/metrics.json, one row each, with its unit.
 - `vaeflow-data` (table): domains and split sizes.
@@ -21,7 +22,7 @@ from pathlib import Path
 import yaml
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from vaeflow.inline_figures import inline_images
+from vaeflow.inline_figures import html_tables, inline_images
 from vaeflow.io import read_json
 from vaeflow.paths import Paths
 
@@ -129,7 +130,8 @@ def publish(paths: Paths, ran: list[str], params_file: str = "params.yaml", over
     inl = inline_images(paths.report.read_text(), paths.report.parent)
     if inl.missing:
         log.warning("report links missing figures: %s", ", ".join(inl.missing))
-    md = inl.markdown + f"\n\nStages run this time: {', '.join(ran) or 'none'}\n"
+    # tables as HTML: the UI's own table component cuts wide ones off (vaeflow.inline_figures.html_tables)
+    md = html_tables(inl.markdown) + f"\n\nStages run this time: {', '.join(ran) or 'none'}\n"
     create_markdown_artifact(key="vaeflow-report", markdown=md, description="reports/report.md, figures inlined")
     log.info("vaeflow-report artifact: %d figures inlined, %.0f kB stored in Prefect's database",
              len(inl.figures), len(md.encode()) / 1e3)

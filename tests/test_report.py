@@ -102,3 +102,19 @@ def test_readme_matches_a_fresh_default_run(tmp_path):
     else:
         shape = lambda s: [ln.split("|")[1] for ln in s.splitlines() if ln.startswith("| ")]  # noqa: E731
         assert shape(rt.readme_block(readme)) == shape(rt.render(m))
+
+
+def test_report_tables_become_html_that_wraps_in_the_prefect_ui():
+    """The UI's table component cuts wide tables off; the artifact's copy of the report carries them as plain
+    HTML tables instead (one HTML block each), with inline code and bold kept and everything else escaped."""
+    from vaeflow.inline_figures import html_tables
+
+    md = ("# r\n\ntext | not a table\n\n| sampler | what | Fréchet ↓ |\n|---|:---:|---|\n"
+          "| `vae_prior` | z ~ N(0, I) <b> & \\| pipe | **0.71** ± 0.1 |\n| real | the floor | 0.5 |\n\nafter\n")
+    out = html_tables(md)
+    assert out.startswith("# r\n\ntext | not a table\n\n<table") and out.endswith("</table>\n\nafter\n")
+    block = out[out.index("<table"):out.index("</table>")]
+    assert "\n\n" not in block and "|---" not in block and "<td>`" not in block
+    assert "<th>Fréchet ↓</th>" in block and "<td><code>vae_prior</code></td>" in block
+    assert "<td>z ~ N(0, I) &lt;b&gt; &amp; | pipe</td>" in block and "<td><b>0.71</b> ± 0.1</td>" in block
+    assert block.count("<tr>") == 3

@@ -10,10 +10,16 @@ Size: the artifact is stored in Prefect's database for every run, so each figure
 256-colour PNG (lossless for line plots and for image grids of ≤ 256 grey levels; crisp text, unlike
 JPEG/WebP), downscaled to at most `max_px` on its longer side, and the original bytes are kept instead
 whenever they are smaller. Links to URLs, data: URIs and missing files are left as they are.
+
+Wide tables: the UI draws a markdown table as its own table component, which fixes the column widths, hides
+its scrollbar and cuts off columns past the page's width. `html_tables` rewrites each markdown table as
+a plain HTML <table> (which the UI's sanitiser keeps): the browser then sizes columns to their content,
+wraps long cells, and the artifact's container scrolls with a visible scrollbar when a table is still wider.
 """
 from __future__ import annotations
 
 import base64
+import html
 import io
 import mimetypes
 import re
@@ -105,3 +111,43 @@ def inline_images(markdown: str, base: Path, max_px: int = MAX_PX) -> Inlined:
 
     out.markdown = _HTML_IMG.sub(swap, _MD_IMG.sub(swap, markdown))
     return out
+
+
+_ROW = re.compile(r"^\s*\|.*\|\s*$")
+_RULE = re.compile(r"^\s*\|(\s*:?-{3,}:?\s*\|)+\s*$")
+
+
+def _cells(row: str) -> list[str]:
+    inner = row.strip()[1:-1]
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", inner)]
+
+
+def _inline(cell: str) -> str:
+    """The inline markdown our tables use, as HTML: `code`, **bold**, *italic*; everything else escaped."""
+    out = html.escape(cell, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"(?<![*\w])\*(?!\s)(.+?)(?<!\s)\*(?![*\w])", r"<i>\1</i>", out)
+
+
+def html_tables(markdown: str) -> str:
+    """Every pipe table (a header row, a |---| rule, body rows) as one HTML <table> block, on consecutive
+    lines so that a markdown parser reads it as a single HTML block. Text outside tables is unchanged."""
+    lines, out, i = markdown.split("\n"), [], 0
+    while i < len(lines):
+        if i + 1 < len(lines) and _ROW.match(lines[i]) and _RULE.match(lines[i + 1]):
+            head, j = _cells(lines[i]), i + 2
+            body = []
+            while j < len(lines) and _ROW.match(lines[j]):
+                body.append(_cells(lines[j]))
+                j += 1
+            # cellpadding: the UI's CSS resets borders but not cell padding, so columns stay apart
+            out.append('<table cellpadding="5"><thead><tr>' + "".join(f"<th>{_inline(c)}</th>" for c in head)
+                       + "</tr></thead><tbody>")
+            out += ["<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in body]
+            out.append("</tbody></table>")
+            i = j
+        else:
+            out.append(lines[i])
+            i += 1
+    return "\n".join(out)
