@@ -27,7 +27,7 @@ class _PipelineFirst(TyperGroup):
     """`vaeflow --help` lists the pipeline's commands first. Typer lists commands in the order they were
     registered, which is the order the command modules happen to be imported by flows/cli.py."""
 
-    FIRST = ("run", "stage", "serve", "validate")
+    FIRST = ("init", "run", "stage", "serve", "validate")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = super().list_commands(ctx)

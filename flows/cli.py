@@ -1,8 +1,8 @@
 """The `vaeflow` command. Thin: parse, validate params, call the stage functions, report errors cleanly.
 
 The entry point: the app and its shared helpers live in flows/app.py; this module holds the pipeline
-commands (run, serve, stage, validate) and imports the modules that register the others (deps, report,
-tune, submit).
+commands (run, serve, stage, validate) and imports the modules that register the others (deps, init,
+report, tune, submit).
 
 Exit codes: 0 ok, 1 a stage failed at run time (NaN loss, full or read-only disk), 2 invalid params or input,
 3 another run holds the project lock, 130 interrupted (Ctrl-C).
@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from vaeflow.config import Config
-from vaeflow.flows import deps, report_cli, tune_cli  # noqa: F401  each registers its commands on the app
+from vaeflow.flows import deps, init_cli, report_cli, tune_cli  # noqa: F401  each registers its commands on the app
 from vaeflow.flows.app import (ParamsOpt, SetOpt, WaitOpt, _config, _fail, _NoTracebackFor, _project_lock,
                                _setup_logging, _user_errors, app, console, guarded, log)
 from vaeflow.paths import Paths

@@ -1,0 +1,109 @@
+"""`vaeflow init DIR`: a new project that runs the installed vaeflow, as `dvc init` or `kedro new` make one.
+
+The template is package data, vaeflow/templates/. In this repository its files are links to the
+repository's own params.yaml, dvc.yaml, prefect.yaml, configs/ and models/tuned/README.md, so a new project
+starts from exactly what the repository runs; a wheel holds copies. Two files change on the way:
+
+- dvc.yaml loses its code deps (paths under vaeflow/, tasks/, flows/). A project runs the installed
+  package, whose files are not the project's and live at no fixed path (flows/deps.py).
+- prefect.yaml names the flow by module (vaeflow.flows.training_pipeline), not by a file of the checkout.
+
+Then `git init` and `dvc init`, so that `vaeflow run` records its stages in dvc.lock and `dvc repro` works.
+Registered on the app (flows/app.py) when flows/cli.py, the entry point, imports this module.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
+
+import typer
+
+from vaeflow.flows.app import _fail, app, console
+from vaeflow.flows.deps import CODE_ROOTS
+
+COPIED = ("params.yaml", "configs", "models")  # as they are
+WRITTEN = ("dvc.yaml", "prefect.yaml", ".gitignore")  # adapted, below
+FLOW_FILE_ENTRYPOINT = "flows/training_pipeline.py:training_pipeline"
+FLOW_MODULE_ENTRYPOINT = "vaeflow.flows.training_pipeline.training_pipeline"  # Prefect imports it by name
+
+DVC_HEADER = """\
+# Written by `vaeflow init`: the same stages as `vaeflow run`, for `dvc repro`. Each stage calls
+# `vaeflow stage NAME`, which validates params.yaml exactly as every other entry point does.
+# The stages run the installed vaeflow package, so its code is not a dep here: after upgrading vaeflow,
+# `dvc repro --force` runs everything again.
+"""
+
+
+def template() -> Traversable:
+    return resources.files("vaeflow") / "templates"
+
+
+def project_dvc_yaml(text: str) -> str:
+    """The repository's dvc.yaml without its code deps and their header comment. Line-based: deps.write
+    writes one dep a line, and a ruamel round trip would keep the comments that describe the checkout."""
+    code_dep = re.compile(rf"^\s+- (?:{'|'.join(CODE_ROOTS)})/\S*\s*$")
+    body = text[text.index("stages:"):]  # the header above it describes the repository's dvc.yaml
+    lines = [line for line in body.splitlines(keepends=True) if not code_dep.match(line)]
+    # A stage whose deps were all code (prepare) keeps no `deps:` key: DVC refuses an empty one.
+    indent = lambda line: len(line) - len(line.lstrip())  # noqa: E731
+    kept = [line for i, line in enumerate(lines) if not (
+        line.strip() == "deps:" and not any(indent(n) > indent(line) for n in lines[i + 1:i + 2] if n.strip()))]
+    return DVC_HEADER + "".join(kept)
+
+
+def project_prefect_yaml(text: str) -> str:
+    if FLOW_FILE_ENTRYPOINT not in text:  # the template changed: refuse to write a deployment that cannot load
+        raise RuntimeError(f"prefect.yaml template has no entrypoint {FLOW_FILE_ENTRYPOINT}")
+    return text.replace(FLOW_FILE_ENTRYPOINT, FLOW_MODULE_ENTRYPOINT)
+
+
+def _copy(src: Traversable, dst: Path) -> None:
+    if src.is_dir():
+        dst.mkdir(parents=True, exist_ok=True)
+        for child in src.iterdir():
+            _copy(child, dst / child.name)
+    else:
+        dst.write_bytes(src.read_bytes())
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if p.returncode != 0:
+        _fail(1, f"`{' '.join(cmd)}` failed in {cwd}: {(p.stderr or p.stdout).strip()}")
+
+
+def scaffold(root: Path) -> list[str]:
+    """Write the project files into `root` (created if missing), then `git init` and `dvc init` there.
+    Returns what was created. Refuses (exit 2) a directory that already holds a project."""
+    taken = [n for n in (*COPIED, *WRITTEN, ".dvc") if (root / n).exists()]
+    if taken:
+        _fail(2, f"{root} already has {', '.join(taken)}: `vaeflow init` makes a new project only")
+    root.mkdir(parents=True, exist_ok=True)
+    t = template()
+    for name in COPIED:
+        _copy(t / name, root / name)
+    (root / "dvc.yaml").write_text(project_dvc_yaml((t / "dvc.yaml").read_text()))
+    (root / "prefect.yaml").write_text(project_prefect_yaml((t / "prefect.yaml").read_text()))
+    (root / ".gitignore").write_text((t / "gitignore").read_text())  # no dotfile in package data
+    created = [*COPIED, *WRITTEN]
+    if (root / ".git").exists():
+        pass  # already a git repository (e.g. a fresh clone of an empty remote): keep it
+    elif shutil.which("git"):
+        _run(["git", "init", "-q"], root)
+        created.append(".git")
+    dvc_init = [sys.executable, "-m", "dvc", "init", "-q"]  # DVC is a dependency of this interpreter's vaeflow
+    _run(dvc_init if (root / ".git").exists() else [*dvc_init, "--no-scm"], root)
+    return [*created, ".dvc"]
+
+
+@app.command("init")
+def init(directory: Path = typer.Argument(..., help="the new project's directory (created if missing)")) -> None:
+    """Start a new project: params.yaml, dvc.yaml, prefect.yaml, configs/, .gitignore, git and DVC."""
+    created = scaffold(directory)
+    console.print(f"created {directory}: {', '.join(created)}\nnext: cd {directory} && vaeflow run   "
+                  "(or `dvc repro`; edit params.yaml or pick one of configs/ with --params)", highlight=False)
