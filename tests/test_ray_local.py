@@ -54,14 +54,49 @@ def test_connect_without_address_starts_a_private_local_ray(monkeypatch):
     """The call itself (the slow test below runs it): address="local", whatever RAY_ADDRESS says."""
     import ray
 
+    from vaeflow.tuning import cluster
     from vaeflow.tuning.cluster import connect
 
     calls = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(cluster, "check_loopback", lambda: calls.append("checked"))
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
     assert connect(None) is True
-    assert calls == [{"address": "local", "include_dashboard": False}]
+    assert calls == [{"address": "local", "include_dashboard": False}, "checked"]
+
+
+def test_a_ray_that_moved_its_single_node_switch_is_refused(monkeypatch):
+    """The private constant cluster.py sets: if a Ray upgrade renames it or its variable, starting fails."""
+    from ray._private import ray_constants
+
+    from vaeflow.tuning.cluster import RayChanged, single_node
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTERS_ENV_VAR", "RAY_SOMETHING_ELSE")
+    with pytest.raises(RayChanged, match="single-node switch"):
+        with single_node():
+            pass
+    monkeypatch.undo()
+    monkeypatch.delattr(ray_constants, "ENABLE_RAY_CLUSTER")
+    with pytest.raises(RayChanged):
+        with single_node():
+            pass
+
+
+def test_a_private_ray_that_is_not_on_loopback_is_shut_down_loudly(monkeypatch):
+    """Whatever the mechanism, the started node's address (public API) is checked."""
+    import ray
+    import ray.util
+
+    from vaeflow.tuning.cluster import RayChanged, check_loopback
+
+    down = []
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "10.1.2.3")
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: type("C", (), {"gcs_address": "10.1.2.3:6379"})())
+    monkeypatch.setattr(ray, "shutdown", lambda: down.append(True))
+    with pytest.raises(RayChanged, match="10.1.2.3"):
+        check_loopback()
+    assert down == [True]
 
 
 @pytest.mark.slow

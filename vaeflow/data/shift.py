@@ -25,7 +25,6 @@ Steps, per image; every random draw comes from the `rng` passed in, so the resul
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from vaeflow.config import ShiftConfig
 
@@ -39,6 +38,10 @@ def quantize(x: np.ndarray, levels: int) -> np.ndarray:
 
 def digits_shifted(x: np.ndarray, shift: ShiftConfig, rng: np.random.Generator, levels: int = 17) -> np.ndarray:
     """Shift N×H×W or N×C×H×W intensities in [0,1]; returns float32 of the same shape on the level grid."""
+    # scipy.ndimage on first use: importing it costs ~0.3 s, and every Tune trial process (which only
+    # reads prepared data) imports this package.
+    from scipy import ndimage
+
     x = np.asarray(x, dtype=np.float64)
     shape = x.shape
     imgs = x.reshape(-1, shape[-2], shape[-1])  # channels are processed as separate images

@@ -5,6 +5,13 @@ the address a driver joins), and its GCS, raylet and workers then listen on ever
 single-node mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, the default on macOS and Windows) keeps 127.0.0.1.
 vaeflow switches it on for its private Ray and for joining a cluster at a loopback address; docs/ray.md
 ("What listens where") has what was measured.
+
+The switch is the environment variable Ray documents for it (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER), which every
+process Ray starts reads at import. The driver, though, imported Ray before we could set it, and Ray has
+no public API to change its mind in a running process: the constant it read (`ray._private.ray_constants.
+ENABLE_RAY_CLUSTER`) is set here too. Both are guarded so that a Ray upgrade fails loudly instead of
+silently listening beyond loopback: `single_node` refuses a Ray whose constant or variable moved, and
+`start_local` checks, through Ray's public API, that the node it started is on 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -15,6 +22,11 @@ from collections.abc import Iterator
 from typing import Any
 
 SINGLE_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK = "127.0.0.1"
+
+
+class RayChanged(RuntimeError):
+    """The installed Ray no longer works the way the loopback-only mode relies on (see the module doc)."""
 
 
 def connect(address: str | None) -> bool:
@@ -46,6 +58,19 @@ def start_local(**init_kwargs: Any) -> None:
 
     with single_node():
         ray.init(address="local", include_dashboard=False, **init_kwargs)
+    check_loopback()
+
+
+def check_loopback() -> None:
+    """Shut Ray down and raise if the node just started, or its GCS, is not on 127.0.0.1 (public API only)."""
+    import ray
+    import ray.util
+
+    node, gcs = ray.util.get_node_ip_address(), ray.get_runtime_context().gcs_address
+    if node != LOOPBACK or not gcs.startswith(f"{LOOPBACK}:"):
+        ray.shutdown()
+        raise RayChanged(f"the private local Ray started on {node} (GCS at {gcs}), not on {LOOPBACK} only: "
+                         f"Ray {ray.__version__} ignores {SINGLE_NODE_ENV}=0; see vaeflow/tuning/cluster.py")
 
 
 @contextlib.contextmanager
@@ -53,8 +78,14 @@ def single_node() -> Iterator[None]:
     """Ray's single-node mode while Ray starts or connects. Ray reads it at import (the constant, for this
     process) and in the processes it starts (the environment); both are put back afterwards, so a later
     join of a remote cluster from this process is unaffected."""
-    from ray._private import ray_constants
+    import ray
+    from ray._private import ray_constants  # private: checked below, so an upgrade that moves it fails here
 
+    if getattr(ray_constants, "ENABLE_RAY_CLUSTERS_ENV_VAR", None) != SINGLE_NODE_ENV or \
+            not isinstance(getattr(ray_constants, "ENABLE_RAY_CLUSTER", None), bool):
+        raise RayChanged(f"Ray {ray.__version__} no longer reads its single-node switch from {SINGLE_NODE_ENV} "
+                         "into ray._private.ray_constants.ENABLE_RAY_CLUSTER; vaeflow cannot keep its private "
+                         "Ray on loopback (see vaeflow/tuning/cluster.py)")
     saved = os.environ.get(SINGLE_NODE_ENV), ray_constants.ENABLE_RAY_CLUSTER
     os.environ[SINGLE_NODE_ENV], ray_constants.ENABLE_RAY_CLUSTER = "0", False
     try:
