@@ -1,9 +1,14 @@
 """What the docs and comments claim, checked against the code: cited files exist, exit codes are listed,
-schema defaults that differ from params.yaml say why, and a full disk is not retried as transient."""
+schema defaults that differ from params.yaml say why, and a full disk is not retried as transient. And the
+docs as a reader meets them: a short README with the whole DAG and the make targets, a MkDocs site that
+builds with --strict, a variant table that is the registry's, and pages that speak to a user, not about
+how the project was built."""
 from __future__ import annotations
 
 import errno
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -82,7 +87,10 @@ IMPORT_NAMES = {"pillow": "PIL", "pyyaml": "yaml", "scikit-learn": "sklearn"}
 def test_every_declared_dependency_is_used():
     """dvclive was declared and never imported (metrics and plots reach DVC through dvc.yaml's metrics: and
     plots: instead); a dependency nobody imports is dropped, or listed above with the reason it stays."""
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # requires-python is >=3.10; tomllib is 3.11's. The dev extras bring tomli on 3.10.
+        tomllib = pytest.importorskip("tomli")
 
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     names = {re.split(r"[\[<>=!~ ]", d, maxsplit=1)[0].lower() for d in deps}
@@ -90,3 +98,74 @@ def test_every_declared_dependency_is_used():
     for name in sorted(names - PINS_FOR_OTHERS):
         mod = IMPORT_NAMES.get(name, name.replace("-", "_"))
         assert re.search(rf"^\s*(from|import) {mod}\b", code, flags=re.M), f"{name} is declared but never imported"
+
+
+# ----------------------------------------------------------------------------------- the docs as read
+
+README = REPO / "README.md"
+DOCS = sorted((REPO / "docs").glob("*.md"))
+# The project's own history has no place in a user's docs: measurements carry command, machine and date.
+HISTORY = [r"\bsessions?\b", r"\bissues? ?#?\d+", r"\(issue", r"no gpu was lent", r"the session that built",
+           r"measured before the fix", r"\bthis task\b"]
+
+
+def test_readme_is_short():
+    n = len(README.read_text().splitlines())
+    assert n <= 250, f"README.md has {n} lines; keep it to what a newcomer needs and move the rest to docs/"
+
+
+@pytest.mark.parametrize("doc", [README, *DOCS], ids=lambda p: p.name)
+def test_no_page_speaks_of_the_projects_development_history(doc):
+    text = doc.read_text()
+    for pattern in HISTORY:
+        hit = re.search(pattern, text, flags=re.I)
+        assert hit is None, (f"{doc.relative_to(REPO)} says {text[max(0, hit.start() - 40):hit.end() + 40]!r}: "
+                             "write for the user (what it does, how it was measured: command, machine, date)")
+
+
+def test_readme_shows_every_stage_of_the_dag_with_its_upstreams():
+    from vaeflow.tasks import UPSTREAM
+
+    text = README.read_text()
+    picture = text[text.index("## The pipeline"):text.index("## Two commands")]
+    for stage, ups in UPSTREAM.items():
+        assert re.search(rf"[│ ]{stage}[│ ]", picture), f"README's DAG picture lacks {stage}"
+        assert f"| {stage} | {', '.join(ups) or '—'} |" in picture, f"README's stage table: {stage} after {ups}"
+
+
+def test_readme_documents_the_make_targets_it_names():
+    makefile, text = (REPO / "Makefile").read_text(), README.read_text()
+    for target in ("run", "test", "test-fast", "clean"):
+        assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), f"Makefile has no {target} target"
+        assert f"make {target}" in text, f"README does not document `make {target}`"
+
+
+def variant_table() -> str:
+    """The docs' table of adaptation variants, as the registry (vaeflow/variants.py) gives it."""
+    from vaeflow.variants import VARIANTS
+
+    labels = {"source": "source", "few": "a few target", "target": "all target", None: "none of its own"}
+    rows = ["| variant | labels | unlabelled target | starts from | AdaBN | default | what it learns from |",
+            "|---|---|---|---|---|---|---|"]
+    for v in VARIANTS:
+        start = f"`{v.continues}`" if v.continues else "VAE encoder" if v.init == "pretrained" else "random init"
+        rows.append(f"| `{v.name}` | {labels[v.labelled]} | {'yes' if v.unlabelled else 'no'} | {start} | "
+                    f"{'yes' if v.target_bn else 'no'} | {'yes' if v.default else 'opt-in'} | {v.note} |")
+    return "\n".join(rows)
+
+
+def test_docs_variant_table_is_the_registry():
+    text = (REPO / "docs" / "pipeline.md").read_text()
+    hit = re.search(r"<!-- variants:begin[^>]*-->\n(.*?)\n<!-- variants:end -->", text, flags=re.S)
+    assert hit, "docs/pipeline.md lost its generated variant table (<!-- variants:begin ... variants:end -->)"
+    assert hit.group(1) == variant_table(), ("docs/pipeline.md's variant table is not the registry's; replace "
+                                             "it with:\n" + variant_table())
+
+
+def test_mkdocs_builds_strict(tmp_path):
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[dev]' brings it)")
+    p = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    pages = list((tmp_path / "site").rglob("index.html"))  # one per page: site/<page>/index.html, and the home
+    assert (tmp_path / "site" / "index.html").is_file() and len(pages) == len(DOCS)
