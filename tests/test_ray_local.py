@@ -24,11 +24,11 @@ ONE_TRIAL = TINY + ["tune.max_epochs=2", "tune.grace_period=2", "tune.num_sample
 
 
 def readme_allows() -> set[tuple[str, str]]:
-    """(process, address) pairs that README's "What listens where" table says listen beyond loopback."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("### What listens where", 1)[1].split("\n#", 1)[0]
+    """(process, address) pairs that the docs' "What listens where" table says listen beyond loopback."""
+    text = (REPO / "docs" / "reliability.md").read_text()
+    section = text.split("## What listens where", 1)[1].split("\n#", 1)[0]
     rows = re.findall(r"^\| `([^`]+)` \| ([^|]+) \|", section, flags=re.M)
-    assert rows, "README's 'What listens where' table is missing"
+    assert rows, "docs/reliability.md's 'What listens where' table is missing"
     return {(proc, addr.strip()) for proc, addr in rows if not addr.strip().startswith(("127.0.0.1", "loopback"))}
 
 
