@@ -160,10 +160,14 @@ def stage(name: str = typer.Argument(..., help=" | ".join(UPSTREAM)),
 
 @app.command()
 def validate(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> None:
-    """Validate the params file and overrides, print the resolved config, run nothing."""
+    """Validate the params file and overrides and check that the data paths they name exist; print the
+    resolved config, run nothing."""
     import yaml
 
+    from vaeflow.data.files import check_roots
+
     cfg = _config(params, set_)
+    guarded(lambda: check_roots(cfg.data))  # a missing folder:/npz: path or data.root: exit 2, naming it
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 

@@ -365,7 +365,6 @@ def test_check_roots_names_the_missing_path(what, tmp_path):
     check_roots(Config().data)  # digits need no root, even where ../shared/data is absent
 
 
-@pytest.mark.xfail(reason="flows/cli.py's validate does not call vaeflow.data.files.check_roots yet", strict=False)
 def test_validate_refuses_a_missing_data_root(tmp_path):
     from tests.cli_utils import run_cli
     from tests.conftest import REPO
