@@ -39,5 +39,5 @@ def report(readme_table: bool = typer.Option(False, "--readme-table", help="prin
             new = rt.without_machine(rt.block(m, "")).splitlines()
             typer.echo("\n".join(difflib.unified_diff(old, new, "README.md", str(metrics), lineterm="")), err=True)
             _fail(1, f"{readme}'s results block is not what {metrics} gives; run `vaeflow report --update-readme`"
-                     f" (README's block was made on: {rt.readme_machine(text)})")
+                     f" (README's block was made on: {rt.readme_machine(text)}; this machine: {rt.machine()})")
         console.print(f"{readme}'s results block matches {metrics}", highlight=False)
