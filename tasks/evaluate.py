@@ -13,7 +13,7 @@ from vaeflow.config import Config
 from vaeflow.io import read_json, write_json, write_text
 from vaeflow.paths import Paths
 from vaeflow.plots import dots
-from vaeflow.variants import BY_NAME
+from vaeflow.variants import BY_NAME, lineage
 
 log = logging.getLogger("vaeflow")
 GMM_KEYS = ("family", "n_components", "test_nll_nats", "test_bits_per_dim", "test_nll_nats_source",
@@ -154,7 +154,20 @@ def figures(m: dict, paths: Paths) -> None:
     dots({k: r["target_test_acc"] for k, r in a.items()}, paths.figures / "adapt_accuracy.png",
          f"target test accuracy (mean ± std over {seeds} seeds)", "Adaptation variants, best first",
          errors={k: r.get("target_test_acc_std") for k, r in a.items() if len(r.get("target_test_acc_runs", [])) > 1},
-         groups={k: f"{r['n_labelled']} labelled training images" for k, r in a.items()}, ref="source_only")
+         groups={k: _labels_used(k, r) for k, r in a.items()}, ref="source_only")
+
+
+_LABELS = {"source": "source labels", "few": "a few target labels", "target": "all target labels"}
+
+
+def _labels_used(name: str, r: dict) -> str:
+    """The chart's colour: whose labels a variant learned from, through the variants it continues too
+    (the registry's `labelled`), so that e.g. the oracle's 540 target labels and source_only's 540 source
+    labels are told apart; a name the registry lacks falls back to its count of labelled images."""
+    if name not in BY_NAME:
+        return f"{r.get('n_labelled', '?')} labelled images"
+    kinds = [v.labelled for v in lineage(name) if v.labelled]
+    return _LABELS.get(kinds[0], kinds[0]) if kinds else "no labels"
 
 
 def run(cfg: Config, paths: Paths) -> dict:
