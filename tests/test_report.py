@@ -118,3 +118,37 @@ def test_report_tables_become_html_that_wraps_in_the_prefect_ui():
     assert "<th>Fréchet ↓</th>" in block and "<td><code>vae_prior</code></td>" in block
     assert "<td>z ~ N(0, I) &lt;b&gt; &amp; | pipe</td>" in block and "<td><b>0.71</b> ± 0.1</td>" in block
     assert block.count("<tr>") == 3
+
+
+def test_report_sentences_follow_the_numbers_not_one_dataset():
+    """The same code must read right when source-only is near the oracle, when the VAE loses to the mixture,
+    and when a gap is inside the seeds' spread (the prose is computed: vaeflow/report_prose.py)."""
+    from vaeflow import report_prose as rp
+
+    def acc(x, sd, src=0.95):
+        return {"target_test_acc": x, "target_test_acc_std": sd, "target_test_acc_runs": [x] * 3, "source_test_acc": src}
+
+    near = {"source_only": acc(0.887, 0.012, src=0.90), "oracle": acc(0.893, 0.010), "dann": acc(0.95, 0.004)}
+    text = " ".join(rp.domain_gap(near) + rp.adaptation(near))
+    assert "poorly" not in text and "default" not in text.lower()
+    assert "costs it 1.3 points (within its seed spread)" in text and "above `source_only` (within noise)" in text
+    assert "- `dann`: +6.3 points, clearly above `source_only`" in text and "Highest: `dann`" in text
+    paired = {"dann": {"reference": "source_only", "mean": 0.063, "se": 0.04}}
+    assert "within noise of `source_only` (paired by seed)" in " ".join(rp.adaptation(near, paired))
+    g = {"family": "bernoulli", "test_nll_nats": 90.0}
+    v = {"test_nll_nats": 92.5, "test_nll_stderr": 0.3, "test_nelbo_nats": 95.0, "iwae_samples": 5000}
+    assert "2.50 nats per image higher (worse) than the bernoulli mixture's (clearly" in rp.likelihoods(g, v)[0]
+    assert rp.domain_gap({"oracle": acc(0.9, 0.01)}) == [] and rp.adaptation({"dann": acc(0.9, 0.01)}) == []
+
+
+def test_dot_plot_any_number_of_rows_with_and_without_spread(tmp_path):
+    from PIL import Image
+
+    from vaeflow.plots import dots
+
+    dots({"only": -65.0}, tmp_path / "one.png", "nats", "one row", lower_is_better=True, relative="vs best")
+    names = {f"a_rather_long_variant_name_{i}": 0.5 + i / 100 for i in range(12)}
+    dots(names, tmp_path / "many.png", "accuracy", "twelve rows", errors={n: 0.01 for n in list(names)[:6]},
+         groups={n: "group " + str(i % 3) for i, n in enumerate(names)}, ref="a_rather_long_variant_name_0")
+    with Image.open(tmp_path / "one.png") as one, Image.open(tmp_path / "many.png") as many:
+        assert many.height > 2 * one.height  # one row each: the names never overlap
