@@ -55,6 +55,7 @@ def _fmt(v: object) -> str:
 
 def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
     g, v, a = m["gmm"], m["vae"], m["adapt"]
+    bound = "the ELBO" if cfg.pretrain.objective == "elbo" else f"the IWAE bound with k = {cfg.pretrain.k}"
     unit = ("bits/dim of the discrete data, (NLL + D·ln L)/(D·ln 2) with L = %d levels" % meta["domains"]["source"]["levels"]
             if cfg.data.likelihood == "gaussian" else "bits/dim of the binary data, NLL/(D·ln 2)")
     dom = "\n".join(f"| {d} | {i['name']} | " + " | ".join(str(i['counts'][s]) for s in ('train', 'val', 'test')) + " |"
@@ -71,9 +72,9 @@ def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
         + ". It is a density estimator and a sampler: each component is one template image with a "
           "covariance, every pixel modelled in place, so its samples show how far K templates go.", "",
         "![gmm samples](figures/gmm_samples.png)", "",
-        "## 3. VAE: a latent-variable model trained on the ELBO", "",
+        f"## 3. VAE: a latent-variable model trained on {bound}", "",
         f"q(z|x) = N(μ(x), diag σ²(x)) with the reparameterisation trick, latent dimension {cfg.vae.latent_dim}, "
-        f"{cfg.data.likelihood} decoder. Best epoch {v['best_epoch']} of {v['epochs_run']} by validation ELBO. "
+        f"{cfg.data.likelihood} decoder. Best epoch {v['best_epoch']} of {v['epochs_run']} by {bound} on the validation split. "
         f"The test NLL is the IWAE bound with k = {v['iwae_samples']} importance samples (q as the proposal), "
         "which is tighter than the ELBO and converges to log p(x) as k grows.", "",
         "![samples](figures/vae_samples.png)", "", "![reconstructions](figures/vae_reconstructions.png)", "",
