@@ -112,7 +112,7 @@ def section(m: dict) -> list[str]:
         "data model. `real` scores as many held-out validation images: the floor at this sample size. "
         f"Generated samplers: mean ± std over {q['draws']} independent draws. "
         "Entropy: the classifier's mean predictive entropy on the samples (nats; lower = looks like one class).", "",
-        "| sampler | draws | K | Fréchet ↓ | entropy |", "|---|---|---|---|---|", *rows, "",
+        "| sampler | what it draws | K | Fréchet ↓ | entropy |", "|---|---|---|---|---|", *rows, "",
         "![samples per sampler](figures/sampler_grid.png)", "", "![frechet](figures/sampler_frechet.png)", "",
         "Measured against the lecture's story:", "", *_findings(m), "",
         "| model | test reconstruction MSE per pixel | −log p(x \\| z = code) (nats) | best epoch / run |",
