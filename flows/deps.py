@@ -8,9 +8,9 @@ date). Two views of "the files a stage runs":
   wherever they are (lazy imports inside functions included), plus every package `__init__.py` on the way.
   An over-approximation: a branch that a config never takes still counts, as it must (a config can take it).
   This is what `vaeflow deps --write` puts into dvc.yaml.
-- `traced_deps(...)`: the project files whose code actually executes while the stage runs on a config, each
-  stage in a freshly forked process with no project module imported yet (tests/test_deps.py). It catches
-  what reading import statements cannot (an `importlib.import_module(name)` with a computed name).
+- `traced_deps(...)` (flows/deps_trace.py): the project files whose code actually executes while the stage
+  runs on a config, each stage in a freshly forked process with no project module imported yet
+  (tests/test_deps.py). It catches what reading import statements cannot (an import with a computed name).
 
 Only code deps (paths under CODE_ROOTS) are managed; data, model and metric deps are left as written.
 
@@ -22,9 +22,7 @@ Module names map to folders as pyproject.toml's package-dir says: vaeflow.tasks.
 from __future__ import annotations
 
 import ast
-import json
-import os
-import sys
+import re
 from pathlib import Path
 
 import typer
@@ -80,9 +78,13 @@ def _package_inits(name: str, root: Path) -> list[Path]:
             and f.name == "__init__.py"]
 
 
+OBJECT_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # "vaeflow.training.mean_teacher:MeanTeacher"
+
+
 def _imported_names(path: Path, root: Path) -> set[str]:
     """Every module name that `path` imports anywhere (module level or inside functions), with `from X import
-    y` also giving X.y (y may be a submodule), and `importlib.import_module("literal")`."""
+    y` also giving X.y (y may be a submodule), `importlib.import_module("literal")`, and the module of every
+    string literal of the form "package.module:Name" (an entry-point style reference, imported when used)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     rel = path.relative_to(root).with_suffix("")
     package = _module_name(rel.parts[:-1])  # a/b/c.py and a/b/__init__.py both sit in package a.b
@@ -101,6 +103,8 @@ def _imported_names(path: Path, root: Path) -> set[str]:
         elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
               and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
             names.add(node.args[0].value)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and OBJECT_REF.match(node.value):
+            names.add(node.value.split(":")[0])  # "package.module:Name", imported by name later (a registry)
     return names
 
 
@@ -212,73 +216,6 @@ def write(root: Path | None = None, names: list[str] | None = None) -> bool:
     if buf.getvalue() != old:
         (root / "dvc.yaml").write_text(buf.getvalue())
     return buf.getvalue() != old
-
-
-# --- tracing: what a stage really executes --------------------------------------------------------------
-
-def _trace_child(stage: str, params: str, overrides: list[str], root: Path, out: int) -> None:
-    """In a forked child: forget every project module, trace calls into project files, run the stage."""
-    for name in [m for m in sys.modules if m.split(".")[0] in CODE_ROOTS]:
-        del sys.modules[name]
-    hit: set[str] = set()
-    prefix = str(root) + os.sep
-
-    def tracer(frame, event, arg):  # a global trace function sees 'call' events only; None: no line tracing
-        f = frame.f_code.co_filename
-        if f.startswith(prefix):
-            hit.add(f)
-        return None
-
-    import threading
-
-    threading.settrace(tracer)
-    sys.settrace(tracer)
-    from vaeflow.config import load_config
-    from vaeflow.paths import Paths
-    from vaeflow.tasks import STAGES
-
-    STAGES[stage](load_config(params, overrides), Paths())
-    sys.settrace(None)
-    files = sorted(Path(f).relative_to(root).as_posix() for f in hit
-                   if Path(f).relative_to(root).parts[0] in CODE_ROOTS)
-    os.write(out, json.dumps(files).encode())
-
-
-def traced_deps(params: str, overrides: list[str], workdir: Path, root: Path | None = None) -> dict[str, set[str]]:
-    """Run every stage in UPSTREAM order in `workdir` (each in a fresh fork of this process, which must not
-    have imported a project module's stage code), returning the files under the checkout `root` (default:
-    the working directory) that each one executed."""
-    import tempfile
-
-    root = (root or project_root()).resolve()
-
-    order = stages()  # imports tasks/__init__ and config here; each child forgets them and imports afresh
-    result: dict[str, set[str]] = {}
-    cwd = os.getcwd()
-    os.chdir(workdir)
-    try:
-        for stage in order:
-            with tempfile.TemporaryFile() as buf:
-                pid = os.fork()
-                if pid == 0:  # the child: never returns into the caller's code (pytest, the CLI)
-                    code = 1
-                    try:
-                        _trace_child(stage, params, overrides, root, buf.fileno())
-                        code = 0
-                    except BaseException:
-                        import traceback
-
-                        traceback.print_exc()
-                    finally:
-                        os._exit(code)
-                _, status = os.waitpid(pid, 0)
-                if os.waitstatus_to_exitcode(status) != 0:
-                    raise RuntimeError(f"stage {stage} failed while being traced (exit {os.waitstatus_to_exitcode(status)})")
-                buf.seek(0)
-                result[stage] = set(json.loads(buf.read() or b"[]"))
-    finally:
-        os.chdir(cwd)
-    return result
 
 
 # --- `vaeflow deps` (registered on the app of flows/app.py; flows/cli.py, the entry point, imports this module) ---

@@ -79,7 +79,9 @@ def test_files_a_stage_executes_are_its_deps(tmp_path):
     import yaml
 
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    traced = deps.traced_deps("params.yaml", TINY, tmp_path, root=REPO)
+    from vaeflow.flows.deps_trace import traced_deps
+
+    traced = traced_deps("params.yaml", TINY, tmp_path, root=REPO)
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for stage, files in traced.items():
         assert f"tasks/{stage}.py" in files, "the tracer saw nothing"
@@ -87,3 +89,29 @@ def test_files_a_stage_executes_are_its_deps(tmp_path):
         missing = sorted(f for f in files if not deps.covered(f, listed) and not deps.is_empty(f, REPO))
         assert not missing, f"stage {stage} runs {missing}, which dvc.yaml does not list"
         assert files <= deps.static_deps(stage, REPO), f"stage {stage}: a dynamic import the static analysis missed"
+
+
+def test_a_project_without_vaeflow_code_has_no_code_deps(tmp_path, monkeypatch):
+    """A project made by `vaeflow init` runs the installed package, wherever it is: the project is the working
+    directory, which holds no code, so there is nothing to derive, check or write."""
+    from typer.testing import CliRunner
+
+    from vaeflow.flows.cli import app
+    from vaeflow.flows.init_cli import project_dvc_yaml
+
+    text = project_dvc_yaml((REPO / "dvc.yaml").read_text())
+    (tmp_path / "dvc.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert not deps.is_source_checkout(tmp_path) and deps.check() == []
+    res = CliRunner().invoke(app, ["deps", "--write"])
+    assert res.exit_code == 0 and "no vaeflow code here" in res.output
+    assert (tmp_path / "dvc.yaml").read_text() == text
+
+
+def test_a_module_named_in_a_registry_string_is_a_dep(tmp_path):
+    """A registry names classes as "package.module:Name" and imports them when used (vaeflow/variants.py):
+    the static analysis counts that module as imported."""
+    _toy_project(tmp_path)
+    (tmp_path / "vaeflow" / "registry.py").write_text('ROWS = {"x": "vaeflow.unused:Thing", "web": "http://a:b"}\n')
+    (tmp_path / "tasks" / "two.py").write_text("from vaeflow import registry\n")
+    assert {"vaeflow/registry.py", "vaeflow/unused.py"} <= deps.static_deps("two", tmp_path)
