@@ -86,19 +86,29 @@ def summary_table(metrics: dict) -> Table:
     ephemeral mode; with it, against that server.""")
 def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
         wait: float = WaitOpt,
+        out: Optional[Path] = typer.Option(None, "--out", help="where this run's artifacts go; default: the "
+                                           "project for params.yaml as is, runs/<name> for --set or another "
+                                           "params file (in a DVC project), so the default results stay"),
         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    from vaeflow import uptodate
+    from vaeflow.paths import run_dir
+
     _setup_logging(verbose)
     cfg = _config(params, set_)
+    dest = run_dir(".", params, set_ or [], out, uptodate.tracks(".", params, set_ or []),
+                   uptodate.is_dvc_project("."))
     lock = _project_lock(wait)
     try:
-        if _nothing_to_do(cfg, params, set_ or []):
+        if dest.resolve() == Path.cwd().resolve() and _nothing_to_do(cfg, params, set_ or []):
             return _report_up_to_date()
         server = _early_server()
         from vaeflow.runtime import set_threads
 
         set_threads(cfg.threads)
-        from vaeflow.flows.training_pipeline import training_pipeline
+        from vaeflow.flows.training_pipeline import cli_console, training_pipeline
         from vaeflow.training.vae_trainer import NonFiniteLoss
+
+        cli_console()  # one log format; a failed stage is said once, below, with its exit code
 
         quiet = _NoTracebackFor(_user_errors() + (NonFiniteLoss,))
         for name in ("prefect.flow_runs", "prefect.task_runs"):
@@ -106,11 +116,36 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
         t0 = time.perf_counter()
         if server is not None:
             guarded(server.wait)
-        metrics = guarded(lambda: training_pipeline(params_file=str(params), overrides=list(set_ or []), root="."))
+        try:
+            metrics = training_pipeline(params_file=str(params), overrides=list(set_ or []), root=".",
+                                        out=None if out is None else str(out))
+        except BaseException as e:  # noqa: BLE001  guarded decides: exit code, or a traceback for a bug
+            _failed_once(e)
     finally:
         lock.release()
     console.print(summary_table(metrics))
-    console.print(f"done in {time.perf_counter() - t0:.1f}s: metrics/metrics.json, reports/report.md")
+    console.print(f"done in {time.perf_counter() - t0:.1f}s: {Paths(dest).all_metrics}, {Paths(dest).report}")
+
+
+def _failed_once(e: BaseException) -> None:
+    """A stage the flow reports as failed (its `vaeflow_failure`: the stage, the error with its file or
+    parameter, what did not run) ends the run with one line and the exit code `guarded` gives its error."""
+    summary = getattr(e, "vaeflow_failure", None)
+    if summary is None:
+        guarded(lambda: _reraise(e))
+        raise e
+    with console.capture():  # guarded's own line would say the error a second time, without the stage
+        try:
+            guarded(lambda: _reraise(e))
+        except typer.Exit as x:
+            code = x.exit_code
+        else:
+            code = 1
+    _fail(code, f"{summary} (exit code {code})")
+
+
+def _reraise(e: BaseException) -> None:
+    raise e
 
 
 @app.command()

@@ -21,6 +21,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.futures import as_completed  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
@@ -31,7 +32,7 @@ from vaeflow import uptodate  # noqa: E402
 from vaeflow.config import load_config  # noqa: E402
 from vaeflow.io import DISK_ERRNOS, read_json  # noqa: E402
 from vaeflow.lock import project_lock  # noqa: E402
-from vaeflow.paths import Paths  # noqa: E402
+from vaeflow.paths import Paths, run_dir  # noqa: E402
 
 # Errors worth a second try: the filesystem or network hiccuped. A missing file, bad params or bad
 # data will fail the same way again, so those fail at once; so does a full or read-only disk (DISK_ERRNOS).
@@ -50,13 +51,15 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1), retry_jitter_factor=0.5,
       retry_condition_fn=_retry_transient, cache_policy=None, persist_result=False)
-def run_stage(name: str, params_file: str, overrides: list[str], root: str, track: bool) -> dict:
+def run_stage(name: str, params_file: str, overrides: list[str], root: str, track: bool,
+              out: str | None = None) -> dict:
+    """One stage. `root` is the project (DVC's, when `track`); `out` where its artifacts go (default: root)."""
     logger = get_run_logger()
     if track and uptodate.is_up_to_date(name, root):
         logger.info("stage %s is up to date (dvc.lock); skipped", name)
         return {"stage": name, "skipped": True}
     cfg = load_config(params_file, overrides)
-    result = STAGES[name](cfg, Paths(Path(root)))
+    result = STAGES[name](cfg, Paths(Path(out or root)))
     if track:
         uptodate.record(name, root)
     logger.info("stage %s done", name)
@@ -67,11 +70,11 @@ STAGE_TASKS = {name: run_stage.with_options(name=name, task_run_name=name) for n
 
 
 @task(name="tune", task_run_name="tune", cache_policy=None, persist_result=False)
-def tune_task(params_file: str, overrides: list[str], root: str) -> dict:
+def tune_task(params_file: str, overrides: list[str], root: str, out: str | None = None) -> dict:
     """Ray Tune, driven from this task: Tune schedules its own trials (ASHA, retries, checkpoints), so the
     flow sees one task. Not retried by Prefect: a retry would start a new experiment (`vaeflow tune
     --resume` continues one). Why not prefect-ray's RayTaskRunner: docs/ray.md."""
-    return tune_stage.tune(load_config(params_file, overrides), Paths(Path(root)))
+    return tune_stage.tune(load_config(params_file, overrides), Paths(Path(out or root)))
 
 
 # gmm and pretrain run concurrently; VAEFLOW_FLOW_WORKERS=1 runs the tasks one at a time (a 1-core box,
@@ -85,11 +88,15 @@ except (ValueError, AssertionError):
 
 @flow(name="training_pipeline", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS), validate_parameters=True)
 def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None, root: str = ".",
-                      tune: bool = False, lock_wait: float = 3600.0) -> dict:
+                      tune: bool = False, lock_wait: float = 3600.0, out: str | None = None) -> dict:
     """prepare → (gmm ∥ pretrain ∥ autoencoders) → (adapt ∥ samplers) → evaluate, on the validated params.
 
     With `tune`, or with pretrain.use_tuned and no tuned config yet, a `tune` task (Ray Tune) runs
     between prepare and pretrain.
+
+    Artifacts go to `out` (relative to `root`) when given; otherwise a run other than the one dvc.yaml
+    describes writes under root/runs/ in a DVC project, so the default results stay up to date
+    (vaeflow.paths.run_dir).
 
     Holds the project lock (vaeflow/lock.py) for the whole run: a scheduled or deployed run waits up to
     `lock_wait` seconds for another run in the same project (inside `vaeflow run`, which holds it, it is free)."""
@@ -97,27 +104,118 @@ def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | N
         logging.getLogger("vaeflow").info("waiting up to %gs for another vaeflow run (lock %s)", lock_wait, path)
 
     with project_lock(root, lock_wait, waiting, hint="raise the flow's lock_wait parameter"):
-        return _pipeline(params_file, overrides, root, tune)
+        return _pipeline(params_file, overrides, root, tune, out)
 
 
-def _pipeline(params_file: str, overrides: list[str] | None, root: str, tune: bool) -> dict:
+def _pipeline(params_file: str, overrides: list[str] | None, root: str, tune: bool, out: str | None = None) -> dict:
     logger = get_run_logger()
     overrides = list(overrides or [])
     cfg = load_config(params_file, overrides)  # fail fast, before any task: a ConfigError is never retried
     track = uptodate.tracks(root, params_file, overrides)
-    if not track:
+    dest = run_dir(root, params_file, overrides, None if out is None else Path(root) / out, track,
+                   uptodate.is_dvc_project(root))
+    if dest.resolve() != Path(root).resolve():
+        track = False
+        logger.info("artifacts go to %s (the project's own results, DVC's, are left as they are)", dest)
+    elif not track:
         logger.info("params differ from %s/params.yaml (or no DVC project): every stage runs, dvc.lock untouched", root)
-    tuning = tune or (cfg.pretrain.use_tuned and not tune_stage.has_tuned(Paths(Path(root))))
-    futures: dict[str, Any] = {}
-    for name in STAGES:  # insertion order is a topological order of UPSTREAM
-        waits = [futures[u] for u in UPSTREAM[name]]
-        if name == "pretrain" and tuning:
-            futures["tune"] = tune_task.submit(params_file, overrides, root, wait_for=[futures["prepare"]])
-            waits.append(futures["tune"])
-        futures[name] = STAGE_TASKS[name].submit(name, params_file, overrides, root, track,
-                                                 wait_for=waits)
-    results = {name: f.result() for name, f in futures.items()}
+    tuning = tune or (cfg.pretrain.use_tuned and not tune_stage.has_tuned(Paths(dest)))
+    upstream = {name: list(UPSTREAM[name]) for name in STAGES}  # insertion order: a topological order
+    submit = {name: (lambda n: lambda waits: STAGE_TASKS[n].submit(n, params_file, overrides, root, track,
+                                                                   str(dest), wait_for=waits))(name)
+              for name in STAGES}
+    if tuning:
+        upstream = {"tune": ["prepare"], **upstream}
+        upstream["pretrain"].append("tune")
+        submit["tune"] = lambda waits: tune_task.submit(params_file, overrides, root, str(dest), wait_for=waits)
+    results = _run_dag(upstream, submit, logger)
     ran = [n for n, r in results.items() if not r.get("skipped")]
-    paths = Paths(Path(root))
+    paths = Paths(dest)
     publish(paths, ran, params_file, overrides, track)  # report, tables, provenance: flows/artifacts.py
     return read_json(paths.all_metrics)
+
+
+def _run_dag(upstream: dict[str, list[str]], submit: dict[str, Any], logger: Any,
+             completed: Any = as_completed) -> dict[str, dict]:
+    """Submit each task once its upstream tasks have completed (on the flow's thread pool, so gmm and
+    autoencoders share the second thread while pretrain trains, as with Prefect's wait_for). A failed task's
+    downstream tasks are never submitted: Prefect would otherwise log one "Upstream task run ... did not
+    reach a 'COMPLETED' state" per downstream task. Tasks that do not depend on it still finish (their
+    results are recorded, so a re-run resumes after them). Then the failure is logged once, naming the stage
+    and what did not run, and its exception is raised unchanged (its type decides the CLI's exit code)."""
+    futures: dict[str, Any] = {}
+    results: dict[str, dict] = {}
+    failed: dict[str, BaseException] = {}
+    pending = list(upstream)
+    while pending or len(results) + len(failed) < len(futures):
+        for name in list(pending):
+            if any(u in failed or u not in futures and u not in pending for u in upstream[name]):
+                pending.remove(name)  # an upstream failed (or was itself skipped for one): never runs
+            elif all(u in results for u in upstream[name]):
+                pending.remove(name)
+                futures[name] = submit[name]([futures[u] for u in upstream[name]])  # completed: UI edges
+        running = [f for n, f in futures.items() if n not in results and n not in failed]
+        if not running:
+            break
+        done = next(iter(completed(running)))  # the first to finish (Prefect's as_completed; tests pass another)
+        name = next(n for n, f in futures.items() if f is done)
+        value = done.result(raise_on_failure=False)  # the final state, held in memory (results aren't persisted)
+        if isinstance(value, BaseException):
+            failed[name] = value
+        else:
+            results[name] = value
+    if failed:
+        name, exc = next(iter(failed.items()))
+        not_run = [n for n in upstream if n not in futures]
+        summary = f"stage {name} failed: {exc}" + (f"; not run: {', '.join(not_run)}" if not_run else "")
+        logger.error(summary, exc_info=exc, extra={REPORTED: True})
+        exc.vaeflow_failure = summary  # type: ignore[attr-defined]  the CLI's one line (flows/cli.py run)
+        raise exc
+    return results
+
+
+# Prefect's own lines about a failure this flow reports itself (see _run_dag), dropped so that it is said once:
+# each failed task's "Finished in state Failed(...)", and the flow's "Encountered exception during execution"
+# (with the traceback; _run_dag's line carries it) and "Finished in state Failed(...)".
+REPORTED = "vaeflow_reported"
+_PREFECT_FAILURE_LINES = ("Finished in state Failed(", "Encountered exception during execution")
+
+
+class _ReportedOnce(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if getattr(exc, "vaeflow_failure", None) and not getattr(record, REPORTED, False):
+            return False
+        if record.name == "prefect.task_runs" and record.getMessage().startswith(_PREFECT_FAILURE_LINES[0]):
+            return getattr(record, "task_run_name", None) not in (*STAGES, "tune")
+        if record.name == "prefect.flow_runs" and record.getMessage().startswith(_PREFECT_FAILURE_LINES):
+            return getattr(record, "flow_name", None) != "training_pipeline"
+        return True
+
+
+for _name in ("prefect.task_runs", "prefect.flow_runs"):
+    logging.getLogger(_name).addFilter(_ReportedOnce())
+
+
+class _NotOnConsole(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, REPORTED, False)
+
+
+def cli_console() -> None:
+    """For `vaeflow run`, in one format and saying a failure once:
+    - vaeflow's own lines (the stages', and DVC's, which vaeflow/uptodate.py routes through it) go to the
+      terminal through Prefect's console handler, in its format beside the flow's and tasks' lines, instead
+      of rich's second format interleaved with them; they still reach the server (Prefect's API handler);
+    - the flow's failure line still goes to the server (UI, `prefect flow-run logs`), but not to the
+      terminal, where the CLI prints the failure itself with its exit code."""
+    from prefect.logging.handlers import APILogHandler, PrefectConsoleHandler
+
+    consoles = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    if not consoles:  # Prefect's logging configured otherwise: leave the CLI's handlers as they are
+        return
+    for handler in consoles:
+        handler.addFilter(_NotOnConsole())
+    log = logging.getLogger("vaeflow")
+    log.handlers = [h for h in log.handlers if isinstance(h, APILogHandler)]
+    log.propagate = True

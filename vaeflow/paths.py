@@ -1,8 +1,28 @@
 """Where every artifact lives, relative to the project root. dvc.yaml names the same paths."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+
+RUNS = "runs"  # ad-hoc runs (other params, --set, other data) write under runs/<name>, never over the default
+
+
+def run_dir(root: str | Path, params_file: str | Path, overrides: list[str], out: str | Path | None,
+            tracked: bool, dvc_project: bool) -> Path:
+    """Where a run writes its artifacts: `out` when given. Otherwise the run dvc.yaml describes (params.yaml,
+    no overrides) writes into the project, so that DVC's bookkeeping and `dvc repro` agree with it; so does
+    any run in a folder that is no DVC project (nothing there is kept up to date). Any other run in a DVC
+    project (--set, another params file or dataset) writes to runs/<params file stem>-<8 hex digits of the
+    params text and overrides>, the same folder for the same settings (a re-run resumes there), so that
+    the default results, and a later plain or scheduled `vaeflow run`, stay up to date."""
+    root = Path(root)
+    if out is not None:
+        return Path(out)
+    if tracked or not dvc_project:
+        return root
+    digest = hashlib.sha256(Path(params_file).read_bytes() + "\0".join(overrides).encode()).hexdigest()[:8]
+    return root / RUNS / f"{Path(params_file).stem}-{digest}"
 
 
 @dataclass(frozen=True)
