@@ -26,7 +26,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# DVC deletes a stage's outputs before running its command: check the params first (docs/dvc.md).
 repro: $(STAMP)
+	$(BIN)/vaeflow validate > /dev/null
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 
 clean:
