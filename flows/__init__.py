@@ -1,4 +1,5 @@
-"""Entry points: the CLI, the Prefect flow, `vaeflow tune`/`submit`.
+"""Entry points: the CLI, the Prefect flow, `vaeflow tune`/`submit`. Installed as `vaeflow.flows` (pyproject.toml's
+package-dir), the name every import uses; flows/cli.py is the `vaeflow` command, flows/app.py its Typer app.
 
 Telemetry off in every process that starts here, before Prefect or Ray is imported (settings are read then):
 Prefect's server sends an analytics heartbeat, which also writes to the ephemeral SQLite database and, on a
