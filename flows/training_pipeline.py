@@ -104,7 +104,13 @@ def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | N
         logging.getLogger("vaeflow").info("waiting up to %gs for another vaeflow run (lock %s)", lock_wait, path)
 
     with project_lock(root, lock_wait, waiting, hint="raise the flow's lock_wait parameter"):
-        return _pipeline(params_file, overrides, root, tune, out)
+        try:
+            return _pipeline(params_file, overrides, root, tune, out)
+        except Exception as e:
+            if not getattr(e, "vaeflow_failure", None):  # not a stage's (those are reported in _run_dag)
+                get_run_logger().error("%s", e, exc_info=e, extra={REPORTED: True})
+                e.vaeflow_failure = str(e)  # type: ignore[attr-defined]
+            raise
 
 
 def _pipeline(params_file: str, overrides: list[str] | None, root: str, tune: bool, out: str | None = None) -> dict:
