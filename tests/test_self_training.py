@@ -11,7 +11,9 @@ from torch import nn
 from tests.conftest import REPO
 from vaeflow.config import ConfigError, load_config
 from vaeflow.models.classifier import Classifier
-from vaeflow.training.self_training import pseudo_labels, self_train
+from vaeflow import faults
+from vaeflow.training.adapt_trainer import fit
+from vaeflow.training.self_training import SelfTraining, pseudo_labels
 
 
 def _clf(seed: int) -> Classifier:
@@ -40,27 +42,37 @@ def test_pseudo_labels_are_the_confident_argmax_of_an_independent_softmax():
     assert 0 < pseudo_labels(clf, x, 0.9)[1].sum() < len(x)  # the threshold really splits this set
 
 
-def _run(clf, xs, ys, xt, tmp_path, rounds=2):
-    return self_train(clf, xs, ys, xt, rounds=rounds, threshold=0.9, epochs=2, steps_per_epoch=20,
-                      batch_size=32, lr=1e-2, weight_decay=0.0, dann_gamma=10.0, dann_lambda_max=0.1,
-                      ckpt_path=lambda k: tmp_path / f"round{k}.pt", fingerprint=lambda k: f"test-{k}")
+def _run(clf, xs, ys, xt, tmp_path, stop_at=None, monkeypatch=None):
+    algo = SelfTraining(clf, threshold=0.9, epochs_per_round=2, gamma=10.0, lambda_max=0.1, lr=1e-2, weight_decay=0.0)
+    if stop_at is not None:
+        def stop(point):
+            if point == stop_at:
+                raise KeyboardInterrupt
+        monkeypatch.setattr(faults, "pause_point", stop)
+    torch.manual_seed(5)
+    return fit(algo, xs, ys, xt, epochs=4, steps_per_epoch=20, batch_size=32, ckpt_path=tmp_path / "st.pt",
+               fingerprint="st-test")
 
 
-def test_rounds_label_what_the_current_model_is_sure_of_and_resume_from_checkpoints(tmp_path):
+def test_rounds_label_what_the_current_model_is_sure_of_and_resume_mid_round(tmp_path, monkeypatch):
     xs, ys = _blobs(300, 0.0, 2)
     xt, _ = _blobs(300, 0.8, 3)  # the target's labels are never handed over
-    start = _clf(1)
-    torch.manual_seed(5)
-    expected0 = int(pseudo_labels(start, xt, 0.9)[1].sum())
-    res, rounds = _run(start, xs, ys, xt, tmp_path)
-    assert [r["round"] for r in rounds] == [0, 1] and rounds[0]["pseudo_labelled"] == expected0
-    assert sum(rounds[1]["per_class"]) == rounds[1]["pseudo_labelled"]
-    assert rounds[1]["pseudo_labelled"] > rounds[0]["pseudo_labelled"]  # round 0 trained on source: surer
-    # Run again from a fresh copy of the starting weights: both rounds come back from their checkpoints,
-    # bit-identical, without a training step (the pseudo-labels of round 1 come from round 0's weights).
-    again, rounds2 = _run(_clf(1), xs, ys, xt, tmp_path)
+    expected0 = int(pseudo_labels(_clf(1), xt, 0.9)[1].sum())
+    res = _run(_clf(1), xs, ys, xt, tmp_path / "a")
+    rounds = [r for r in res.history if "pseudo_labelled" in r]
+    assert [r["round"] for r in rounds] == [0, 1] and [r["epoch"] for r in rounds] == [0, 2]
+    assert rounds[0]["pseudo_labelled"] == expected0
+    assert rounds[1]["pseudo_labelled"] > rounds[0]["pseudo_labelled"]  # trained on source: surer
+    # Killed in round 1's second epoch: the resumed run keeps the labels round 1 started with (they are
+    # checkpointed with the weights) and ends bit-identical.
+    (tmp_path / "b").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        _run(_clf(1), xs, ys, xt, tmp_path / "b", stop_at="step:st:3:4", monkeypatch=monkeypatch)
+    monkeypatch.undo()
+    again = _run(_clf(1), xs, ys, xt, tmp_path / "b")
     assert all(torch.equal(res.state[k], again.state[k]) for k in res.state)
-    assert rounds2 == rounds and again.history == res.history
+    strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
+    assert strip(again.history) == strip(res.history)
 
 
 @pytest.mark.parametrize("variants, ok", [

