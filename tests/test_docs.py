@@ -1,7 +1,7 @@
 """What the docs and comments claim, checked against the code: cited files exist, exit codes are listed,
 schema defaults that differ from params.yaml say why, and a full disk is not retried as transient. And the
 docs as a reader meets them: a short README with the whole DAG and the make targets, a MkDocs site that
-builds with --strict, a variant table that is the registry's, and pages that speak to a user, not about
+builds with --strict, and pages that speak to a user, not about
 how the project was built."""
 from __future__ import annotations
 
@@ -138,28 +138,6 @@ def test_readme_documents_the_make_targets_it_names():
     for target in ("run", "test", "test-fast", "clean"):
         assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), f"Makefile has no {target} target"
         assert f"make {target}" in text, f"README does not document `make {target}`"
-
-
-def variant_table() -> str:
-    """The docs' table of adaptation variants, as the registry (vaeflow/variants.py) gives it."""
-    from vaeflow.variants import VARIANTS
-
-    labels = {"source": "source", "few": "a few target", "target": "all target", None: "none of its own"}
-    rows = ["| variant | labels | unlabelled target | starts from | AdaBN | default | what it learns from |",
-            "|---|---|---|---|---|---|---|"]
-    for v in VARIANTS:
-        start = f"`{v.continues}`" if v.continues else "VAE encoder" if v.init == "pretrained" else "random init"
-        rows.append(f"| `{v.name}` | {labels[v.labelled]} | {'yes' if v.unlabelled else 'no'} | {start} | "
-                    f"{'yes' if v.target_bn else 'no'} | {'yes' if v.default else 'opt-in'} | {v.note} |")
-    return "\n".join(rows)
-
-
-def test_docs_variant_table_is_the_registry():
-    text = (REPO / "docs" / "pipeline.md").read_text()
-    hit = re.search(r"<!-- variants:begin[^>]*-->\n(.*?)\n<!-- variants:end -->", text, flags=re.S)
-    assert hit, "docs/pipeline.md lost its generated variant table (<!-- variants:begin ... variants:end -->)"
-    assert hit.group(1) == variant_table(), ("docs/pipeline.md's variant table is not the registry's; replace "
-                                             "it with:\n" + variant_table())
 
 
 def test_mkdocs_builds_strict(tmp_path):
