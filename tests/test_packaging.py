@@ -91,16 +91,32 @@ def _build_wheel(out: Path) -> Path:
     return wheel
 
 
-def _fresh_venv(where: Path, wheel: Path) -> Path:
-    """A new virtualenv with the wheel installed non-editable. Its dependencies (torch, Prefect, DVC, Ray, ...)
-    come from this interpreter's site-packages through a .pth file: offline, the versions constraints.txt
-    pinned, and seconds instead of minutes. That directory's own .pth files (the editable install of this
-    checkout) are not processed, so `vaeflow` can only come from the wheel."""
+def _bare_venv(where: Path) -> Path:
+    """A new virtualenv without vaeflow. Its dependencies (torch, Prefect, DVC, Ray, ...) come from this
+    interpreter's site-packages through a .pth file: offline, the versions constraints.txt pinned, and seconds
+    instead of minutes. That directory's own .pth files (the editable install of this checkout) are not
+    processed, so `vaeflow` is not importable there unless installed or put on PYTHONPATH."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True, timeout=120)
     py = where / "bin" / "python"
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
     Path(site, "project_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return py
+
+
+def test_a_checkout_imports_uninstalled(tmp_path):
+    """A clone on PYTHONPATH (or a Ray job's working_dir) finds vaeflow.flows and vaeflow.tasks in the folders
+    beside vaeflow/ (vaeflow/__init__.py), with no install of this checkout anywhere."""
+    py = _bare_venv(tmp_path / "venv")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([str(py), "-c", "import vaeflow.flows.app, vaeflow.tasks.gmm as g; print(g.__file__)"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == str(REPO / "tasks" / "gmm.py"), out.stderr[-2000:]
+
+
+def _fresh_venv(where: Path, wheel: Path) -> Path:
+    """A new virtualenv with the wheel installed non-editable (and no other vaeflow)."""
+    py = _bare_venv(where)
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--ignore-installed",
                     "-c", str(REPO / "constraints.txt"), str(wheel)], check=True, capture_output=True, timeout=300)
     return where / "bin"
