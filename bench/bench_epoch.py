@@ -30,7 +30,7 @@ from vaeflow.data import observe  # noqa: E402
 from vaeflow.data.mnist import parse_idx  # noqa: E402
 from vaeflow.models.vae import VAE  # noqa: E402
 from vaeflow.runtime import full_fp32, select_device  # noqa: E402
-from vaeflow.training.vae_trainer import iwae_batch, train_vae  # noqa: E402
+from vaeflow.training.vae_trainer import iwae_batch, TrainSettings, train_vae  # noqa: E402
 
 
 def main() -> None:
@@ -53,10 +53,10 @@ def main() -> None:
             torch.manual_seed(0)
             model = VAE((1, 28, 28), 50, [200, 200], "bernoulli", "tanh").to(dev)
             with tempfile.TemporaryDirectory() as tmp:
-                res = train_vae(model, x_train, x_val, epochs=args.epochs, batch_size=100, lr=1e-3, beta=1.0,
-                                warmup_epochs=0, patience=args.epochs + 1, likelihood="bernoulli", levels=256,
-                                ckpt_path=Path(tmp) / "p.pt", fingerprint="bench", checkpoint_every_s=3600,
-                                objective=objective, k=k, capture=capture)
+                res = train_vae(model, x_train, x_val, TrainSettings(epochs=args.epochs, batch_size=100, lr=1e-3,
+                                beta=1.0, warmup_epochs=0, patience=args.epochs + 1, likelihood="bernoulli",
+                                levels=256, checkpoint_every_s=3600, objective=objective, k=k, capture=capture),
+                                ckpt_path=Path(tmp) / "p.pt", fingerprint="bench")
             ends = [r["seconds"] for r in res.history]
             per = [b - a for a, b in zip(ends, ends[1:])] or ends
             rows.append(f"| {objective}{'' if k == 1 else f' k={k}'} | {capture and dev.type == 'cuda'} | "

@@ -30,7 +30,7 @@ from vae_bench import (  # noqa: E402
     IWAE_FLOP_PER_SAMPLE, MNIST, PythaeWorker, load_mnist, plural, roofline, vaeflow_to_plain)
 
 from vaeflow.models.vae import VAE  # noqa: E402
-from vaeflow.training.vae_trainer import train_vae  # noqa: E402
+from vaeflow.training.vae_trainer import TrainSettings, train_vae  # noqa: E402
 
 
 def trained_model(n_train: int, epochs: int, root: Path) -> VAE:
@@ -38,8 +38,8 @@ def trained_model(n_train: int, epochs: int, root: Path) -> VAE:
     x = torch.from_numpy(load_mnist("train", n_train + 1000, root=root))
     model = VAE((1, 28, 28), 50, [200, 200], "bernoulli", "tanh")
     with tempfile.TemporaryDirectory() as tmp:
-        res = train_vae(model, x[:n_train], x[n_train:], epochs=epochs, batch_size=100, lr=1e-3, beta=1.0,
-                        warmup_epochs=0, patience=epochs + 1, likelihood="bernoulli", levels=2,
+        res = train_vae(model, x[:n_train], x[n_train:], TrainSettings(epochs=epochs, batch_size=100, lr=1e-3,
+                        beta=1.0, warmup_epochs=0, patience=epochs + 1, likelihood="bernoulli", levels=2),
                         ckpt_path=Path(tmp) / "pretrain.pt", fingerprint="bench")
     model.load_state_dict(res.best_state)
     print(f"trained {epochs} epochs on {n_train} images: val -ELBO {res.best_val_nelbo:.1f} nats", file=sys.stderr)

@@ -38,11 +38,12 @@ def rss_mib() -> tuple[float, float]:
 
 
 def run_pretrain(model, x_train, x_val) -> None:
-    from vaeflow.training.vae_trainer import train_vae
+    from vaeflow.training.vae_trainer import TrainSettings, train_vae
 
     with tempfile.TemporaryDirectory() as tmp:
-        train_vae(model, x_train, x_val, epochs=1, batch_size=100, lr=1e-3, beta=1.0, warmup_epochs=0, patience=2,
-                  likelihood="bernoulli", levels=2, ckpt_path=Path(tmp) / "pretrain.pt", fingerprint="bench")
+        train_vae(model, x_train, x_val, TrainSettings(epochs=1, batch_size=100, lr=1e-3, beta=1.0, warmup_epochs=0,
+                  patience=2, likelihood="bernoulli", levels=2), ckpt_path=Path(tmp) / "pretrain.pt",
+                  fingerprint="bench")
 
 
 def child(what: str, size: int, k: int, iwae_images: int, root: Path) -> dict:

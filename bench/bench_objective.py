@@ -29,7 +29,7 @@ from vae_bench import MNIST  # noqa: E402
 from vaeflow.data import observe  # noqa: E402
 from vaeflow.data.mnist import parse_idx  # noqa: E402
 from vaeflow.models.vae import VAE  # noqa: E402
-from vaeflow.training.vae_trainer import train_vae  # noqa: E402
+from vaeflow.training.vae_trainer import TrainSettings, train_vae  # noqa: E402
 
 
 def load(split: str, n: int) -> np.ndarray:
@@ -41,9 +41,9 @@ def run(objective: str, k: int, seed: int, x_train, x_val, x_test, epochs: int, 
     torch.manual_seed(seed)
     model = VAE((1, 28, 28), 50, [200, 200], "bernoulli", "tanh")
     with tempfile.TemporaryDirectory() as tmp:
-        res = train_vae(model, x_train, x_val, epochs=epochs, batch_size=100, lr=1e-3, beta=1.0, warmup_epochs=0,
-                        patience=epochs + 1, likelihood="bernoulli", levels=256, ckpt_path=Path(tmp) / "p.pt",
-                        fingerprint="bench", objective=objective, k=k)
+        res = train_vae(model, x_train, x_val, TrainSettings(epochs=epochs, batch_size=100, lr=1e-3, beta=1.0,
+                        warmup_epochs=0, patience=epochs + 1, likelihood="bernoulli", levels=256, objective=objective,
+                        k=k), ckpt_path=Path(tmp) / "p.pt", fingerprint="bench")
     model.load_state_dict(res.best_state)
     model.eval()
     t0 = time.perf_counter()

@@ -29,7 +29,7 @@ from common import machine, median, record  # noqa: E402
 from vae_bench import MNIST, TRAIN_FLOP_PER_IMAGE, PlainVAE, PythaeWorker, load_mnist, plural, roofline  # noqa: E402
 
 from vaeflow.models.vae import VAE  # noqa: E402
-from vaeflow.training.vae_trainer import train_vae  # noqa: E402
+from vaeflow.training.vae_trainer import TrainSettings, train_vae  # noqa: E402
 
 
 def eager(x_train: torch.Tensor, x_val: torch.Tensor, epochs: int, bs: int, seed: int, fused: bool = False) -> float:
@@ -56,9 +56,9 @@ def vaeflow(x_train: torch.Tensor, x_val: torch.Tensor, epochs: int, bs: int, se
     torch.manual_seed(seed)
     model = VAE((1, 28, 28), 50, [200, 200], "bernoulli", "tanh")
     with tempfile.TemporaryDirectory() as tmp:  # a fresh checkpoint path: nothing to resume
-        res = train_vae(model, x_train, x_val, epochs=epochs, batch_size=bs, lr=1e-3, beta=1.0, warmup_epochs=0,
-                        patience=epochs + 1, likelihood="bernoulli", levels=2, ckpt_path=Path(tmp) / "pretrain.pt",
-                        fingerprint="bench", **opts)
+        res = train_vae(model, x_train, x_val, TrainSettings(epochs=epochs, batch_size=bs, lr=1e-3, beta=1.0,
+                        warmup_epochs=0, patience=epochs + 1, likelihood="bernoulli", levels=2, **opts),
+                        ckpt_path=Path(tmp) / "pretrain.pt", fingerprint="bench")
     return res.history[-1]["val_nelbo"]
 
 

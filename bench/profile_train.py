@@ -77,9 +77,9 @@ def main() -> None:
     model = VAE((1, 28, 28), 50, [200, 200], "bernoulli", "tanh")
 
     def train(epochs: int, ckpt: Path):
-        return vae_trainer.train_vae(model, x_train, x_val, epochs=epochs, batch_size=100, lr=1e-3, beta=1.0,
-                                     warmup_epochs=0, patience=epochs + 1, likelihood="bernoulli", levels=2,
-                                     ckpt_path=ckpt, fingerprint="bench")
+        return vae_trainer.train_vae(model, x_train, x_val, vae_trainer.TrainSettings(epochs=epochs, batch_size=100,
+                                     lr=1e-3, beta=1.0, warmup_epochs=0, patience=epochs + 1, likelihood="bernoulli",
+                                     levels=2), ckpt_path=ckpt, fingerprint="bench")
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "pretrain.pt"

@@ -21,7 +21,7 @@ from vaeflow.prepared import load_prepared, to_tensor
 from vaeflow.progress import epoch_bar
 from vaeflow.runtime import select_device
 from vaeflow.training.checkpoint import fingerprint
-from vaeflow.training.vae_trainer import train_vae
+from vaeflow.training.vae_trainer import TrainSettings, train_vae
 
 log = logging.getLogger("vaeflow")
 NOISE_SEED_OFFSET = 101  # the dae's noise stream: its own seed, apart from init and batch order
@@ -50,9 +50,9 @@ def train_one(name: str, cfg: Config, paths: Paths, data, device: torch.device) 
     x_val, _ = data.likelihood_split("val")
     fp = fingerprint(name, cfg.seed, cfg.data.likelihood, cfg.vae.model_dump(), a.model_dump(), data.hashes)
     with epoch_bar(name, a.epochs, show="val_nelbo") as advance:
-        res = train_vae(model, to_tensor(data.unlabelled_train(), device), to_tensor(x_val, device),
-                        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, beta=1.0, warmup_epochs=0,
-                        patience=a.patience, likelihood=cfg.data.likelihood, levels=data.levels,
+        settings = TrainSettings(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, beta=1.0, warmup_epochs=0,
+                                 patience=a.patience, likelihood=cfg.data.likelihood, levels=data.levels)
+        res = train_vae(model, to_tensor(data.unlabelled_train(), device), to_tensor(x_val, device), settings,
                         ckpt_path=paths.checkpoint(name), fingerprint=fp, on_epoch=advance, generators=gens,
                         generator=batches)
     model.load_state_dict(res.best_state)

@@ -22,7 +22,7 @@ from vaeflow.prepared import Prepared, load_prepared, to_tensor
 from vaeflow.progress import epoch_bar, steps
 from vaeflow.runtime import full_fp32, seed_everything, select_device
 from vaeflow.training.checkpoint import fingerprint
-from vaeflow.training.vae_trainer import iwae_batch, train_vae
+from vaeflow.training.vae_trainer import TrainSettings, iwae_batch, train_vae
 
 log = logging.getLogger("vaeflow")
 TUNABLE_VAE = tuple(k for k, sec in TUNABLE.items() if sec == "vae")
@@ -114,12 +114,8 @@ def run(cfg: Config, paths: Paths) -> dict:
     fp = fingerprint(cfg.seed, lik, vcfg.model_dump(), pcfg.model_dump(exclude={"max_minutes", "checkpoint_every_s"}),
                      data.hashes)
     with epoch_bar("pretrain", pcfg.epochs, show="val_nelbo") as advance:
-        res = train_vae(model, x_train, to_tensor(x_val, device), epochs=pcfg.epochs, batch_size=pcfg.batch_size,
-                        lr=pcfg.lr, beta=pcfg.beta, warmup_epochs=pcfg.kl_warmup_epochs, patience=pcfg.patience,
-                        likelihood=lik, levels=data.levels, ckpt_path=paths.checkpoint("pretrain"),
-                        fingerprint=fp, on_epoch=advance, checkpoint_every_s=pcfg.checkpoint_every_s,
-                        max_seconds=None if pcfg.max_minutes is None else 60 * pcfg.max_minutes,
-                        objective=pcfg.objective, k=pcfg.k, lr_schedule=pcfg.lr_schedule, capture=pcfg.capture)
+        res = train_vae(model, x_train, to_tensor(x_val, device), TrainSettings.from_pretrain(pcfg, lik, data.levels),
+                        ckpt_path=paths.checkpoint("pretrain"), fingerprint=fp, on_epoch=advance)
     model.load_state_dict(res.best_state)
     x_test_np, dom = data.likelihood_split("test")
     x_test = to_tensor(x_test_np, device)

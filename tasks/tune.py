@@ -23,29 +23,32 @@ from typing import Any
 import torch
 
 from vaeflow.tasks.pretrain import apply_tuned, build_vae
+from vaeflow import hooks
 from vaeflow.config import Config, validate
 from vaeflow.io import ArtifactError, read_json, write_json
 from vaeflow.paths import Paths
 from vaeflow.prepared import Prepared, load_prepared, to_tensor
 from vaeflow.runtime import seed_everything, select_device, set_threads
 from vaeflow.training.checkpoint import fingerprint
-from vaeflow.training.vae_trainer import NonFiniteLoss, train_vae
+from vaeflow.training.vae_trainer import NonFiniteLoss, TrainSettings, train_vae
 from vaeflow.tuning import report
 from vaeflow.tuning.space import plain
 from vaeflow.tuning.cluster import connect
-from vaeflow.tuning.experiment import (TrialCheckpoint, experiment_path, inject_fault, make_tuner, preflight,
-                                       trial_resources, trial_threads)
+from vaeflow.tuning.experiment import (TrialCheckpoint, experiment_path, make_tuner, preflight, trial_resources,
+                                       trial_threads)
 
 log = logging.getLogger("vaeflow")
 
 
-def trial(config: dict, *, base: dict, data: Prepared, cpus: float, fault: dict | None = None) -> None:
+def trial(config: dict, *, base: dict, data: Prepared, cpus: float, test_hooks: hooks.Hooks) -> None:
     """One Tune trial: pretrain's model and training loop on the sampled hyperparameters.
 
     Reports val −ELBO (β=1, the bound itself, whatever β the trial trains with) after every epoch, with the
-    training loop's full state as the checkpoint, so ASHA can stop it and a retry resumes it."""
+    training loop's full state as the checkpoint, so ASHA can stop it and a retry resumes it. `test_hooks`
+    are the driver's (vaeflow/hooks.py), installed in the trial's process: no-op outside tests."""
     import ray.tune
 
+    hooks.install(test_hooks)
     set_threads(trial_threads(cpus))  # as many torch threads as the trial holds CPUs: no oversubscription
     cfg = validate(base)
     vcfg, pcfg = apply_tuned(cfg, {k: plain(v) for k, v in config.items()})
@@ -63,14 +66,17 @@ def trial(config: dict, *, base: dict, data: Prepared, cpus: float, fault: dict 
                        "threads": torch.get_num_threads(), "device": device.type, "resumed": ck.restored,
                        "node_id": node_id},
                       checkpoint=row["checkpointed"])
-            inject_fault(fault, row["epoch"], ray.tune.get_context().get_trial_id())
+            test_hooks.trial_epoch(row["epoch"], ray.tune.get_context().get_trial_id())
 
         try:
-            train_vae(model, to_tensor(data.unlabelled_train(), device), to_tensor(x_val, device),
-                      epochs=cfg.tune.max_epochs, batch_size=pcfg.batch_size, lr=pcfg.lr, beta=pcfg.beta,
-                      warmup_epochs=pcfg.kl_warmup_epochs, patience=pcfg.patience, likelihood=lik,
-                      levels=data.levels, ckpt_path=ck.path, fingerprint=fp, on_epoch=on_epoch,
-                      checkpoint_every_s=cfg.tune.checkpoint_every_s)
+            # pretrain's optimisation, but the ELBO with a constant lr and the tune section's epochs and
+            # checkpoint frequency, whatever pretrain.objective / lr_schedule / max_minutes say
+            settings = TrainSettings(epochs=cfg.tune.max_epochs, batch_size=pcfg.batch_size, lr=pcfg.lr,
+                                     beta=pcfg.beta, warmup_epochs=pcfg.kl_warmup_epochs, patience=pcfg.patience,
+                                     likelihood=lik, levels=data.levels,
+                                     checkpoint_every_s=cfg.tune.checkpoint_every_s)
+            train_vae(model, to_tensor(data.unlabelled_train(), device), to_tensor(x_val, device), settings,
+                      ckpt_path=ck.path, fingerprint=fp, on_epoch=on_epoch)
         except NonFiniteLoss as e:
             # A diverging configuration is a bad trial, not a crash: a retry from its checkpoint would
             # diverge the same way. It ends here, judged by the epochs it did report.
@@ -78,8 +84,8 @@ def trial(config: dict, *, base: dict, data: Prepared, cpus: float, fault: dict 
 
 
 def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool = False,
-         callbacks: list[Any] | None = None, fault: dict | None = None) -> dict:
-    """Run (or with `resume`, continue) the experiment and write its outputs. `fault` is a test hook."""
+         callbacks: list[Any] | None = None) -> dict:
+    """Run (or with `resume`, continue) the experiment and write its outputs."""
     from ray import tune as rt
 
     preflight(cfg, paths.root, resume)
@@ -95,7 +101,8 @@ def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool 
     try:
         res = trial_resources(cfg)
         trainable = rt.with_resources(
-            rt.with_parameters(trial, base=cfg.model_dump(mode="json"), data=data, cpus=res["cpu"], fault=fault), res)
+            rt.with_parameters(trial, base=cfg.model_dump(mode="json"), data=data, cpus=res["cpu"],
+                               test_hooks=hooks.current()), res)
         tuner = make_tuner(trainable, cfg, paths.root, resume=resume, callbacks=callbacks)
         t0 = time.perf_counter()
         with buffered_results():

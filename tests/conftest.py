@@ -1,4 +1,6 @@
-"""Shared fixtures: a tiny config (seconds, CPU) that runs the real code path end to end."""
+"""pytest hooks and shared fixtures: a tiny config (seconds, CPU) that runs the real code path end to end.
+
+Shared constants and helpers live in tests/helpers.py; import them from there."""
 from __future__ import annotations
 
 import os
@@ -7,38 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO, SHARED_DATA, TINY  # noqa: F401  (re-exported for older imports)
 from vaeflow.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-
-# Overrides that keep every stage to a few seconds on 2 cores while exercising all of its code.
-TINY = [
-    "device=cpu",
-    "threads=1",
-    "data.subset=150",
-    "gmm.n_components=[2,3]",
-    "gmm.covariance_type=diag",
-    "gmm.max_iter=20",
-    "vae.hidden=[32]",
-    "vae.latent_dim=4",
-    "pretrain.epochs=2",
-    "pretrain.kl_warmup_epochs=1",
-    "eval.iwae_samples=20",
-    "eval.iwae_chunk=10",
-    "adapt.epochs=1",
-    "adapt.repeats=2",
-    "adapt.head_hidden=16",
-    "adapt.dann.domain_hidden=8",
-    "ae.epochs=2",
-    "samplers.latent_components=[1,2]",
-    "samplers.classifier_epochs=2",
-    "samplers.interpolations=4",
-]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from sklearn.mixture import GaussianMixture
 
-from tests.test_mixture import _clusters
+from tests.helpers import clusters
 from vaeflow.config import GMMConfig
 from vaeflow.models.mixture.gaussian import fit_gaussian
 
@@ -19,7 +19,7 @@ def _matched(a_means, b_means):
 
 @pytest.mark.parametrize("cov_type", ["full", "tied", "diag", "spherical"])
 def test_chunked_em_matches_sklearn(cov_type):
-    x = _clusters(900, seed=4)
+    x = clusters(900, seed=4)
     cfg = GMMConfig(n_components=3, covariance_type=cov_type, tol=1e-6, max_iter=500)
     ours, info = fit_gaussian(x.astype(np.float32), 3, cfg, seed=0, chunk=128)
     sk = GaussianMixture(3, covariance_type=cov_type, reg_covar=cfg.reg_covar, tol=cfg.tol, max_iter=cfg.max_iter,
@@ -41,7 +41,7 @@ def test_chunked_em_matches_sklearn(cov_type):
 
 def test_chunk_size_changes_nothing_but_rounding():
     rng = np.random.default_rng(0)
-    x = np.concatenate([_clusters(600, seed=5), rng.normal(size=(600, 4)) * 3])  # overlapping: a long EM run
+    x = np.concatenate([clusters(600, seed=5), rng.normal(size=(600, 4)) * 3])  # overlapping: a long EM run
     cfg = GMMConfig(n_components=4, covariance_type="full", tol=1e-8, max_iter=60)
     fits = [fit_gaussian(x, 4, cfg, seed=1, chunk=c) for c in (17, 256, 5000)]
     (m0, i0) = fits[0]

@@ -14,7 +14,8 @@ import torch
 from vaeflow.config import ConfigError, load_config
 from vaeflow.models.vae import VAE
 from vaeflow.training import vae_trainer
-from vaeflow.training.vae_trainer import _Step, burda_lr, train_vae
+from vaeflow.hooks import Hooks
+from vaeflow.training.vae_trainer import TrainSettings, _Step, burda_lr, train_vae
 from tests.conftest import REPO
 
 
@@ -118,8 +119,8 @@ def _train(tmp_path, name, **kw):
     torch.manual_seed(0)
     model = VAE(input_shape=(1, 4, 4), latent_dim=2, hidden=[8], likelihood="bernoulli")
     opts = dict(epochs=5, batch_size=16, lr=1e-2, beta=1.0, warmup_epochs=1, patience=10, likelihood="bernoulli",
-                levels=2, ckpt_path=tmp_path / name, fingerprint="fp", objective="iwae", k=3, lr_schedule="burda")
-    return train_vae(model, x, x[:16], **{**opts, **kw})
+                levels=2, objective="iwae", k=3, lr_schedule="burda")
+    return train_vae(model, x, x[:16], TrainSettings(**{**opts, **kw}), ckpt_path=tmp_path / name, fingerprint="fp")
 
 
 def test_trainer_applies_schedule_and_iwae_early_stopping_bound(tmp_path):
@@ -155,9 +156,10 @@ def test_device_side_step_records_first_bad_step_without_a_sync():
     """What the CUDA path relies on, run on CPU: loss sums and the first non-finite step live on the device."""
     model = VAE((1, 4, 4), 2, [8], "bernoulli")
     x = (torch.rand(64, 1, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.5).float()
-    step = _Step(model, vae_trainer._adam(model, 1e-3, False), x, "iwae", 2, "bernoulli", 2, True)
+    step = _Step(model, vae_trainer._adam(model, 1e-3, False), x, "iwae", 2, "bernoulli", 2, True,
+                 hooks_=Hooks(nan_at="run:0:2"))
     step.new_epoch()
-    losses = [step(torch.arange(i * 16, (i + 1) * 16), 1.0, poison=i == 2) for i in range(4)]
+    losses = [step(torch.arange(i * 16, (i + 1) * 16), 1.0, where=f"run:0:{i}") for i in range(4)]
     assert int(step.first_bad) == 2 and int(step.s) == 4
     assert not torch.isfinite(step.loss_sum)
     step.new_epoch()
@@ -179,10 +181,11 @@ def test_captured_step_lr_lives_in_one_device_tensor_and_small_batches_run_eager
     vae_trainer._set_lr(opt, 0.1, on_device=False)
     assert opt.param_groups[0]["lr"] == 0.1
     x = (torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(0)) < 0.5).float()
-    step = vae_trainer._GraphedStep(model, opt, x, "elbo", 1, "bernoulli", 2, True, batch_size=16)
+    step = vae_trainer._GraphedStep(model, opt, x, "elbo", 1, "bernoulli", 2, True, None, Hooks(nan_at="run:0:1"),
+                                    batch_size=16)
     step.new_epoch()
     step(torch.arange(16, 20), 1.0)  # 4 images, not 16: eager
-    step(torch.arange(16), 1.0, poison=True)
+    step(torch.arange(16), 1.0, where="run:0:1")  # the hooks poison this one
     assert step.graph is None and step.warm == 0 and int(step.s) == 2 and int(step.first_bad) == 1
 
 
@@ -261,3 +264,24 @@ def test_vampprior_elbo_is_iwae_k1_and_trains_the_pseudo_inputs():
     torch.testing.assert_close(b, e, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(_grads(vae, b.sum()), g_e, rtol=1e-10, atol=1e-12)
     assert vae.pseudo_inputs.grad.abs().sum() > 0
+
+
+def test_hooks_are_a_no_op_by_default_and_an_installed_nan_stops_training_at_its_step(tmp_path, monkeypatch):
+    """vaeflow/hooks.py: nothing in the environment, nothing happens; a Hooks object installed in this process
+    (what a test does instead of a keyword argument of train_vae) makes that step's loss NaN."""
+    from vaeflow import hooks
+    from vaeflow.training.checkpoint import NonFiniteLoss
+
+    for k in hooks.ENV:
+        monkeypatch.delenv(k, raising=False)
+    h = hooks.current()
+    assert not h.active and h.count_write("x") == 0 and not h.poisons("pretrain:0:0")
+    loss = torch.tensor(1.0)
+    assert h.loss("pretrain:0:0", loss) is loss
+    monkeypatch.setenv("VAEFLOW_NAN_AT", "a:1:0")  # the environment is read while nothing is installed
+    assert hooks.current().nan_step("a") == (1, 0) and hooks.current().nan_step("b") is None
+    with hooks.installed(Hooks(nan_at="b:1:1")):  # an installed object wins over the environment
+        assert hooks.current().nan_step("a") is None
+        with pytest.raises(NonFiniteLoss, match="epoch 1 step 1"):
+            _train(tmp_path, "b.pt", objective="elbo", k=1, lr_schedule="constant")
+    assert hooks.current().nan_step("a") == (1, 0)

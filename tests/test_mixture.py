@@ -8,6 +8,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
+from tests.helpers import clusters
 from vaeflow.config import GMMConfig
 from vaeflow.models.mixture import BernoulliMixture, fit_mixture, mixture_from_arrays
 
@@ -16,16 +17,6 @@ def _npz_round_trip(model, tmp_path):
     np.savez(tmp_path / "m.npz", **model.to_arrays())
     with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
         return mixture_from_arrays(z)
-
-
-def _clusters(n=600, seed=0):
-    """Three well-separated, differently shaped 4-d Gaussian clusters."""
-    rng = np.random.default_rng(seed)
-    centres = np.array([[0, 0, 0, 0], [8, 8, 0, 0], [0, 8, -8, 4]], float)
-    scales = np.array([0.5, 1.0, 1.5])
-    comp = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
-    a = rng.normal(size=(3, 4, 4)) * 0.3 + np.eye(4)
-    return centres[comp] + np.einsum("nij,nj->ni", a[comp], rng.normal(size=(n, 4))) * scales[comp, None]
 
 
 def _full_covs(arrays):
@@ -42,8 +33,8 @@ def _full_covs(arrays):
 
 @pytest.mark.parametrize("cov_type", ["full", "tied", "diag", "spherical"])
 def test_gaussian_log_prob_matches_scipy(cov_type, tmp_path):
-    x = _clusters()
-    x_test = _clusters(200, seed=1)
+    x = clusters()
+    x_test = clusters(200, seed=1)
     cfg = GMMConfig(n_components=3, covariance_type=cov_type)
     model, info = fit_mixture("gaussian", x, cfg, seed=0)
     a = model.to_arrays()
@@ -59,7 +50,7 @@ def test_gaussian_log_prob_matches_scipy(cov_type, tmp_path):
 
 
 def test_gaussian_bic_selects_true_k_and_sample_moments():
-    x = _clusters()
+    x = clusters()
     model, info = fit_mixture("gaussian", x, GMMConfig(n_components=[1, 2, 3, 5]), seed=0)
     assert info["n_components"] == 3 == model.n_components
     assert set(info["bic"]) == {1, 2, 3, 5} and min(info["bic"], key=info["bic"].get) == 3

@@ -1,7 +1,7 @@
 """Kill -9, corruption and NaN: nothing is lost, nothing corrupted is ever used.
 
 The kill tests run the real CLI (`vaeflow stage pretrain|adapt`) as a subprocess, stop it with SIGKILL
-at fault points (vaeflow/faults.py) — mid-epoch, half-way through writing a checkpoint's temp file,
+at fault points (vaeflow/hooks.py) — mid-epoch, half-way through writing a checkpoint's temp file,
 and between a checkpoint's rename and its checksum update — rerun it, and compare the final weights
 bit for bit with an uninterrupted run of the same config on CPU. The uninterrupted run goes through
 the same CLI in this process (CliRunner), which saves two interpreter start-ups; it sets the same
@@ -311,9 +311,9 @@ def test_checkpoint_clock_throttles_writes_without_changing_results(tmp_path, mo
         saved.clear()
         torch.manual_seed(0)
         model = VAE(input_shape=(1, 4, 4), latent_dim=2, hidden=[8], likelihood="bernoulli")
-        res = vae_trainer.train_vae(model, x, x_val, epochs=3, batch_size=16, lr=1e-2, beta=1.0, warmup_epochs=0,
-                                    patience=10, likelihood="bernoulli", levels=2, ckpt_path=tmp_path / name,
-                                    fingerprint="fp", checkpoint_every_s=every_s)
+        settings = vae_trainer.TrainSettings(epochs=3, batch_size=16, lr=1e-2, patience=10, likelihood="bernoulli",
+                                             levels=2, checkpoint_every_s=every_s)
+        res = vae_trainer.train_vae(model, x, x_val, settings, ckpt_path=tmp_path / name, fingerprint="fp")
         return {"saved": list(saved), "best": res.best_state}
 
     every_epoch, hourly = train(0.0, "a.pt"), train(3600.0, "b.pt")
@@ -333,9 +333,9 @@ def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes_to_the_same_weight
     def train(name: str, max_seconds: float | None):
         torch.manual_seed(0)
         model = VAE(input_shape=(1, 4, 4), latent_dim=2, hidden=[8], likelihood="bernoulli")
-        return vae_trainer.train_vae(model, x, x_val, epochs=3, batch_size=16, lr=1e-2, beta=1.0, warmup_epochs=0,
-                                     patience=10, likelihood="bernoulli", levels=2, ckpt_path=tmp_path / name,
-                                     fingerprint="fp", max_seconds=max_seconds)
+        settings = vae_trainer.TrainSettings(epochs=3, batch_size=16, lr=1e-2, patience=10, likelihood="bernoulli",
+                                             levels=2, max_seconds=max_seconds)
+        return vae_trainer.train_vae(model, x, x_val, settings, ckpt_path=tmp_path / name, fingerprint="fp")
 
     whole = train("a.pt", None)
     cut = train("b.pt", 1e-9)

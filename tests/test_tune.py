@@ -18,7 +18,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, TINY
+from tests.helpers import REPO, TINY, progress_by_trial
+from vaeflow import hooks
+from vaeflow.hooks import Hooks
 from vaeflow.config import ConfigError, load_config
 from vaeflow.io import ArtifactError, read_json
 from vaeflow.paths import Paths
@@ -125,16 +127,6 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def _trials(exp: Path) -> dict[str, pd.DataFrame]:
-    """Ray's own per-trial progress files: trial id -> one row per report."""
-    out = {}
-    for d in exp.glob("trial_*"):
-        if (d / "progress.csv").exists():
-            df = pd.read_csv(d / "progress.csv", dtype={"trial_id": str, "node_id": str})
-            out[df["trial_id"].iloc[0]] = df
-    return out
-
-
 def _config(exp: Path, trial_id: str) -> dict:
     return json.loads(next(exp.glob(f"trial_{trial_id}_*/params.json")).read_text())
 
@@ -163,9 +155,9 @@ def tuned(tmp_path_factory):
     old_cwd, old_env = os.getcwd(), dict(os.environ)  # ray.init sets RAY_AUTH_MODE for this process
     start_local(num_cpus=2, num_gpus=0)
     try:
-        with pytest.raises(TuneIncomplete, match="--resume"):
-            tune(cfg, paths, callbacks=[_interrupt_after(2, root / "stop.marker")],
-                 fault={"marker": str(fault), "epoch": 0, "kind": "raise"})
+        fault_hooks = Hooks(trial_fault={"marker": str(fault), "epoch": 0, "kind": "raise"})
+        with pytest.raises(TuneIncomplete, match="--resume"), hooks.installed(fault_hooks):
+            tune(cfg, paths, callbacks=[_interrupt_after(2, root / "stop.marker")])
         first_lines = list(lines.lines)
         from ray.tune import ExperimentAnalysis
 
@@ -187,10 +179,10 @@ def tuned(tmp_path_factory):
 
 
 @pytest.mark.slow  # a local Ray: a process tree
-def test_resume_completes_without_rerunning_finished_trials(tuned):
+def test_resume_completes_without_rerunning_finishedtrials(tuned):
     assert tuned["cli"].exit_code == 0, tuned["cli"].output
     assert len(tuned["finished"]) >= 2  # the first run was stopped with trials left to do
-    trials = _trials(tuned["exp"])
+    trials = progress_by_trial(tuned["exp"])
     assert len(trials) == len(LRS)
     for t in tuned["finished"]:  # untouched by the resumed run: not one more report
         assert (next(tuned["exp"].glob(f"trial_{t}_*")) / "result.json").read_bytes() == tuned["before"][t]
@@ -200,7 +192,7 @@ def test_resume_completes_without_rerunning_finished_trials(tuned):
 
 @pytest.mark.slow  # a local Ray: a process tree
 def test_two_trials_run_at_once_and_asha_stops_early(tuned):
-    trials = _trials(tuned["exp"])
+    trials = progress_by_trial(tuned["exp"])
     # Each run of a trial function: from its start to its last report. Count how many overlap at once.
     spans = [(g["started"].iloc[0], g["time"].max()) for df in trials.values() for _, g in df.groupby("started")]
     events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda x: (x[0], x[1]))
@@ -228,7 +220,7 @@ def test_two_trials_run_at_once_and_asha_stops_early(tuned):
 @pytest.mark.slow  # a local Ray: a process tree
 def test_a_trial_that_raises_once_is_retried_from_its_checkpoint(tuned):
     victim = tuned["fault"].read_text()  # the trial the hook made raise after reporting epoch 0
-    df = _trials(tuned["exp"])[victim]
+    df = progress_by_trial(tuned["exp"])[victim]
     assert list(df["epoch"]) == list(range(len(df))) and len(df) >= 2
     assert not df["resumed"].iloc[0] and df["resumed"].iloc[1]  # epoch 1 came from the restored checkpoint
     table = pd.read_csv(tuned["root"] / "metrics" / "tune_trials.csv", dtype={"trial_id": str})
@@ -240,7 +232,7 @@ def test_outputs_name_the_best_trial_and_pretrain_uses_it(tuned):
     from vaeflow.tasks.pretrain import effective_params
 
     root, paths, cfg = tuned["root"], tuned["paths"], tuned["cfg"]
-    trials = _trials(tuned["exp"])
+    trials = progress_by_trial(tuned["exp"])
     best_id = min(trials, key=lambda t: trials[t]["val_nelbo"].min())
     best = read_json(paths.tuned)
     assert best["tuned"] and best["trial_id"] == best_id
@@ -291,7 +283,7 @@ def test_job_submitted_to_a_local_head_writes_its_outputs(project, ray_head):
                          env=ray_head["env"], cwd=project, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "fetched" in res.stderr + res.stdout
-    trials = _trials(storage / "vae_tune")
+    trials = progress_by_trial(storage / "vae_tune")
     assert len(trials) == 2 and all(len(df) == 2 for df in trials.values())
     best = read_json(project / "models" / "tuned" / "best_config.json")  # fetched back from storage
     assert best["tuned"] and best["experiment"] == f"{storage}/vae_tune"
@@ -322,7 +314,8 @@ def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_uns
     old_env = dict(os.environ)
     start_local(num_cpus=1, num_gpus=0)
     try:
-        tune(cfg, paths, fault={"marker": str(tmp_path / "fault.marker"), "epoch": 2, "kind": "raise"})
+        with hooks.installed(Hooks(trial_fault={"marker": str(tmp_path / "fault.marker"), "epoch": 2, "kind": "raise"})):
+            tune(cfg, paths)
     finally:
         ray.shutdown()
         os.environ.clear()

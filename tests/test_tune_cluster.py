@@ -25,10 +25,8 @@ import pytest
 import torch
 
 from tests.cli_utils import cli_env, sets, vaeflow
-from tests.conftest import REPO
+from tests.helpers import KILL, KILL_EPOCHS, REPO, final_weights, progress_by_trial
 from tests.ray_nodes import LoopbackCluster, Node
-from tests.test_tune import _trials
-from tests.test_tune_kill import EPOCHS, KILL, _final_weights
 from vaeflow.config import load_config
 from vaeflow.paths import Paths
 
@@ -108,7 +106,7 @@ def test_trials_spread_over_two_nodes_and_one_survives_the_loss_of_its_node(clus
     assert "killed_pids" in res, "the worker node's trial never reported epoch 1"
     assert worker.processes() == []  # the worker node is gone: raylet, workers, agents
     exp = res["storage"] / "vae_tune"
-    trials = _trials(exp)
+    trials = progress_by_trial(exp)
     assert res["summary"]["n_trials"] == 2 and len(trials) == 2
     victim, other = res["victim"], next(t for t in trials if t != res["victim"])
     # Placement: one trial on each node; the victim moved to the head after its node died.
@@ -118,16 +116,16 @@ def test_trials_spread_over_two_nodes_and_one_survives_the_loss_of_its_node(clus
     table = table.set_index("trial_id")
     assert table.loc[victim, "node_id"] == f"{worker.node_id};{head.node_id}"
     assert table.loc[other, "node_id"] == head.node_id
-    assert set(table["status"]) == {"completed"} and set(table["epochs"]) == {EPOCHS}
+    assert set(table["status"]) == {"completed"} and set(table["epochs"]) == {KILL_EPOCHS}
     for df in trials.values():  # every epoch reported exactly once, across the node loss
-        assert list(df["epoch"]) == list(range(EPOCHS))
+        assert list(df["epoch"]) == list(range(KILL_EPOCHS))
     runs = list(dict.fromkeys(trials[victim]["started"]))  # one per process that ran the victim
     assert len(runs) == 2 and trials[victim].loc[trials[victim]["started"] == runs[1], "resumed"].all()
     assert res["restart_node"] == head.node_id
     # The restarted run continued from a checkpoint in the shared storage: the lost node's temp dir is gone
     # and held none (Tune writes checkpoints straight to tune.storage_path).
     assert len(list(next(exp.glob(f"trial_{victim}_*")).glob("checkpoint_*"))) >= 2
-    a, b = _final_weights(exp, victim), _final_weights(exp, other)
+    a, b = final_weights(exp, victim), final_weights(exp, other)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     print(json.dumps({k: round(res[k] - res["killed_at"], 2) for k in ("recovered_at", "restart_started",
                                                                         "restart_report")}))

@@ -18,22 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import REPO
-from tests.test_tune import _trials
+from tests.helpers import KILL, KILL_EPOCHS, REPO, final_weights, progress_by_trial
+from vaeflow import hooks
+from vaeflow.hooks import Hooks
 from vaeflow.config import load_config
 from vaeflow.io import load_torch
 from vaeflow.paths import Paths
-
-EPOCHS = 6
-KILL = [
-    "device=cpu", "threads=1", "vae.hidden=[64]", "vae.latent_dim=4", "pretrain.batch_size=16",
-    "pretrain.patience=100", "pretrain.kl_warmup_epochs=2",
-    f"tune.max_epochs={EPOCHS}", f"tune.grace_period={EPOCHS}",  # ASHA never stops a trial: both run to the end
-    "tune.num_samples=1", "tune.max_concurrent_trials=2", "tune.cpus_per_trial=1", "tune.gpus_per_trial=0",
-    "tune.max_failures=3", "tune.search_space={lr: {grid: [0.001, 0.001]}}",
-    "tune.checkpoint_every_s=0",  # every epoch, so that no epoch is reported twice
-]
-
 
 def _kill_mid_epoch(marker: Path):
     """A Tune callback that, once, SIGKILLs the first trial to report epoch 1, a random fraction of an
@@ -49,14 +39,6 @@ def _kill_mid_epoch(marker: Path):
             threading.Timer(delay, os.kill, (result["pid"], signal.SIGKILL)).start()
 
     return Killer()
-
-
-def _final_weights(exp: Path, trial_id: str) -> dict[str, torch.Tensor]:
-    trial_dir = next(exp.glob(f"trial_{trial_id}_*"))
-    last = max(trial_dir.glob("checkpoint_*"), key=lambda d: int(d.name.split("_")[-1]))
-    ckpt = load_torch(last / "train_state.pt")  # weights_only=True and its checksum verified
-    assert ckpt["state"]["epoch"] == EPOCHS
-    return ckpt["model"]
 
 
 @pytest.mark.slow
@@ -75,27 +57,28 @@ def test_trials_killed_with_sigkill_resume_and_end_bit_identical(tmp_path):
     old_env = dict(os.environ)
     start_local(num_cpus=2, num_gpus=0)
     try:
-        summary = tune(cfg, paths, callbacks=[_kill_mid_epoch(outside)],
-                       fault={"marker": str(inside), "epoch": 3, "kind": "kill", "spare": str(outside)})
+        kill = Hooks(trial_fault={"marker": str(inside), "epoch": 3, "kind": "kill", "spare": str(outside)})
+        with hooks.installed(kill):
+            summary = tune(cfg, paths, callbacks=[_kill_mid_epoch(outside)])
     finally:
         ray.shutdown()
         os.environ.clear()
         os.environ.update(old_env)
 
     exp = tmp_path / "runs" / "tune" / "vae_tune"
-    trials = _trials(exp)
+    trials = progress_by_trial(exp)
     assert summary["n_trials"] == 2 and len(trials) == 2
     assert outside.exists() and inside.exists()  # both kills happened
     runs = 0
     for df in trials.values():
         # Every epoch reported exactly once across the restarts, all of them, from epoch 0.
-        assert list(df["epoch"]) == list(range(EPOCHS))
+        assert list(df["epoch"]) == list(range(KILL_EPOCHS))
         starts = list(dict.fromkeys(df["started"]))  # one value per process that ran this trial
         runs += len(starts)
         for s in starts[1:]:  # each restart began from a restored checkpoint, not from scratch
             assert df.loc[df["started"] == s, "resumed"].iloc[0]
     assert runs == 4  # 2 trials + 2 restarts after the 2 kills
-    a, b = (_final_weights(exp, t) for t in trials)
+    a, b = (final_weights(exp, t) for t in trials)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     table = (tmp_path / "metrics" / "tune_trials.csv").read_text()
     assert "error" not in table

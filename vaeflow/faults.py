@@ -1,53 +1,20 @@
-"""Fault injection for the reliability tests, switched on only by environment variables.
-
-VAEFLOW_PAUSE_AT=<point>   the process stops at <point>, creates the file named by VAEFLOW_PAUSE_SIGNAL
-                           and sleeps, so a test can `kill -9` it exactly there. Points:
-                             step:<run>:<epoch>:<step>        before that optimiser step of a training run
-                                                              (<run> is the checkpoint's stem: pretrain,
-                                                              adapt_dann, ...)
-                             write:<file>:<n>:mid             the n-th write of <file> in this process,
-                                                              half of it in the temp file
-                             write:<file>:<n>:renamed         the same write, renamed into place, its
-                                                              checksum not yet final
-                             lock:acquired                    the CLI has just taken the project lock
-VAEFLOW_NAN_AT=<run>:<epoch>:<step>   the loss of that step becomes NaN.
-
-Unset (always, outside tests), every hook is one dictionary lookup.
+"""The old fault-point functions, kept for callers not yet moved to vaeflow.hooks (the adapt loop, the CLI's
+lock): each forwards to the hooks object this process has (`vaeflow.hooks.current()`), whose module doc
+lists the points and the environment variables. New code calls the hooks object itself.
 """
 from __future__ import annotations
 
-import os
-import time
-from collections import Counter
-from pathlib import Path
-
-PAUSE_LIMIT_S = 300  # a paused process whose test died exits on its own rather than linger
-_writes: Counter[str] = Counter()
+from vaeflow import hooks
 
 
 def pause_point(point: str) -> None:
-    if os.environ.get("VAEFLOW_PAUSE_AT") != point:
-        return
-    signal = os.environ.get("VAEFLOW_PAUSE_SIGNAL")
-    if signal:
-        Path(signal).write_text(f"{os.getpid()} {point}\n")
-    time.sleep(PAUSE_LIMIT_S)
-    os._exit(75)
+    hooks.current().pause(point)
 
 
 def count_write(name: str) -> int:
-    """1-based index of this write of a file called `name` in this process (for `write:` points)."""
-    if "VAEFLOW_PAUSE_AT" not in os.environ:
-        return 0
-    _writes[name] += 1
-    return _writes[name]
+    return hooks.current().count_write(name)
 
 
 def nan_at(run: str) -> tuple[int, int] | None:
-    """(epoch, step) at which run `run` should see a NaN loss, if VAEFLOW_NAN_AT asks for one."""
-    spec = os.environ.get("VAEFLOW_NAN_AT", "")
-    name, _, rest = spec.partition(":")
-    if name != run or not rest:
-        return None
-    epoch, step = rest.split(":")
-    return int(epoch), int(step)
+    """(epoch, step) at which run `run` should see a NaN loss, if the hooks ask for one."""
+    return hooks.current().nan_step(run)

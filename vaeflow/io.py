@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from vaeflow import faults
+from vaeflow import hooks
 
 
 class ArtifactError(RuntimeError):
@@ -92,16 +92,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _write_file(path: Path, data: bytes, n: int) -> None:
+def _write_file(path: Path, data: bytes | memoryview, n: int) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        # Two halves, so a test can kill the process with a half-written temp file (see faults.py).
+        # Two halves, so a test can kill the process with a half-written temp file (see vaeflow/hooks.py).
         f.write(data[:len(data) // 2])
         f.flush()
-        faults.pause_point(f"write:{path.name}:{n}:mid")
+        hooks.current().pause(f"write:{path.name}:{n}:mid")
         f.write(data[len(data) // 2:])
 
 
-def write_bytes(path: str | Path, data: bytes, checksum: bool = False) -> None:
+def write_bytes(path: str | Path, data: bytes | memoryview, checksum: bool = False) -> None:
     """Write `data` atomically; with `checksum`, keep `<path>.sha256` true to the file at every instant.
 
     A file and its sidecar cannot be renamed in one step, so the sidecar is written first and lists
@@ -109,14 +109,14 @@ def write_bytes(path: str | Path, data: bytes, checksum: bool = False) -> None:
     replaced. A kill at any point leaves a complete file (old or new) that its sidecar vouches for.
     The old hash stays listed until the next write: it only ever matches that complete old version."""
     path = Path(path)
-    n = faults.count_write(path.name)
+    n = hooks.current().count_write(path.name)
     if checksum:
         new = hashlib.sha256(data).hexdigest()
         side = _sidecar(path)
         old = _verified_hash(path, side)
         _write_file(side, ("\n".join(dict.fromkeys([new] + ([old] if old else []))) + "\n").encode(), 0)
     _write_file(path, data, n)
-    faults.pause_point(f"write:{path.name}:{n}:renamed")
+    hooks.current().pause(f"write:{path.name}:{n}:renamed")
 
 
 def _verified_hash(path: Path, side: Path) -> str | None:
@@ -198,7 +198,9 @@ def read_verified(path: str | Path, checksum: bool = True) -> bytes:
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    write_bytes(path, buf.getvalue(), checksum=True)
+    # getbuffer(), not getvalue(): a view of the compressed bytes instead of a second copy of them
+    with buf.getbuffer() as view:
+        write_bytes(path, view, checksum=True)
 
 
 def load_npz(path: str | Path, required: tuple[str, ...] = (), checksum: bool = True) -> dict[str, np.ndarray]:

@@ -17,13 +17,14 @@ from typing import Callable
 
 import torch
 
-from vaeflow import faults
+from vaeflow import hooks
 from vaeflow.data import observe
 from vaeflow.models.vae import VAE
 from vaeflow.training.checkpoint import CheckpointClock, NonFiniteLoss, save_checkpoint, try_resume
 
 log = logging.getLogger("vaeflow")
-__all__ = ["NonFiniteLoss", "VAETrainResult", "burda_lr", "kl_weight", "mean_nelbo", "train_vae", "val_bound"]
+__all__ = ["NonFiniteLoss", "TrainSettings", "VAETrainResult", "burda_lr", "kl_weight", "mean_nelbo", "train_vae",
+           "val_bound"]
 OBJECTIVES = ("elbo", "iwae")
 LR_SCHEDULES = ("constant", "burda")
 BURDA_STAGES = 8  # Burda et al. (2016): stages i = 0..7, 3^i epochs each, 3,280 epochs in all
@@ -38,6 +39,39 @@ class VAETrainResult:
     seconds: float = 0.0
     stopped_early: bool = False
     out_of_time: bool = False
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How train_vae trains: the optimisation (epochs, batches, Adam's lr and its schedule, β and its
+    warm-up, the objective), the data model (likelihood, levels), early stopping (patience), and the run's
+    budgets (checkpoint_every_s: checkpoint at most that often, and after the last epoch; max_seconds: stop
+    after the epoch that crosses it, counted in this process). `capture`: on CUDA, replay the step as a
+    CUDA graph; ignored (with a log line) elsewhere, where the eager step is the same computation."""
+    epochs: int
+    batch_size: int
+    lr: float
+    likelihood: str
+    levels: int
+    beta: float = 1.0
+    warmup_epochs: int = 0
+    patience: int = 10**9
+    objective: str = "elbo"
+    k: int = 1
+    lr_schedule: str = "constant"
+    capture: bool = False
+    checkpoint_every_s: float = 0.0
+    max_seconds: float | None = None
+
+    @classmethod
+    def from_pretrain(cls, pcfg, likelihood: str, levels: int, **overrides) -> TrainSettings:
+        """From a `pretrain` config section (what pretrain and tune train with)."""
+        return cls(**{**dict(epochs=pcfg.epochs, batch_size=pcfg.batch_size, lr=pcfg.lr, beta=pcfg.beta,
+                             warmup_epochs=pcfg.kl_warmup_epochs, patience=pcfg.patience, likelihood=likelihood,
+                             levels=levels, objective=pcfg.objective, k=pcfg.k, lr_schedule=pcfg.lr_schedule,
+                             capture=pcfg.capture, checkpoint_every_s=pcfg.checkpoint_every_s,
+                             max_seconds=None if pcfg.max_minutes is None else 60 * pcfg.max_minutes),
+                      **overrides})
 
 
 def kl_weight(epoch: int, step_in_epoch: int, steps_per_epoch: int, beta: float, warmup_epochs: int) -> float:
@@ -102,8 +136,9 @@ class _Step:
     device and are read once per epoch."""
 
     def __init__(self, model, opt, x_train: torch.Tensor, objective: str, k: int, likelihood: str, levels: int,
-                 binary: bool, gen: torch.Generator | None = None):
+                 binary: bool, gen: torch.Generator | None = None, hooks_: hooks.Hooks | None = None):
         self.model, self.opt, self.x, self.gen = model, opt, x_train, gen
+        self.hooks = hooks_ or hooks.Hooks()
         self.objective, self.k, self.likelihood, self.levels, self.binary = objective, k, likelihood, levels, binary
         dev = x_train.device
         self.klw = torch.zeros((), device=dev)
@@ -115,7 +150,7 @@ class _Step:
         for t, v in ((self.s, 0), (self.loss_sum, 0), (self.kl_sum, 0), (self.first_bad, -1)):
             t.fill_(v)
 
-    def body(self, idx: torch.Tensor, poison: bool = False) -> torch.Tensor:
+    def body(self, idx: torch.Tensor, where: str | None = None) -> torch.Tensor:
         xb = self.x[idx] if self.binary else observe(self.x[idx], self.likelihood, self.levels, self.gen)
         if self.objective == "iwae":
             out = self.model.iwae_bound(xb, self.k, self.klw)
@@ -124,8 +159,8 @@ class _Step:
             out = self.model.elbo(xb, self.klw)
             bound = out["elbo"]
         loss = -bound.mean()
-        if poison:  # fault injection (VAEFLOW_NAN_AT); never captured
-            loss = loss * float("nan")
+        if where is not None:  # a test hook may make this step's loss NaN (vaeflow/hooks.py); never captured
+            loss = self.hooks.loss(where, loss)
         self.first_bad.copy_(torch.where((self.first_bad < 0) & ~torch.isfinite(loss), self.s, self.first_bad))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -135,9 +170,10 @@ class _Step:
         self.s.add_(1)
         return loss
 
-    def __call__(self, idx: torch.Tensor, klw: float, poison: bool = False) -> torch.Tensor:
+    def __call__(self, idx: torch.Tensor, klw: float, where: str | None = None) -> torch.Tensor:
+        """One step; `where` ("<run>:<epoch>:<step>") names it for the test hooks."""
         self.klw.fill_(klw)
-        return self.body(idx, poison)
+        return self.body(idx, where)
 
 
 class _GraphedStep(_Step):
@@ -150,10 +186,10 @@ class _GraphedStep(_Step):
         self.static_idx = torch.zeros(batch_size, dtype=torch.long, device=self.x.device)
         self.graph, self.warm, self.static_loss = None, 0, None
 
-    def __call__(self, idx: torch.Tensor, klw: float, poison: bool = False) -> torch.Tensor:
+    def __call__(self, idx: torch.Tensor, klw: float, where: str | None = None) -> torch.Tensor:
         self.klw.fill_(klw)
-        if poison or idx.shape[0] != self.static_idx.shape[0]:
-            return self.body(idx, poison)
+        if (where is not None and self.hooks.poisons(where)) or idx.shape[0] != self.static_idx.shape[0]:
+            return self.body(idx, where)
         if self.graph is None and self.warm < self.WARMUP:
             self.warm += 1
             side = torch.cuda.Stream()
@@ -210,42 +246,37 @@ def val_bound(model: VAE, x_obs: torch.Tensor, objective: str, k: int, seed: int
     return total.item() / len(x_obs)
 
 
-def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epochs: int, batch_size: int,
-              lr: float, beta: float, warmup_epochs: int, patience: int, likelihood: str, levels: int,
-              ckpt_path: Path, fingerprint: str,
-              on_epoch: Callable[[dict], None] | None = None,
-              fail_at: tuple[int, int] | None = None, checkpoint_every_s: float = 0.0,
-              max_seconds: float | None = None,
+def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, settings: TrainSettings, *,
+              ckpt_path: Path, fingerprint: str, on_epoch: Callable[[dict], None] | None = None,
               generators: dict[str, torch.Generator] | None = None,
-              objective: str = "elbo", k: int = 1, lr_schedule: str = "constant",
-              capture: bool = False, generator: torch.Generator | None = None) -> VAETrainResult:
-    """Train with Adam, early stopping on the validation bound, and a resumable checkpoint after every epoch.
+              generator: torch.Generator | None = None) -> VAETrainResult:
+    """Train with Adam, early stopping on the validation bound, and a resumable checkpoint (see TrainSettings).
 
-    `objective`: "elbo", or "iwae" with `k` importance samples (Burda et al., 2016); early stopping watches
-    the same bound on the validation images (val_bound). `lr_schedule`: "constant" or "burda" (burda_lr),
-    a function of the epoch only, so resuming restores it. `capture`: on CUDA, replay the step as a CUDA
-    graph; ignored (with a log line) on other devices, where the eager step is the same computation.
+    `settings.objective`: "elbo", or "iwae" with `k` importance samples (Burda et al., 2016); early stopping
+    watches the same bound on the validation images (val_bound). `lr_schedule`: "constant" or "burda"
+    (burda_lr), a function of the epoch only, so resuming restores it.
 
     A NaN or inf loss raises NonFiniteLoss naming epoch and step, before anything of that epoch is
-    checkpointed. `fail_at=(epoch, step)` (or VAEFLOW_NAN_AT, see vaeflow/faults.py) injects a NaN loss
-    there; the fault-injection tests use it. `checkpoint_every_s` > 0 checkpoints at most that often
-    (and after the last epoch) instead of after every epoch; see CheckpointClock. `max_seconds` stops after
-    the epoch that crosses that wall-clock budget (counted in this process: a resumed run gets it afresh).
-    `generators`: torch.Generators the model draws from (the DAE's noise), checkpointed with the global RNGs.
-    `generator` (on x_train's device): batch order and observations come from it instead of torch's global RNG,
-    and the global RNGs are neither saved nor restored, so a loop whose model draws nothing else from them (the
-    autoencoders) neither disturbs nor is disturbed by another training loop in the same process (the flow
-    runs stages in threads); it is checkpointed as "batches".
+    checkpointed. The run's own arguments: `ckpt_path` (its stem names the run for the test hooks,
+    vaeflow/hooks.py) and `fingerprint` (a checkpoint of another configuration is not resumed); `on_epoch`
+    gets each epoch's row. `generators`: torch.Generators the model draws from (the DAE's noise),
+    checkpointed with the global RNGs. `generator` (on x_train's device): batch order and observations come
+    from it instead of torch's global RNG, and the global RNGs are neither saved nor restored, so a loop
+    whose model draws nothing else from them (the autoencoders) neither disturbs nor is disturbed by another
+    training loop in the same process (the flow runs stages in threads); it is checkpointed as "batches".
     """
+    t = settings
+    epochs, batch_size, lr, beta, patience = t.epochs, t.batch_size, t.lr, t.beta, t.patience
+    objective, k, likelihood, levels, lr_schedule = t.objective, t.k, t.likelihood, t.levels, t.lr_schedule
     if objective not in OBJECTIVES or k < 1 or (objective == "elbo" and k != 1):
         raise ValueError(f"objective must be one of {OBJECTIVES} (k >= 1, and k = 1 for elbo); got {objective!r}, k={k}")
     lr_at(lr_schedule, lr, 0)  # validates the schedule's name
-    fail_at = fail_at or faults.nan_at(ckpt_path.stem)
+    run, test_hooks = ckpt_path.stem, hooks.current()
     device = x_train.device
-    if capture and device.type != "cuda":
+    if t.capture and device.type != "cuda":
         log.info("capture: CUDA graphs need a CUDA device; training on %s with the eager step", device.type)
     # A graph replays the default generator's stream only; a private generator would need registering with it.
-    graphed = capture and device.type == "cuda" and generator is None
+    graphed = t.capture and device.type == "cuda" and generator is None
     opt = _adam(model, lr, capturable=graphed)
     st = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
     best_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
@@ -261,10 +292,10 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
         bool(((b == 0) | (b == 1)).all()) for b in x_train.split(4096))
     n = len(x_train)
     steps_per_epoch = math.ceil(n / batch_size)
-    args = (model, opt, x_train, objective, k, likelihood, levels, binary, generator)
+    args = (model, opt, x_train, objective, k, likelihood, levels, binary, generator, test_hooks)
     step = _GraphedStep(*args, batch_size=batch_size) if graphed else _Step(*args)
     t0 = time.perf_counter()
-    clock = CheckpointClock(checkpoint_every_s)
+    clock = CheckpointClock(t.checkpoint_every_s)
     out_of_time = False
     while st["epoch"] < epochs and st["bad_epochs"] < patience and not out_of_time:
         epoch = st["epoch"]
@@ -273,9 +304,11 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
         perm = torch.randperm(n, device=device, generator=generator)
         step.new_epoch()
         for s in range(steps_per_epoch):
-            faults.pause_point(f"step:{ckpt_path.stem}:{epoch}:{s}")
+            where = f"{run}:{epoch}:{s}" if test_hooks.active else None  # no string per step without hooks
+            if where is not None:
+                test_hooks.pause(f"step:{where}")
             loss = step(perm[s * batch_size:(s + 1) * batch_size],
-                        kl_weight(epoch, s, steps_per_epoch, beta, warmup_epochs), poison=fail_at == (epoch, s))
+                        kl_weight(epoch, s, steps_per_epoch, beta, t.warmup_epochs), where=where)
             # On CUDA a per-step check would stall the pipeline: the step records the first bad step on
             # the device and we look once per epoch, before anything from this epoch is checkpointed.
             if sync_each_step and not torch.isfinite(loss):
@@ -299,7 +332,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, *, epo
             best_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
         else:
             st["bad_epochs"] += 1
-        out_of_time = max_seconds is not None and time.perf_counter() - t0 >= max_seconds
+        out_of_time = t.max_seconds is not None and time.perf_counter() - t0 >= t.max_seconds
         saved = clock.due(last_epoch=st["epoch"] >= epochs or st["bad_epochs"] >= patience or out_of_time)
         if saved:
             save_checkpoint(ckpt_path, fingerprint, model, opt, st, {"best_state": best_state},

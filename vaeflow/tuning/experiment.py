@@ -131,31 +131,3 @@ class TrialCheckpoint:
 
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def claim_once(marker: str | Path, note: str = "") -> bool:
-    """True for exactly one caller across processes: the first to create `marker`, which then holds `note`."""
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(note)
-    return True
-
-
-def inject_fault(fault: dict | None, epoch: int, trial_id: str) -> None:
-    """Test hook: at `fault['epoch']`, once per `fault['marker']` (which records the trial), raise or SIGKILL
-    this trial's process. A trial named in the file `fault['spare']` is left alone (another fault has it)."""
-    if not fault or epoch != fault["epoch"]:
-        return
-    spare = fault.get("spare")
-    if spare and os.path.exists(spare) and trial_id in Path(spare).read_text():
-        return
-    if not claim_once(fault["marker"], trial_id):
-        return
-    if fault.get("kind") == "kill":
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise RuntimeError(f"injected failure of trial {trial_id} at epoch {epoch}")
