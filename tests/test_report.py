@@ -39,6 +39,9 @@ def test_render_has_every_figure_variant_and_section_from_the_metrics():
     assert "| samplers | entropy | frechet |" in text and "| vae_prior | 2.3 | 0.344 |" in text  # a new section
     assert "converged" not in text and "bic" not in text and "seconds" not in text and "17" not in text
     assert "Checks: vae_beats_gmm yes." in text
+    assert text.index("| a_new_variant |") < text.index("| source_only |")  # best first, as in the report
+    close = {**METRICS, "adapt": {**METRICS["adapt"], "near": {**METRICS["adapt"]["a_new_variant"], "target_test_acc": 0.55}}}
+    assert "near +4.6 (within noise)" in rt.render(close) and "a_new_variant +19.6," in rt.render(close)
 
 
 def test_update_and_check_a_readme(tmp_path):

@@ -21,7 +21,8 @@ def _n(x: float, spec: str = ".2f") -> str:
 def verdict(diff: float, spread_a: float | None, spread_b: float | None) -> str:
     """'clearly' or 'within noise' for a difference of two results with the given spreads (None: unknown,
     counted as 0, so a single measurement is compared by its value alone)."""
-    spread = math.hypot(spread_a or 0.0, spread_b or 0.0)
+    finite = [x for x in (spread_a, spread_b) if x is not None and math.isfinite(x)]  # NaN: one repeat, no spread
+    spread = math.hypot(*finite) if finite else 0.0
     return "within noise" if abs(diff) <= 2 * spread else "clearly"
 
 
@@ -65,7 +66,8 @@ def adaptation(a: dict, paired: dict | None = None, reference: str = "source_onl
     """Each variant against the reference (the same network on source labels only), best first. Where the
     adapt stage paired the repeats by seed (`paired`: variant -> mean, se of the difference), the verdict
     uses that standard error, which the seeds' shared noise does not inflate; else the two std over seeds."""
-    paired = {k: d for k, d in (paired or {}).items() if d.get("reference") == reference and d.get("se") is not None}
+    paired = {k: d for k, d in (paired or {}).items()
+              if d.get("reference") == reference and d.get("se") is not None and math.isfinite(d["se"])}
     if reference not in a or len(a) < 2:
         return []
     ref, ref_sd = _acc(a[reference])
