@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vaeflow.flows import deps
-from tests.conftest import REPO, TINY
+from tests.helpers import REPO, TINY
 
 
 def _toy_project(root: Path) -> None:
@@ -109,9 +109,11 @@ def test_a_project_without_vaeflow_code_has_no_code_deps(tmp_path, monkeypatch):
 
 
 def test_a_module_named_in_a_registry_string_is_a_dep(tmp_path):
-    """A registry names classes as "package.module:Name" and imports them when used (vaeflow/variants.py):
-    the static analysis counts that module as imported."""
+    """A registry names classes as "package.module:Name" and imports them by that name when used
+    (vaeflow/variants.py): the static analysis counts that module as imported."""
     _toy_project(tmp_path)
-    (tmp_path / "vaeflow" / "registry.py").write_text('ROWS = {"x": "vaeflow.unused:Thing", "web": "http://a:b"}\n')
+    (tmp_path / "vaeflow" / "registry.py").write_text(
+        'import importlib\nROWS = {"x": "vaeflow.unused:Thing", "web": "http://a:b"}\n\n'
+        'def load(ref):\n    module, _, name = ref.partition(":")\n    return getattr(importlib.import_module(module), name)\n')
     (tmp_path / "tasks" / "two.py").write_text("from vaeflow import registry\n")
     assert {"vaeflow/registry.py", "vaeflow/unused.py"} <= deps.static_deps("two", tmp_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from vaeflow.flows import deps, init_cli
 from vaeflow.tasks import UPSTREAM
 
