@@ -11,9 +11,28 @@ Used twice with the same parameter names, so one warm-starts the other by state 
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 C1, C2, K = 20, 50, 5
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """`x` (N, C, H, W) in channels-last (NHWC) memory, same values and shape.
+
+    Why: on a CPU, oneDNN's convolutions, transposed convolutions, max-pooling and their backward passes
+    are 2-20x faster on NHWC than on NCHW tensors at LeNet's sizes (max_pool2d's NCHW kernel and the
+    NCHW weight gradient of a 1-channel conv are the worst; bench/bench_classifier_step.py), and
+    BatchNorm, ReLU, Dropout2d keep the format, so converting once at the input carries it through the
+    trunk. With C = 1 NCHW and NHWC are the same bytes, but torch reads those strides as NCHW (ambiguous
+    layout), so the strides are set explicitly by a view. Results differ from NCHW only by the order of
+    float sums inside the kernels (tests/test_speed_equivalence.py bounds it)."""
+    if x.dim() != 4:
+        return x
+    if x.shape[1] == 1:
+        n, _, h, w = x.shape
+        return x.reshape(n, h, w, 1).permute(0, 3, 1, 2)  # a view: strides (HW, 1, W, 1)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def lenet_sizes(size: int) -> list[int]:
@@ -28,6 +47,9 @@ def lenet_sizes(size: int) -> list[int]:
 
 
 class LeNetTrunk(nn.Module):
+    # Class-wide switch (tests and bench/bench_classifier_step.py set it False for the NCHW reference path).
+    channels_last = True
+
     def __init__(self, in_channels: int, size: int, dropout: float = 0.5, act: type[nn.Module] = nn.ReLU):
         super().__init__()
         s = lenet_sizes(size)
@@ -39,9 +61,11 @@ class LeNetTrunk(nn.Module):
         self.feature_dim = C2 * s[4] * s[4]
 
     def forward(self, x):
+        if self.channels_last:
+            x = channels_last(x)
         h = self.act(self.pool(self.conv1(x)))
         h = self.act(self.pool(self.drop(self.conv2(h))))
-        return h.flatten(1)
+        return h.flatten(1)  # from NHWC memory this copies into (C, H, W) order: the head sees NCHW features
 
 
 class LeNetDecoder(nn.Module):
@@ -58,5 +82,13 @@ class LeNetDecoder(nn.Module):
             nn.ConvTranspose2d(C1, C1, 2, stride=2, output_padding=s[1] - 2 * s[2]), act(),
             nn.ConvTranspose2d(C1, out_channels, K), nn.Flatten())
 
+    channels_last = True  # as LeNetTrunk.channels_last
+
     def forward(self, z):
-        return self.net(z)
+        # Layer by layer, not self.net(z), to switch to NHWC after the Unflatten (index 2) without adding a
+        # module: the Sequential's indices are the state-dict keys checkpoints hold.
+        for i, layer in enumerate(self.net):
+            z = layer(z)
+            if i == 2 and self.channels_last:
+                z = channels_last(z)
+        return z
