@@ -146,6 +146,9 @@ def build_domains(cfg: Config) -> tuple[DomainData, DomainData]:
         raise DataError(f"{dc.source} and {dc.target} differ in intensity levels or classes "
                         f"({s_pool.levels}/{t_pool.levels} levels, {s_pool.n_classes}/{t_pool.n_classes} classes)")
     source = _domain(dc.source, dataset_spec(dc.source), s_pool, cfg, _SOURCE)
+    # The source pool's images are in `source` now: let them go before the target's are copied out, so the
+    # pools and the domains are not all held at once (1.5× the images at the peak instead of 2×).
+    s_pool = None  # noqa: F841
     target = _domain(dc.target, dataset_spec(dc.target), t_pool, cfg, _TARGET)
     if source.image_shape != target.image_shape:
         raise DataError(f"{dc.source} images are {source.image_shape}, {dc.target} images are "
