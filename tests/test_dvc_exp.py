@@ -155,9 +155,27 @@ def test_dvc_experiment_workflow(tmp_path):
     html = (tmp_path / "plots" / "index.html").read_text()
     assert "confusion_mean_teacher.csv" in html and "VAE training" in html
     assert "cdn.jsdelivr" not in html and "<script src=" not in html  # Vega is inlined: renders offline
+    _renders_offline(tmp_path / "plots" / "index.html", html.count("vegaEmbed("))
 
     _git(repo, "checkout", "-q", "--", ".")  # back to the baseline, then apply the experiment
     _sh(["dvc", "checkout"], repo)
     _sh(["dvc", "exp", "apply", "ep2"], repo)
     assert yaml.safe_load((repo / "params.yaml").read_text())["adapt"]["epochs"] == 2
     assert "up to date" in _sh(["dvc", "status"], repo).stdout
+
+
+def _renders_offline(page: Path, plots: int) -> None:
+    """Every Vega plot of the page draws (vega-embed creates its `.marks` canvas) in a headless Chromium
+    with the network switched off. Skipped where no Chromium is installed (tests/browser.py)."""
+    from browser import Browser, find_chromium
+
+    exe = find_chromium()
+    if exe is None:
+        return
+    marks = "document.querySelectorAll('.vega-embed .marks').length"
+    with Browser(exe) as b:
+        b.call("Network.enable")
+        b.call("Network.emulateNetworkConditions", offline=True, latency=0, downloadThroughput=-1,
+               uploadThroughput=-1)
+        b.goto(page.as_uri())
+        assert plots >= 7 and b.wait_for(f"{marks} >= {plots} && {marks}", timeout=60) == plots
