@@ -59,6 +59,10 @@ class Paths:
     def stage_metrics(self, stage: str) -> Path: return self.metrics / f"{stage}.json"
     @property
     def all_metrics(self) -> Path: return self.metrics / "metrics.json"
+    # The headline numbers, flat, for `dvc metrics show` / `dvc exp show` (metrics.json has every number
+    # of the report: one row thousands of characters wide). To be written by evaluate; see docs/dvc.md.
+    @property
+    def summary(self) -> Path: return self.metrics / "summary.json"
     @property
     def plots(self) -> Path: return self.metrics / "plots"
 
