@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast repro bench clean
+.PHONY: install run test test-fast test-slow repro bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +20,18 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/vaeflow run
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+# Every test, in two lanes. Each runs on 2 pytest-xdist workers: a module's tests stay in one worker (its
+# module fixtures run once) and the modules that start Ray share one, so Rays never compete (tests/conftest.py).
+# The slow lane prints its 30 slowest tests, so the time CI spends stays visible.
+XDIST := -n 2 --dist loadgroup
+
+test: test-fast test-slow
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(XDIST)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow $(XDIST) --durations=30
 
 # DVC deletes a stage's outputs before running its command: check the params first (docs/dvc.md).
 repro: $(STAMP)

@@ -5,6 +5,8 @@ which only holds pytest's hooks and fixtures (it takes REPO and TINY from here).
 """
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,28 @@ TINY = [
     "samplers.classifier_epochs=2",
     "samplers.interpolations=4",
 ]
+
+
+def tracked_copy(d: Path) -> Path:
+    """The checkout's files (no outputs), params.yaml made tiny, DVC's config, a fresh git repo: what a clone is."""
+    import yaml
+
+    from vaeflow.config import load_config
+
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        output = f.startswith(("data/", "models/", "metrics/", "reports/", "runs/")) and f != "models/tuned/README.md"
+        if (REPO / f).is_file() and not output and ".venv" not in f:
+            (d / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, d / f)
+    shutil.copytree(REPO / ".dvc", d / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"), dirs_exist_ok=True)
+    cfg = load_config(REPO / "params.yaml", TINY)
+    (d / "params.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"]):
+        subprocess.run(cmd, cwd=d, check=True, capture_output=True)
+    return d
 
 
 # ------------------------------------------------------------------------------ mixtures

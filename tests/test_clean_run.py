@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO, tracked_copy
 
 TELEMETRY_VARS = ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK", "RAY_USAGE_STATS_ENABLED")
 
@@ -87,38 +87,13 @@ def test_each_dvc_line_appears_once_in_the_vaeflow_format(dvc_project, capfd, mo
     assert len(lines) == 2 and all(ln.startswith("VAEFLOW INFO dvc: ") for ln in lines), lines
 
 
-def _tiny_tracked_copy(d):
-    """The checkout's files (no outputs), params.yaml made tiny, DVC's config, a fresh git repo: what a clone is."""
-    import shutil
-
-    import yaml
-
-    from tests.conftest import TINY
-    from vaeflow.config import load_config
-
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        output = f.startswith(("data/", "models/", "metrics/", "reports/", "runs/")) and f != "models/tuned/README.md"
-        if (REPO / f).is_file() and not output and ".venv" not in f:
-            (d / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, d / f)
-    shutil.copytree(REPO / ".dvc", d / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"), dirs_exist_ok=True)
-    cfg = load_config(REPO / "params.yaml", TINY)
-    (d / "params.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"]):
-        subprocess.run(cmd, cwd=d, check=True, capture_output=True)
-    return d
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_a_first_vaeflow_run_in_a_clean_environment_prints_no_traceback(tmp_path):
     """`vaeflow run` as a new user runs it: fresh HOME (Prefect's database created on the spot), none of the
     telemetry switches CI sets, a DVC-tracked tiny project. stderr has no traceback and no telemetry error,
     and each DVC lock-file line appears once per recorded stage."""
-    project = _tiny_tracked_copy(tmp_path / "repo")
+    project = tracked_copy(tmp_path / "repo")
     home = tmp_path / "home"
     home.mkdir()
     env = {**_clean_env(home), "PYTHONPATH": str(project),

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from vaeflow import results_table as rt
 
 METRICS = {
@@ -86,18 +83,12 @@ def test_readme_holds_one_generated_block_and_no_typed_default_figures():
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # the default run: ~1.5 min on 2 idle cores, 14 min measured under load 14
-def test_readme_matches_a_fresh_default_run(tmp_path):
-    """`vaeflow run` on params.yaml as committed, in a fresh copy, then `vaeflow report --check-readme`. On the
-    machine the block names, the block must match digit for digit; elsewhere (another CPU instruction set or
-    library build), the same tables and rows (README says why and how to regenerate)."""
-    from tests.test_clean_run import _tiny_tracked_copy
-
-    project = _tiny_tracked_copy(tmp_path / "repo")
-    (project / "params.yaml").write_text((REPO / "params.yaml").read_text())  # the default, not tiny
-    env = {**os.environ, "PYTHONPATH": str(project), "COLUMNS": "200"}
-    subprocess.run([sys.executable, "-m", "vaeflow", "run"], cwd=project, env=env, check=True,
-                   capture_output=True, timeout=1800)
-    m = json.loads((project / "metrics" / "metrics.json").read_text())
+def test_readme_matches_a_fresh_default_run(default_run):
+    """`vaeflow run` on params.yaml as committed, in a fresh copy (the session's `default_run`, conftest.py),
+    then `vaeflow report --check-readme`. On the machine the block names, the block must match digit for
+    digit; elsewhere (another CPU instruction set or library build), the same tables and rows (README says
+    why and how to regenerate)."""
+    m = json.loads((default_run / "metrics" / "metrics.json").read_text())
     readme = (REPO / "README.md").read_text()
     if rt.readme_machine(readme) == rt.machine():
         assert rt.matches(readme, m), "README's results are not what a fresh default run gives: " \

@@ -179,7 +179,7 @@ def tuned(tmp_path_factory):
 
 
 @pytest.mark.slow  # a local Ray: a process tree
-def test_resume_completes_without_rerunning_finishedtrials(tuned):
+def test_resume_completes_without_rerunning_finished_trials(tuned):
     assert tuned["cli"].exit_code == 0, tuned["cli"].output
     assert len(tuned["finished"]) >= 2  # the first run was stopped with trials left to do
     trials = progress_by_trial(tuned["exp"])
