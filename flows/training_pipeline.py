@@ -173,7 +173,9 @@ def _run_dag(upstream: dict[str, list[str]], submit: dict[str, Any], logger: Any
     if failed:
         name, exc = next(iter(failed.items()))
         not_run = [n for n in upstream if n not in futures]
-        summary = f"stage {name} failed: {exc}" + (f"; not run: {', '.join(not_run)}" if not_run else "")
+        also = [f"{n} ({e})" for n, e in failed.items() if n != name]  # stages beside it can fail too
+        summary = (f"stage {name} failed: {exc}" + (f"; also failed: {', '.join(also)}" if also else "")
+                   + (f"; not run: {', '.join(not_run)}" if not_run else ""))
         logger.error(summary, exc_info=exc, extra={REPORTED: True})
         exc.vaeflow_failure = summary  # type: ignore[attr-defined]  the CLI's one line (flows/cli.py run)
         raise exc
