@@ -2,7 +2,7 @@
 # The real-data presets on this 2-core CPU at a stated budget: the CPU twin of bench/gpu_runs.sh.
 #
 # Two queues of jobs run in the background, one per core (taskset), one torch thread each. A job is the
-# real CLI (`python -m flows.cli stage prepare|pretrain|adapt`, what dvc.yaml calls) in its own directory
+# real CLI (`python -m vaeflow stage prepare|pretrain|adapt`, what dvc.yaml calls) in its own directory
 # OUT/runs/<job>, with the preset's params and the budget's overrides. Every stage checkpoints (pretrain
 # every epoch, adapt every epoch of every variant and repeat), so running this script again, in this
 # session or a later one, resumes each job where it stopped; a finished job (OUT/runs/<job>/done) is skipped.
@@ -23,7 +23,9 @@ data=${DATA_ROOT:-$(cd "$root/../shared/data" 2>/dev/null && pwd)}
 py=${PYTHON:-$root/.venv/bin/python}
 export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-COMMON="--set device=cpu --set threads=1 --set data.root=$data --set pretrain.epochs=3 --set adapt.repeats=3"
+# eval.iwae_samples=1: the VAE here is only the warm start (its IWAE bound on 12k test images at k=100
+# costs ~40 min on one busy core); the likelihood presets measure it.
+COMMON="--set device=cpu --set threads=1 --set data.root=$data --set pretrain.epochs=3 --set adapt.repeats=3 --set eval.iwae_samples=1 --set eval.iwae_chunk=1"
 UDA="--set adapt.epochs=5 --set adapt.shot.epochs=3"
 UDA_VARIANTS="[source_only, adabn, shot, dann, mean_teacher]"
 # queue NAME: job lines "NAME PRESET SHARE_FROM overrides..." (SHARE_FROM: a job whose prepared data and VAE
@@ -54,7 +56,7 @@ run_job() {  # run_job NAME PRESET SHARE_FROM overrides...
   fi
   for s in $stages; do
     echo "[$(date -u +%FT%TZ)] stage $s" >> "$dir/log.txt"
-    (cd "$dir" && /usr/bin/time -v "$py" -m flows.cli stage "$s" --params "$root/$preset" $COMMON "$@") \
+    (cd "$dir" && /usr/bin/time -v "$py" -m vaeflow stage "$s" --params "$root/$preset" $COMMON "$@") \
       >> "$dir/log.txt" 2>&1 || { echo "[$(date -u +%FT%TZ)] stage $s FAILED" >> "$dir/log.txt"; return 1; }
     [ "$s" = pretrain ] && touch "$dir/pretrain.done"
   done

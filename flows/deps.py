@@ -83,8 +83,7 @@ OBJECT_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # "vaeflow.training.
 
 def _imported_names(path: Path, root: Path) -> set[str]:
     """Every module name that `path` imports anywhere (module level or inside functions), with `from X import
-    y` also giving X.y (y may be a submodule), `importlib.import_module("literal")`, and the module of every
-    string literal of the form "package.module:Name" (an entry-point style reference, imported when used)."""
+    y` also giving X.y (y may be a submodule) and `importlib.import_module("literal")`."""
     tree = ast.parse(path.read_text(), filename=str(path))
     rel = path.relative_to(root).with_suffix("")
     package = _module_name(rel.parts[:-1])  # a/b/c.py and a/b/__init__.py both sit in package a.b
@@ -103,22 +102,47 @@ def _imported_names(path: Path, root: Path) -> set[str]:
         elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
               and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
             names.add(node.args[0].value)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and OBJECT_REF.match(node.value):
-            names.add(node.value.split(":")[0])  # "package.module:Name", imported by name later (a registry)
     return names
 
 
+def _object_refs(path: Path) -> tuple[set[str], bool]:
+    """(modules named by "package.module:Name" string literals in `path`, whether `path` resolves such names:
+    it calls import_module with a computed argument). A registry's rows name their classes this way."""
+    refs, resolves = set(), False
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and OBJECT_REF.match(node.value):
+            refs.add(node.value.split(":")[0])
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+              and node.args and not isinstance(node.args[0], ast.Constant)):
+            resolves = True
+    return refs, resolves
+
+
 def static_deps(stage: str, root: Path | None = None) -> set[str]:
-    """Project files (relative posix paths) that importing and running tasks/<stage>.py can execute."""
+    """Project files (relative posix paths) that importing and running tasks/<stage>.py can execute.
+
+    A "package.module:Name" string (a registry row naming its class) counts as an import only for a stage
+    that also runs a resolver of such names (import_module with a computed name, outside a package's
+    __init__.py, where it loads the package's own submodules): the config reads the variant registry in
+    every stage, but only `adapt` imports the algorithms its rows name."""
     root = root or project_root()
     start = f"vaeflow.tasks.{stage}"
     seen: set[Path] = set()
+    refs: set[str] = set()
+    resolves = False
     todo = [f for f in [module_file(start, root), *_package_inits(start, root)] if f]
-    while todo:
+    while todo or (resolves and refs):
+        if not todo:
+            todo += [f for name in refs for f in [module_file(name, root), *_package_inits(name, root)] if f]
+            refs = set()
+            continue
         f = todo.pop()
         if f in seen:
             continue
         seen.add(f)
+        more, res = _object_refs(f)
+        refs |= more
+        resolves |= res and f.name != "__init__.py"  # a package's lazy submodule loader is not a resolver
         for name in _imported_names(f, root):
             target = module_file(name, root)
             todo += [g for g in [target, *(_package_inits(name, root) if target else [])] if g and g not in seen]

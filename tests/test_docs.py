@@ -64,7 +64,7 @@ def test_schema_defaults_differ_from_params_yaml_only_where_a_comment_says_why()
     explained = set(DEFAULTS_DIFFER_FROM_PARAMS_YAML)
     unexplained = sorted(k for k in differ if not any(k == e or k.startswith(e + ".") for e in explained))
     assert not unexplained, (f"schema defaults differ from params.yaml without a reason: {unexplained}; "
-                             "add each to vaeflow/config.py's DEFAULTS_DIFFER_FROM_PARAMS_YAML")
+                             "add each to vaeflow/config/root.py's DEFAULTS_DIFFER_FROM_PARAMS_YAML")
     stale = sorted(e for e in explained if not any(k == e or k.startswith(e + ".") for k in differ))
     assert not stale, f"DEFAULTS_DIFFER_FROM_PARAMS_YAML lists keys that no longer differ: {stale}"
 

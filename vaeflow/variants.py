@@ -36,14 +36,13 @@ class VariantSpec:
     default: bool = False
 
 
-_ALG = "vaeflow.training.algorithms"
 VARIANTS: tuple[VariantSpec, ...] = (
-    VariantSpec("source_only", f"{_ALG}:ERM", "source labels only, scored with the statistics it was trained "
+    VariantSpec("source_only", "vaeflow.training.algorithms:ERM", "source labels only, scored with the statistics it was trained "
                 "with (the source's)", default=True),
-    VariantSpec("adabn", f"{_ALG}:NoTraining", "source_only's network, its BatchNorm statistics re-estimated "
+    VariantSpec("adabn", "vaeflow.training.algorithms:NoTraining", "source_only's network, its BatchNorm statistics re-estimated "
                 "on the unlabelled target training images (AdaBN)", labelled=None, continues="source_only",
                 target_bn=True, default=True),
-    VariantSpec("dann", f"{_ALG}:DANN", "source labels + unlabelled target, domain-adversarial features "
+    VariantSpec("dann", "vaeflow.training.algorithms:DANN", "source labels + unlabelled target, domain-adversarial features "
                 "(Ganin et al.)", unlabelled=True, target_bn=True, default=True),
     VariantSpec("self_training", "vaeflow.training.self_training:SelfTraining", "each DANN run, continued on "
                 "source labels + its confident target pseudo-labels", unlabelled=True, continues="dann",
@@ -54,11 +53,11 @@ VARIANTS: tuple[VariantSpec, ...] = (
     VariantSpec("shot", "vaeflow.training.shot:SHOT", "source_only's network, its head frozen, its features "
                 "adapted on the unlabelled target alone: information maximisation + centroid pseudo-labels "
                 "(Liang et al.)", labelled=None, unlabelled=True, continues="source_only"),
-    VariantSpec("finetune", f"{_ALG}:ERM", "the pretrained encoder on the few target labels", labelled="few",
+    VariantSpec("finetune", "vaeflow.training.algorithms:ERM", "the pretrained encoder on the few target labels", labelled="few",
                 default=True),
-    VariantSpec("scratch", f"{_ALG}:ERM", "the same network and labels, random initialisation", labelled="few",
+    VariantSpec("scratch", "vaeflow.training.algorithms:ERM", "the same network and labels, random initialisation", labelled="few",
                 init="random", default=True),
-    VariantSpec("oracle", f"{_ALG}:ERM", "all target training labels (an upper bound)", labelled="target",
+    VariantSpec("oracle", "vaeflow.training.algorithms:ERM", "all target training labels (an upper bound)", labelled="target",
                 default=True),
     VariantSpec("mean_teacher_few", "vaeflow.training.mean_teacher:MeanTeacher", "the mean teacher on the few "
                 "target labels + the unlabelled target training set", labelled="few", unlabelled=True),

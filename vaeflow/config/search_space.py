@@ -7,9 +7,9 @@
 Samplers: choice, grid (values); uniform, loguniform (float bounds); randint (int bounds, high excluded,
 as in Ray).
 
-Part of the params schema, so it sits beside vaeflow/config.py, which validates with it: imported from
-vaeflow/tuning/, every stage's dvc.yaml deps included the tuning package. Turning a checked space into Ray
-domains is tuning's business (vaeflow/tuning/space.py: to_ray).
+Part of the params schema, so it lives in the config package (were it imported from vaeflow/tuning/, every
+stage's dvc.yaml deps would include the tuning package). Turning a checked space into Ray domains is
+tuning's business (vaeflow/tuning/space.py: to_ray).
 """
 from __future__ import annotations
 

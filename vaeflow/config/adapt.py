@@ -1,0 +1,118 @@
+"""The `adapt` section and its methods' sub-sections. The variant names come from the registry
+(vaeflow/variants.py)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from vaeflow import variants as registry
+from vaeflow.config.base import Section
+
+
+class DANNConfig(Section):
+    gamma: float = Field(10.0, gt=0, description="λ_p = 2/(1+exp(-γ p)) - 1 (Ganin et al.)")
+    lambda_max: float = Field(1.0, gt=0)
+    domain_hidden: int = Field(64, ge=1)
+
+
+class SelfTrainingConfig(Section):
+    rounds: int = Field(2, ge=1, le=20, description="pseudo-label, then train; repeated this many times")
+    threshold: float = Field(0.95, gt=0, lt=1, description="softmax confidence a target image needs for its pseudo-label")
+    epochs: int = Field(2, ge=1, le=100_000, description="epochs per round (an epoch: one pass over the larger set)")
+    lr: float = Field(1e-4, gt=0, le=1, description="below adapt.lr: it refines a trained DANN")
+
+
+class AugmentConfig(Section):
+    """Batched random affine + noise on the training device (vaeflow/training/augment.py). All zero: off.
+    Sizes are fractions of the image side, so one setting means the same on 8×8 and 32×32 images.
+    Defaults: French et al.'s (2018) digit augmentation, fixed before any run was scored (±2 px of 28,
+    affine jitter of std 0.1 ≈ ±8° and ±10 %, Gaussian noise of std 0.1), never tuned on target labels."""
+    translate: float = Field(0.07, ge=0, le=0.5, description="max shift, a fraction of the image side")
+    rotate_deg: float = Field(8.0, ge=0, le=180, description="max rotation, degrees")
+    scale: float = Field(0.1, ge=0, lt=1, description="zoom drawn from [1-scale, 1+scale]")
+    shear_deg: float = Field(8.0, ge=0, le=45, description="max shear, degrees")
+    noise: float = Field(0.1, ge=0, le=1, description="std of additive Gaussian noise, in intensity units")
+    padding: Literal["zeros", "border", "reflection"] = Field(
+        "zeros", description="what fills pixels moved in from outside the image")
+
+
+class MeanTeacherConfig(Section):
+    """Self-ensembling (French et al., 2018): an EMA teacher, confidence-thresholded consistency."""
+    ema: float = Field(0.99, gt=0, lt=1, description="teacher = ema·teacher + (1-ema)·student after each step")
+    threshold: float = Field(0.968, ge=0, lt=1, description="teacher confidence an unlabelled image needs "
+                             "to count in the consistency loss (French et al.'s 0.968)")
+    consistency_weight: float = Field(3.0, ge=0, description="weight of the squared-difference consistency loss")
+    class_balance: float = Field(0.005, ge=0, description="weight of the class-balance term (BCE of the batch's "
+                                 "mean prediction against uniform)")
+
+
+class ShotConfig(Section):
+    """SHOT's target phase (Liang et al., 2020), continuing source_only: defaults are SHOT's (cls_par 0.3,
+    ent_par 1.0) except the optimiser (Adam at a tenth of adapt.lr's default, as fine-tuning) and ema."""
+    epochs: int = Field(5, ge=1, le=100_000, description="target-phase epochs (an epoch: one pass over the larger set)")
+    lr: float = Field(1e-4, gt=0, le=1, description="Adam learning rate of the feature extractor")
+    cls_weight: float = Field(0.3, ge=0, description="weight of the centroid pseudo-label cross-entropy")
+    ent_weight: float = Field(1.0, ge=0, description="weight of information maximisation")
+    ema: float = Field(0.99, ge=0, lt=1, description="score an EMA of the weights (0: the weights themselves)")
+
+
+class FixMatchConfig(Section):
+    """FixMatch (Sohn et al., 2020): threshold and weight are the paper's; mu is set by the CPU budget."""
+    threshold: float = Field(0.95, gt=0, lt=1, description="weak-view confidence an unlabelled image needs")
+    unlabelled_weight: float = Field(1.0, ge=0)
+    mu: int = Field(3, ge=1, le=16, description="unlabelled images per labelled one in a step (paper: 7)")
+    cutout: float = Field(0.5, ge=0, le=1, description="side of the strong view's cutout square, a fraction")
+    ema: float = Field(0.999, ge=0, lt=1, description="score an EMA of the weights (0: the weights themselves)")
+    strong: AugmentConfig = AugmentConfig(translate=0.15, rotate_deg=30.0, scale=0.25, shear_deg=30.0, noise=0.1)
+
+
+class AdaptConfig(Section):
+    # Every variant, its data and its note: vaeflow/variants.py (the registry). Opt-in ones: see `default` there.
+    variants: list[Literal[registry.NAMES]] = list(registry.DEFAULT)
+    epochs: int = Field(60, ge=1, le=100_000)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0, le=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    labels_per_class: int = Field(5, ge=1)
+    head_hidden: int = Field(128, ge=1)
+    repeats: int = Field(3, ge=1, le=100, description="seeds per variant; accuracies are reported as mean ± std")
+    backbone: Literal["vae_encoder", "lenet"] = Field(
+        "vae_encoder", description="classifier trunk: a copy of the VAE encoder, or LeNet (warm-started "
+        "from the VAE when vae.arch=lenet, with LeNet's dropout)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="on every supervised cross-entropy (SHOT uses 0.1)")
+    standardize: bool = Field(True, description="per-image zero mean and unit std inside the classifier, at "
+                              "training and test time: removes each domain's brightness and contrast")
+    feature_bn: bool = Field(True, description="a BatchNorm on the trunk's features before the head; source and "
+                             "target batches pass through it separately, so in training each domain is normalised by its own "
+                             "batch statistics (at test time: the running averages; mean_teacher's teacher sees "
+                             "only unlabelled target batches, so its averages are the target's)")
+    warm_start: bool = Field(True, description="start the pretrained variants from the VAE encoder; false: "
+                             "every variant from a random initialisation (the pretraining ablation)")
+    layer_bn: bool = Field(False, description="a BatchNorm after every convolution / hidden linear layer of the "
+                           "trunk; source and target batches pass through it separately")
+    selection: Literal["last", "source_val"] = Field(
+        "last", description="which epoch's weights are scored: the last, or the best on source validation "
+        "(vaeflow/training/model_selection.py); never a target label")
+    trace: bool = Field(False, description="log the target test accuracy after every epoch, for the stability "
+                        "report only (it never reaches the selection rule); costs one target pass per epoch")
+    augment: AugmentConfig = AugmentConfig()
+    dann: DANNConfig = DANNConfig()
+    self_training: SelfTrainingConfig = SelfTrainingConfig()
+    mean_teacher: MeanTeacherConfig = MeanTeacherConfig()
+    shot: ShotConfig = ShotConfig()
+    fixmatch: FixMatchConfig = FixMatchConfig()
+
+    @field_validator("variants")
+    @classmethod
+    def _some_variants_once(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("list at least one variant, each once")
+        for name in v:
+            parent = registry.BY_NAME[name].continues
+            if parent and (parent not in v or v.index(parent) > v.index(name)):
+                raise ValueError(f"{name} continues each {parent} run, so list '{parent}' before '{name}'")
+        return v
+
+
+# Hyperparameters tune.search_space may name, and the section each belongs to (pretrain.use_tuned applies them).
