@@ -199,7 +199,7 @@ def _summary(variant: str, runs: list[dict], sets: dict, tgt, n_classes: int) ->
         out["stability"] = stab
     rounds = [[row for row in u["res"].history if "pseudo_labelled" in row] for u in runs]
     if any(rounds):  # pseudo-labels per round, per repeat (counts only: no label is read)
-        out["rounds"] = [[{"round": row.get("round"), "pseudo_labelled": row["pseudo_labelled"]} for row in rr]
+        out["rounds"] = [[{k: row[k] for k in ("round", "pseudo_labelled", "per_class") if k in row} for row in rr]
                          for rr in rounds]
     return out
 
@@ -211,6 +211,6 @@ def _write_variant(paths: Paths, variant: str, first: dict, tgt) -> None:
     write_text(paths.plots / "adapt" / f"confusion_{variant}.csv",
                "actual,predicted\n" + "".join(f"{a_},{p_}\n" for a_, p_ in zip(tgt.y_test, first["pred"])))
     hist = first["res"].history
-    cols = list(dict.fromkeys(c for row in hist for c in row)) if hist else ["epoch"]
+    cols = list(dict.fromkeys(c for row in hist for c, v in row.items() if isinstance(v, (int, float)))) or ["epoch"]
     write_text(paths.plots / "adapt" / f"curve_{variant}.csv", ",".join(cols) + "\n" + "".join(
         ",".join(f"{row.get(c, float('nan')):.5g}" for c in cols) + "\n" for row in hist))

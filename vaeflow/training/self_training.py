@@ -54,7 +54,9 @@ class SelfTraining(DANN):
         self.labels.copy_(labels)
         self.confident.copy_(confident)
         self.clf.train()
-        return {"pseudo_labelled": int(confident.sum()), "round": epoch // self.epochs_per_round}
+        per_class = torch.bincount(labels[confident], minlength=self.clf.head[-1].out_features).tolist()
+        return {"pseudo_labelled": int(confident.sum()), "round": epoch // self.epochs_per_round,
+                "per_class": per_class}
 
     def update(self, x, y, x_unl, p, check=lambda loss: loss, unl_idx=None):
         feats, cls_loss = self.supervised(x, y)
