@@ -109,3 +109,18 @@ def final_weights(exp: Path, trial_id: str, epochs: int = KILL_EPOCHS) -> dict:
     ckpt = load_torch(last / "train_state.pt")  # weights_only=True and its checksum verified
     assert ckpt["state"]["epoch"] == epochs
     return ckpt["model"]
+
+
+class StopAt:
+    """Test hooks that raise KeyboardInterrupt at one pause point: the process 'dies' there, in-process, and
+    only its checkpoint survives. Use: `with hooks.installed(StopAt("step:run:1:2")): ...`."""
+
+    def __new__(cls, point: str):
+        from vaeflow.hooks import Hooks
+
+        class _Stop(Hooks):
+            def pause(self, p: str) -> None:
+                if p == point:
+                    raise KeyboardInterrupt(p)
+
+        return _Stop()

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from vaeflow import faults
+from tests.helpers import StopAt
+from vaeflow import hooks
 from vaeflow.config import AugmentConfig
 from vaeflow.models.classifier import Classifier
 from vaeflow.training.adapt_trainer import fit
@@ -83,13 +84,9 @@ def _run(tmp_path, stop_at: str | None = None, monkeypatch=None):
     xu, _ = _data(seed=1)
     torch.manual_seed(3)
     algo = MeanTeacher(_clf(), ema=0.9, threshold=0.5, lr=1e-2, weight_decay=1e-4, augment=AUG)
-    if stop_at is not None:
-        def stop(point, _real=faults.pause_point):
-            if point == stop_at:
-                raise KeyboardInterrupt  # the process dies here; only the checkpoint survives
-        monkeypatch.setattr(faults, "pause_point", stop)
-    return fit(algo, x, y, xu, epochs=3, steps_per_epoch=5, batch_size=16,
-               ckpt_path=tmp_path / "mt.pt", fingerprint="mt-test")
+    with hooks.installed(StopAt(stop_at) if stop_at else hooks.Hooks()):
+        return fit(algo, x, y, xu, epochs=3, steps_per_epoch=5, batch_size=16,
+                   ckpt_path=tmp_path / "mt.pt", fingerprint="mt-test")
 
 
 def test_an_interrupted_run_resumes_bit_identically(tmp_path, monkeypatch):

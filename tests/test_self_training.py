@@ -11,7 +11,8 @@ from torch import nn
 from tests.conftest import REPO
 from vaeflow.config import ConfigError, load_config
 from vaeflow.models.classifier import Classifier
-from vaeflow import faults
+from tests.helpers import StopAt
+from vaeflow import hooks
 from vaeflow.training.adapt_trainer import fit
 from vaeflow.training.self_training import SelfTraining, pseudo_labels
 
@@ -44,14 +45,10 @@ def test_pseudo_labels_are_the_confident_argmax_of_an_independent_softmax():
 
 def _run(clf, xs, ys, xt, tmp_path, stop_at=None, monkeypatch=None):
     algo = SelfTraining(clf, threshold=0.9, epochs_per_round=2, gamma=10.0, lambda_max=0.1, lr=1e-2, weight_decay=0.0)
-    if stop_at is not None:
-        def stop(point):
-            if point == stop_at:
-                raise KeyboardInterrupt
-        monkeypatch.setattr(faults, "pause_point", stop)
     torch.manual_seed(5)
-    return fit(algo, xs, ys, xt, epochs=4, steps_per_epoch=20, batch_size=32, ckpt_path=tmp_path / "st.pt",
-               fingerprint="st-test")
+    with hooks.installed(StopAt(stop_at) if stop_at else hooks.Hooks()):
+        return fit(algo, xs, ys, xt, epochs=4, steps_per_epoch=20, batch_size=32, ckpt_path=tmp_path / "st.pt",
+                   fingerprint="st-test")
 
 
 def test_rounds_label_what_the_current_model_is_sure_of_and_resume_mid_round(tmp_path, monkeypatch):

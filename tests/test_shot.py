@@ -8,7 +8,8 @@ import torch
 from scipy.spatial.distance import cdist
 from torch import nn
 
-from vaeflow import faults
+from tests.helpers import StopAt
+from vaeflow import hooks
 from vaeflow.models.classifier import Classifier
 from vaeflow.training.adapt_trainer import fit
 from vaeflow.training.shot import SHOT, centroid_pseudo_labels, information_maximisation
@@ -72,13 +73,9 @@ def _run(tmp_path, stop_at=None, monkeypatch=None):
     xu, _ = _data(seed=1)
     torch.manual_seed(3)
     algo = SHOT(_clf(), ema=0.9, lr=1e-2, weight_decay=1e-4)
-    if stop_at is not None:
-        def stop(point):
-            if point == stop_at:
-                raise KeyboardInterrupt
-        monkeypatch.setattr(faults, "pause_point", stop)
-    return algo, fit(algo, x, y, xu, epochs=3, steps_per_epoch=5, batch_size=16, ckpt_path=tmp_path / "shot.pt",
-                     fingerprint="shot-test")
+    with hooks.installed(StopAt(stop_at) if stop_at else hooks.Hooks()):
+        return algo, fit(algo, x, y, xu, epochs=3, steps_per_epoch=5, batch_size=16, ckpt_path=tmp_path / "shot.pt",
+                         fingerprint="shot-test")
 
 
 def test_the_head_stays_frozen_and_a_killed_run_resumes_bit_identically(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vaeflow import faults
+from vaeflow import hooks
 from vaeflow.training.algorithms import Algorithm
 from vaeflow.training.checkpoint import CheckpointClock, NonFiniteLoss, save_checkpoint, try_resume
 from vaeflow.training.model_selection import LastStep, SelectionRule
@@ -38,10 +38,12 @@ def _snapshot(algo: Algorithm) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in algo.predictor().state_dict().items()}
 
 
-def _loss_check(nan_at, where: tuple[int, int], steps_per_epoch: int, ckpt_path: Path):
+def _loss_check(where: tuple[int, int], steps_per_epoch: int, ckpt_path: Path):
+    """`check(loss)` for one step: raises NonFiniteLoss on a NaN/inf loss (the test hooks may poison it)."""
+    point = f"{ckpt_path.stem}:{where[0]}:{where[1]}"
+
     def check(loss: torch.Tensor) -> torch.Tensor:
-        if nan_at == where:  # fault injection for the tests; None in real runs
-            loss = loss * float("nan")
+        loss = hooks.current().loss(point, loss)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"non-finite classifier loss at epoch {where[0]} step {where[1]} (global step "
                                 f"{where[0] * steps_per_epoch + where[1]}); training stopped, last good "
@@ -75,7 +77,7 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
     ckpt = try_resume(ckpt_path, fingerprint, algo, algo.opt)
     if ckpt is not None:
         st = ckpt["state"]
-    nan_at = faults.nan_at(ckpt_path.stem)
+    h = hooks.current()
     total = epochs * steps_per_epoch
     device = x_lab.device
     n_unl = batch_size * getattr(algo, "unlabelled_ratio", 1)
@@ -87,14 +89,14 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
         algo.train()
         sums: dict[str, torch.Tensor] = {}
         for s in range(steps_per_epoch):
-            faults.pause_point(f"step:{ckpt_path.stem}:{epoch}:{s}")
+            h.pause(f"step:{ckpt_path.stem}:{epoch}:{s}")
             p = (epoch * steps_per_epoch + s) / total
             algo.set_progress(p)
             idx = torch.randint(len(x_lab), (batch_size,), device=device)
             iu = torch.randint(len(x_unl), (n_unl,), device=device) if algo.uses_unlabelled else None
             xu = x_unl[iu] if iu is not None else None
-            out = algo.update(x_lab[idx], y_lab[idx], xu, p, check=_loss_check(nan_at, (epoch, s), steps_per_epoch,
-                                                                                ckpt_path), unl_idx=iu)
+            out = algo.update(x_lab[idx], y_lab[idx], xu, p, check=_loss_check((epoch, s), steps_per_epoch, ckpt_path),
+                              unl_idx=iu)
             for k, v in out.items():
                 sums[k] = sums.get(k, 0) + v  # tensors: no host sync per step
         row.update({k: float(v) / steps_per_epoch for k, v in sums.items()})
