@@ -6,6 +6,8 @@
   that are zero in exact arithmetic: see below). Random draws
   (augmentation, Dropout2d's per-channel masks, the ELBO's noise) are the same, else these would fail by
   orders of magnitude.
+- The LeNet decoder's last transposed conv as a GEMM + col2im (lenet._FewChannelConvTranspose): the same
+  tolerance.
 - The foreach EMA update (vaeflow/training/mean_teacher.py) is bit-identical to the per-parameter loop.
 
 Compared after one step, not many: Adam divides by the gradient's running RMS, so a 1e-7 difference in a
@@ -45,6 +47,24 @@ def test_channels_last_is_the_same_tensor_in_nhwc_memory(c):
     assert y.stride() == (c * 30, 1, 5 * c, c)  # NHWC strides, also for C = 1, where torch calls it ambiguous
     z = torch.nn.functional.conv2d(y, torch.randn(7, c, 3, 3))
     assert z.is_contiguous(memory_format=torch.channels_last)  # the conv takes the NHWC kernel
+
+
+@pytest.mark.parametrize("cout", [1, 2])
+def test_few_channel_transposed_conv_matches_torchs(cout):
+    """The decoder's last layer as GEMM + col2im (forward) and torch's own backward."""
+    g = torch.Generator().manual_seed(0)
+    x = lenet.channels_last(torch.randn(6, 20, 24, 24, generator=g)).requires_grad_()
+    w = torch.randn(20, cout, 5, 5, generator=g).requires_grad_()
+    b = torch.randn(cout, generator=g).requires_grad_()
+    y = lenet._FewChannelConvTranspose.apply(x, w, b)
+    ref = torch.nn.functional.conv_transpose2d(x, w, b)
+    # Unit-variance inputs: sums of 500 terms of size ~20, so the absolute tolerance scales with the largest
+    # entry (float32's 2^-24 ≈ 6e-8 relative rounding, accumulated over the reordered sum).
+    close = lambda a, e: torch.testing.assert_close(a, e, rtol=RTOL, atol=ATOL * e.abs().max().item())  # noqa: E731
+    close(y, ref)
+    up = torch.randn(ref.shape, generator=g)
+    for a, e in zip(torch.autograd.grad(y, (x, w, b), up), torch.autograd.grad(ref, (x, w, b), up)):
+        close(a, e)
 
 
 def _mean_teacher(seed: int = 0) -> MeanTeacher:
