@@ -50,7 +50,7 @@ class MeanTeacherConfig(Section):
 class ShotConfig(Section):
     """SHOT's target phase (Liang et al., 2020), continuing source_only: defaults are SHOT's (cls_par 0.3,
     ent_par 1.0) except the optimiser (Adam at a tenth of adapt.lr's default, as fine-tuning) and ema."""
-    epochs: int = Field(5, ge=1, le=100_000, description="target-phase epochs (an epoch: one pass over the larger set)")
+    epochs: int = Field(10, ge=1, le=100_000, description="target-phase epochs (an epoch: one pass over the larger set)")
     lr: float = Field(1e-4, gt=0, le=1, description="Adam learning rate of the feature extractor")
     cls_weight: float = Field(0.3, ge=0, description="weight of the centroid pseudo-label cross-entropy")
     ent_weight: float = Field(1.0, ge=0, description="weight of information maximisation")
@@ -89,7 +89,7 @@ class AdaptConfig(Section):
                              "only unlabelled target batches, so its averages are the target's)")
     warm_start: bool = Field(True, description="start the pretrained variants from the VAE encoder; false: "
                              "every variant from a random initialisation (the pretraining ablation)")
-    layer_bn: bool = Field(False, description="a BatchNorm after every convolution / hidden linear layer of the "
+    layer_bn: bool = Field(True, description="a BatchNorm after every convolution / hidden linear layer of the "
                            "trunk; source and target batches pass through it separately")
     selection: Literal["last", "source_val"] = Field(
         "last", description="which epoch's weights are scored: the last, or the best on source validation "
