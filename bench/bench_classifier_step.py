@@ -6,9 +6,9 @@ Issue 23 item 3. The classifier is the digit presets' (configs/mnist_usps.yaml):
 BatchNorm (layer_bn), feature BN, standardisation, the presets' augmentation, batch 64, mean teacher.
 Systems, interleaved in blocks (A B C A B C ..., rotating who goes first) on the same batches:
   - bare eager loop: the same nn.Module (NCHW), the three passes and the EMA written out inline;
-  - vaeflow before: MeanTeacher.update as it was (NCHW trunk, per-parameter EMA loop), by switching
-    LeNetTrunk.channels_last off and patching the old ema_update back in;
-  - vaeflow after: MeanTeacher.update as it is (channels-last trunk, foreach EMA);
+  - vaeflow before: MeanTeacher.update as it was (NCHW trunk, per-parameter EMA loop, F.affine_grid), by
+    switching LeNetTrunk.channels_last off and patching the old ema_update and affine grid back in;
+  - vaeflow after: MeanTeacher.update as it is (channels-last trunk, foreach EMA, broadcast affine grid);
   - after + fused Adam: the same, with Adam(fused=True) instead of the Algorithm base's default Adam
     (vaeflow/training/algorithms.py, not changed here: a proposal, shown to size it).
 The VAE part times train_vae for one epoch of --vae-images grey images (dynamically binarised, as the presets'
@@ -42,6 +42,7 @@ from vaeflow.models.classifier import classifier_from_vae, standardize  # noqa: 
 from vaeflow.models.vae import VAE  # noqa: E402
 from vaeflow.training import mean_teacher as mt  # noqa: E402
 from vaeflow.training.algorithms import build_algorithm  # noqa: E402
+from vaeflow.training import augment as aug  # noqa: E402
 from vaeflow.training.augment import augment  # noqa: E402
 from vaeflow.training.vae_trainer import TrainSettings, train_vae  # noqa: E402
 
@@ -54,12 +55,18 @@ def old_ema_update(teacher, student, ema, buffers=False):  # the per-parameter l
             t.mul_(ema).add_(s.detach(), alpha=1 - ema)
 
 
-def layout(cl: bool) -> None:
-    lenet.LeNetTrunk.channels_last = lenet.LeNetDecoder.channels_last = cl
-    mt.ema_update = NEW_EMA if cl else old_ema_update
+def old_affine_grid(theta, size):  # augment's grid before: torch's batched matmul
+    return F.affine_grid(theta, [len(theta), 1, *size], align_corners=False)
 
 
-NEW_EMA = mt.ema_update
+def layout(new: bool) -> None:
+    """Switch every change of issue 23 item 3 on (new) or off (the code path before it)."""
+    lenet.LeNetTrunk.channels_last = lenet.LeNetDecoder.channels_last = new  # and the decoder's last layer
+    mt.ema_update = NEW_EMA if new else old_ema_update
+    aug.affine_grid = NEW_GRID if new else old_affine_grid
+
+
+NEW_EMA, NEW_GRID = mt.ema_update, aug.affine_grid
 
 
 def count_flops(fn) -> float:

@@ -93,7 +93,7 @@ class LeNetTrunk(nn.Module):
         self.feature_dim = C2 * s[4] * s[4]
 
     def forward(self, x):
-        if self.channels_last:
+        if self.channels_last and x.device.type == "cpu":  # measured on CPU only; cuDNN keeps its own choice
             x = channels_last(x)
         h = self.act(self.pool(self.conv1(x)))
         h = self.act(self.pool(self.drop(self.conv2(h))))
@@ -125,6 +125,6 @@ class LeNetDecoder(nn.Module):
                 z = _FewChannelConvTranspose.apply(z, layer.weight, layer.bias)
             else:
                 z = layer(z)
-            if i == 2 and self.channels_last:
+            if i == 2 and self.channels_last and z.device.type == "cpu":
                 z = channels_last(z)
         return z
