@@ -23,8 +23,8 @@ import torch
 
 from vaeflow.config import Config
 from vaeflow.io import file_sha256, save_torch, write_json, write_text
-from vaeflow.models.batchnorm import has_bn, reestimate_bn
-from vaeflow.models.classifier import classifier_from_vae
+from vaeflow.models.batchnorm import has_bn, preserve_function, reestimate_bn
+from vaeflow.models.classifier import classifier_from_vae, standardize
 from vaeflow.paths import Paths
 from vaeflow.prepared import load_prepared, load_vae, to_tensor
 from vaeflow.progress import epoch_bar
@@ -45,16 +45,21 @@ def few_labels(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]))
 
 
-def _network(spec: VariantSpec, cfg: Config, vae, n_classes: int, device):
+def _network(spec: VariantSpec, cfg: Config, vae, n_classes: int, device, calibration: torch.Tensor):
     """The variant's classifier, untrained: the VAE encoder's weights or a random initialisation (a
     continuation's weights are loaded by the caller). A domain head only for DANN-family methods."""
     a = cfg.adapt
     root = spec if not spec.continues else BY_NAME[spec.continues]
     needs_domain = issubclass(resolve(spec.algorithm), DANN)
-    return classifier_from_vae(vae, vae.spec, n_classes, a.head_hidden,
-                               domain_hidden=a.dann.domain_hidden if needs_domain else None,
-                               pretrained=a.warm_start and root.init == "pretrained", backbone=a.backbone,
-                               layer_bn=a.layer_bn, standardize=a.standardize, feature_bn=a.feature_bn).to(device)
+    pretrained = a.warm_start and root.init == "pretrained"
+    clf = classifier_from_vae(vae, vae.spec, n_classes, a.head_hidden,
+                              domain_hidden=a.dann.domain_hidden if needs_domain else None, pretrained=pretrained,
+                              backbone=a.backbone, layer_bn=a.layer_bn, standardize=a.standardize,
+                              feature_bn=a.feature_bn).to(device)
+    if a.layer_bn and pretrained and a.bn_init == "identity":
+        x = calibration  # the images the VAE was trained on (both domains' training images, a fixed subset)
+        preserve_function(clf.trunk, standardize(x) if clf.standardize else x)
+    return clf
 
 
 def _scorer(spec: VariantSpec, x_unl: torch.Tensor):
@@ -81,7 +86,7 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     a, spec = cfg.adapt, BY_NAME[variant]
     sets, vae, tgt_test, src_test = ctx["sets"], ctx["vae"], ctx["target_test"], ctx["source_test"]
     seed_everything(cfg.seed + 100 * r)
-    clf = _network(spec, cfg, vae, ctx["n_classes"], ctx["device"])
+    clf = _network(spec, cfg, vae, ctx["n_classes"], ctx["device"], ctx["calibration"])
     parent_fp = ""
     if spec.continues:
         parent = ctx["trained"][(spec.continues, r)]
@@ -133,7 +138,7 @@ def run(cfg: Config, paths: Paths) -> dict:
     ctx = {"sets": sets, "vae": vae, "device": device, "n_classes": src.n_classes, "trained": {},
            "steps": steps_for(len(xs), len(xt), a.batch_size), "monitor": (t(src.x_val), t(src.y_val)),
            "target_test": (t(tgt.x_test), t(tgt.y_test)), "source_test": (t(src.x_test), t(src.y_test)),
-           "hashes": (data.hashes, file_sha256(paths.vae))}
+           "hashes": (data.hashes, file_sha256(paths.vae)), "calibration": torch.cat([xs[:2048], xt[:2048]])}
     results: dict[str, dict] = {}
     for variant in a.variants:
         runs = [_train_one(variant, r, cfg, paths, ctx) for r in range(a.repeats)]

@@ -74,3 +74,22 @@ def test_at_test_time_the_statistics_are_the_targets_and_batches_do_not_interact
     assert torch.allclose(whole, one_by_one, atol=1e-5)  # eval mode: running statistics, per image
     h = net[0][0](tgt).detach()
     assert np.allclose(net[0][1].running_mean.numpy(), h.mean(dim=(0, 2, 3)).numpy(), atol=1e-5)
+
+
+def test_preserve_function_makes_inserted_batchnorms_the_identity_on_the_data():
+    from vaeflow.models.batchnorm import preserve_function
+
+    torch.manual_seed(1)
+    plain = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 5), nn.ReLU())
+    x = 1.5 + torch.randn(4000, 6)
+    with torch.no_grad():
+        before = plain(x)
+    import copy
+    net = add_layer_bn(copy.deepcopy(plain))
+    with torch.no_grad():
+        fresh = net.train()(x[:1024])  # training normalises by batch statistics: pre-activations re-centred
+    preserve_function(net, x)
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(x), before, atol=1e-4)  # running statistics: exactly the identity
+        assert torch.allclose(net.train()(x[:1024]), before[:1024], atol=0.05)  # batch statistics: close
+    assert not torch.allclose(fresh, before[:1024], atol=0.1)  # fresh BatchNorms change the function

@@ -91,6 +91,9 @@ class AdaptConfig(Section):
                              "every variant from a random initialisation (the pretraining ablation)")
     layer_bn: bool = Field(True, description="a BatchNorm after every convolution / hidden linear layer of the "
                            "trunk; source and target batches pass through it separately")
+    bn_init: Literal["identity", "fresh"] = Field(
+        "identity", description="layer_bn in a warm-started trunk: each BatchNorm starts as the identity on the "
+        "training images (the pretrained function is kept), or fresh (γ=1, β=0)")
     selection: Literal["last", "source_val"] = Field(
         "last", description="which epoch's weights are scored: the last, or the best on source validation "
         "(vaeflow/training/model_selection.py); never a target label")

@@ -73,3 +73,17 @@ def reestimate_bn(net: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> No
         var = (s2 - n * mean * mean) / max(n - 1, 1)
         m.running_mean.copy_(mean.to(m.running_mean.dtype))
         m.running_var.copy_(var.clamp_min(0).to(m.running_var.dtype))
+
+
+@torch.no_grad()
+def preserve_function(net: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> None:
+    """Make every BatchNorm in `net` start as the identity on `x`: γ = the standard deviation and β = the
+    mean of its inputs over `x` (running statistics the same), set layer by layer so each BatchNorm sees its
+    inputs as the network computed them before any BatchNorm was added (Net2Net's function-preserving
+    insertion). A warm-started trunk then keeps what pretraining learned; fresh BatchNorms (γ=1, β=0) would
+    re-centre every pre-activation and change which ReLUs fire."""
+    bns = [m for m in net.modules() if isinstance(m, _BatchNorm)]
+    for m in bns:
+        reestimate_bn(net, x, batch_size)  # upstream ones are identities by now: `m` sees original inputs
+        m.weight.copy_(torch.sqrt(m.running_var + m.eps))
+        m.bias.copy_(m.running_mean)
