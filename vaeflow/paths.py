@@ -60,7 +60,7 @@ class Paths:
     @property
     def all_metrics(self) -> Path: return self.metrics / "metrics.json"
     # The headline numbers, flat, for `dvc metrics show` / `dvc exp show` (metrics.json has every number
-    # of the report: one row thousands of characters wide). To be written by evaluate; see docs/dvc.md.
+    # of the report: one row thousands of characters wide). Not written yet: evaluate is to write it.
     @property
     def summary(self) -> Path: return self.metrics / "summary.json"
     @property
