@@ -8,15 +8,10 @@ local Ray (num_cpus=2), alternating sequential and concurrent `--repeats` times.
 --workload issue23 is issue 23's check instead: 4 samples of params.yaml's own search space,
 tune.max_epochs=400 and grace_period=400 (so ASHA stops nothing), pretrain.patience as in params.yaml
 (trials stop early after 7-20 s), cpus_per_trial=1. Both modes draw the same 4 configurations (seeded).
-Per-phase timings come from a Tune callback: Ray start, fit start -> first trial start, trial start ->
-its first result (trial process start, imports, data, model), the gaps between a trial's end and the
-next one's start, last result -> fit return, and the stage's outputs.
-
-ASHA is switched off (grace_period = max_epochs), so both modes do exactly the same work: 4 fixed
-learning rates x `--epochs` epochs of the default VAE on the digits. Reported: wall time of each
-experiment (prepare excluded, Ray already running, trial processes started inside it), the median
-speedup sequential / concurrent, and the trials' own summed training time, which shows how much each
-trial slowed down by sharing the machine. With --seq-cpus 1 the ideal speedup is 2.
+Per-phase timings come from a Tune callback: Ray start, fit start -> first trial start, each trial's
+overhead (from its slot being free to its first result, less its first epoch: the trial process start
+and imports for the first wave, a reused process later), last result -> fit return, the stage's outputs;
+also the driver's and Ray daemons' CPU seconds, and how many driver round trips carried the results.
 """
 from __future__ import annotations
 
@@ -48,11 +43,20 @@ def _phase_callback():
             self.first: dict[str, float] = {}
             self.end: dict[str, float] = {}
             self.first_epoch_s: dict[str, float] = {}
+            self.last: dict[str, float] = {}
+            self.results = self.round_trips = 0
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.start.setdefault(trial.trial_id, time.perf_counter())
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
+            # Results Tune's driver takes in one call of the trial (buffered) arrive back to back: a gap of
+            # under 1 ms from the same trial's previous result counts as the same round trip.
+            now = time.perf_counter()
+            if now - self.last.get(trial.trial_id, -1.0) > 1e-3:
+                self.round_trips += 1
+            self.last[trial.trial_id] = now
+            self.results += 1
             if trial.trial_id not in self.first:
                 self.first[trial.trial_id] = time.perf_counter()
                 self.first_epoch_s[trial.trial_id] = result.get("time_this_iter_s", 0.0)
@@ -65,10 +69,16 @@ def _phase_callback():
 
 def _phases(cb, t0: float, t_fit_end: float) -> dict:
     starts, ends = sorted(cb.start.values()), sorted(cb.end.values())
-    # time from a trial's start to its first result, less its first epoch: process start (or reuse),
-    # imports, the data from the object store, model construction
-    to_first = [cb.first[t] - cb.start[t] - cb.first_epoch_s.get(t, 0.0) for t in cb.first]
-    return {"fit_to_first_trial_s": starts[0] - t0 if starts else None,
+    # Per trial, from the moment its slot was free (fit's start for the first wave, else the latest end of
+    # another trial before it) to its first result, less its first epoch: the trial's overhead (a new
+    # actor process and its imports for the first wave, a reused actor later; the data from the object
+    # store, model construction, Tune's scheduling).
+    to_first = []
+    for t, first in sorted(cb.first.items(), key=lambda kv: kv[1]):
+        free = max([t0] + [e for u, e in cb.end.items() if u != t and e < first])
+        to_first.append(first - free - cb.first_epoch_s.get(t, 0.0))
+    return {"results": cb.results, "round_trips": cb.round_trips,
+            "fit_to_first_trial_s": starts[0] - t0 if starts else None,
             "trial_start_overhead_s": [round(x, 3) for x in to_first],
             "last_end_to_fit_return_s": t_fit_end - ends[-1] if ends else None}
 
@@ -182,8 +192,8 @@ def main() -> None:
                 print(f"{mode:>10} run {r}: {res['wall_s']:.1f} s wall, trials' own training "
                       f"{res['trial_seconds_sum']:.1f} s, load {res['load_avg_1m_before']:.1f} -> "
                       f"{res['load_avg_1m_after']:.1f}; CPU: driver {res['driver_cpu_s']:.1f} s, Ray daemons "
-                      f"{res['ray_daemons_cpu_s']:.1f} s; phases: before fit {res['before_fit_s']:.2f} s, fit -> first "
-                      f"trial {res['fit_to_first_trial_s']:.2f} s, trial start -> first result "
+                      f"{res['ray_daemons_cpu_s']:.1f} s; {res['results']} results in {res['round_trips']} driver round trips; phases: before fit {res['before_fit_s']:.2f} s, fit -> first "
+                      f"trial {res['fit_to_first_trial_s']:.2f} s, per-trial overhead "
                       f"{res['trial_start_overhead_s']} s, last end -> fit return "
                       f"{res['last_end_to_fit_return_s']:.2f} s, outputs {res['outputs_s']:.2f} s", flush=True)
     finally:
