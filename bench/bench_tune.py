@@ -192,7 +192,8 @@ def main() -> None:
                 print(f"{mode:>10} run {r}: {res['wall_s']:.1f} s wall, trials' own training "
                       f"{res['trial_seconds_sum']:.1f} s, load {res['load_avg_1m_before']:.1f} -> "
                       f"{res['load_avg_1m_after']:.1f}; CPU: driver {res['driver_cpu_s']:.1f} s, Ray daemons "
-                      f"{res['ray_daemons_cpu_s']:.1f} s; {res['results']} results in {res['round_trips']} driver round trips; phases: before fit {res['before_fit_s']:.2f} s, fit -> first "
+                      f"{res['ray_daemons_cpu_s']:.1f} s; {res['results']} results in {res['round_trips']} driver "
+                      f"round trips; phases: before fit {res['before_fit_s']:.2f} s, fit -> first "
                       f"trial {res['fit_to_first_trial_s']:.2f} s, per-trial overhead "
                       f"{res['trial_start_overhead_s']} s, last end -> fit return "
                       f"{res['last_end_to_fit_return_s']:.2f} s, outputs {res['outputs_s']:.2f} s", flush=True)

@@ -314,7 +314,8 @@ def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_uns
     old_env = dict(os.environ)
     start_local(num_cpus=1, num_gpus=0)
     try:
-        with hooks.installed(Hooks(trial_fault={"marker": str(tmp_path / "fault.marker"), "epoch": 2, "kind": "raise"})):
+        fault = {"marker": str(tmp_path / "fault.marker"), "epoch": 2, "kind": "raise"}
+        with hooks.installed(Hooks(trial_fault=fault)):  # the trial raises once, after reporting epoch 2
             tune(cfg, paths)
     finally:
         ray.shutdown()
