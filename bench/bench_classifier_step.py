@@ -38,7 +38,7 @@ from common import median  # noqa: E402
 
 from vaeflow.config import load_config  # noqa: E402
 from vaeflow.models import lenet  # noqa: E402
-from vaeflow.models.classifier import classifier_from_vae, standardize  # noqa: E402
+from vaeflow.models.classifier import classifier_from_vae  # noqa: E402
 from vaeflow.models.vae import VAE  # noqa: E402
 from vaeflow.training import mean_teacher as mt  # noqa: E402
 from vaeflow.training.algorithms import build_algorithm  # noqa: E402
@@ -145,7 +145,8 @@ def bare_step(clf, teacher, opt, aug, x, y, xu, ema=0.99, thr=0.968, w_cons=3.0,
 
 def classifier_systems(cfg, data, steps):
     x, y, xu = data
-    batches = lambda: [(torch.randint(len(x), (64,)), torch.randint(len(xu), (64,))) for _ in range(steps)]  # noqa: E731
+    def batches():
+        return [(torch.randint(len(x), (64,)), torch.randint(len(xu), (64,))) for _ in range(steps)]
     bare = make_algo(cfg)
     bare_opt = torch.optim.Adam(bare.clf.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     algos = {"vaeflow before": make_algo(cfg), "vaeflow after": make_algo(cfg),
@@ -202,7 +203,8 @@ def vae_systems(n_images: int, batch: int = 128):
 
     layout(False)  # count on the reference modules (the fast path's custom last layer fires no module hook)
     flops = count_flops(lambda: (-model().elbo(x[:batch])["elbo"].mean()).backward()) / batch
-    return flops, {"bare eager loop": run_bare, "vaeflow before": run_vaeflow(False), "vaeflow after": run_vaeflow(True)}
+    return flops, {"bare eager loop": run_bare, "vaeflow before": run_vaeflow(False),
+                   "vaeflow after": run_vaeflow(True)}
 
 
 def interleave(systems, repeats, arg=lambda: None, unit=1.0, label="ms", scale=1e3):
@@ -221,8 +223,8 @@ def interleave(systems, repeats, arg=lambda: None, unit=1.0, label="ms", scale=1
             t0, c0 = time.perf_counter(), time.process_time()
             systems[name](*([] if a is None else [a]))
             times[name].append(((time.perf_counter() - t0) / unit, (time.process_time() - c0) / unit))
-        print(f"repeat {r}: matmul {peaks[-1]:.0f} GFLOP/s, " + ", ".join(
-            f"{k} {scale * v[-1][0]:.1f} {label} (CPU {scale * v[-1][1]:.1f})" for k, v in times.items()), file=sys.stderr)
+        last = ", ".join(f"{k} {scale * v[-1][0]:.1f} {label} (CPU {scale * v[-1][1]:.1f})" for k, v in times.items())
+        print(f"repeat {r}: matmul {peaks[-1]:.0f} GFLOP/s, {last}", file=sys.stderr)
     return times, peaks
 
 
@@ -262,8 +264,8 @@ def main() -> None:
         algo = make_algo(cfg)
         flops = count_flops(lambda: algo.update(data[0][:64], data[1][:64], data[2][:64], 0.5))
         times, peaks = interleave(systems, a.repeats, batches, unit=a.steps)
-        out += [f"Mean-teacher step, LeNet + layer BN, 1×28×28, batch 64 ({a.repeats} interleaved blocks of {a.steps} "
-                f"steps; {flops / 1e9:.2f} GFLOP a step):\n", table(times, peaks, flops)]
+        out += [f"Mean-teacher step, LeNet + layer BN, 1×28×28, batch 64 ({a.repeats} interleaved blocks of "
+                f"{a.steps} steps; {flops / 1e9:.2f} GFLOP a step):\n", table(times, peaks, flops)]
     if a.vae_images:
         vflops, vsys = vae_systems(a.vae_images)
         vt, vp = interleave(vsys, a.repeats, unit=a.vae_images / 60_000, label="s/60k", scale=1.0)
