@@ -20,6 +20,7 @@ import torch
 from vaeflow import hooks
 from vaeflow.data import observe
 from vaeflow.models.vae import VAE
+from vaeflow.training.bounds import iwae_batch, mean_nelbo, val_bound  # noqa: F401  (re-exported)
 from vaeflow.training.checkpoint import CheckpointClock, NonFiniteLoss, save_checkpoint, try_resume
 
 log = logging.getLogger("vaeflow")
@@ -43,11 +44,11 @@ class VAETrainResult:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How train_vae trains: the optimisation (epochs, batches, Adam's lr and its schedule, β and its
-    warm-up, the objective), the data model (likelihood, levels), early stopping (patience), and the run's
-    budgets (checkpoint_every_s: checkpoint at most that often, and after the last epoch; max_seconds: stop
-    after the epoch that crosses it, counted in this process). `capture`: on CUDA, replay the step as a
-    CUDA graph; ignored (with a log line) elsewhere, where the eager step is the same computation."""
+    """How train_vae trains. `objective`: "elbo", or "iwae" with `k` samples (Burda et al., 2016), and early
+    stopping watches the same bound on the validation images; `lr_schedule`: "constant" or "burda", a
+    function of the epoch (so a resume restores it); `checkpoint_every_s`: at most that often, and after
+    the last epoch; `max_seconds`: stop after the epoch that crosses it (counted in this process);
+    `capture`: replay the step as a CUDA graph on CUDA, ignored elsewhere (the same eager computation)."""
     epochs: int
     batch_size: int
     lr: float
@@ -208,68 +209,25 @@ class _GraphedStep(_Step):
         return self.static_loss
 
 
-@torch.inference_mode()
-def mean_nelbo(model: VAE, x_obs: torch.Tensor, batch_size: int | None = None) -> float:
-    """Mean negative ELBO (beta=1, the bound itself) in nats per image over fixed observations."""
-    model.eval()
-    batch_size = batch_size or (1024 if x_obs.device.type == "cpu" else 16384)  # a GPU wants big batches
-    total = torch.zeros((), device=x_obs.device)
-    for i in range(0, len(x_obs), batch_size):
-        total += -model.elbo(x_obs[i:i + batch_size])["elbo"].sum()
-    return total.item() / len(x_obs)
-
-
-# Decoder rows (importance samples x images) per IWAE evaluation call on a GPU: ~0.8 GB per (rows, 784)
-# float32 temporary, large enough to keep an H200 busy, small enough for a 16 GB card.
-GPU_IWAE_ROWS = 2 ** 18
-
-
-def iwae_batch(device: torch.device, batch_size: int, chunk: int) -> int:
-    """Images per IWAE evaluation call: `batch_size` on a CPU (whose chunks VAE.iwae caps for cache), else
-    enough images that each chunk fills GPU_IWAE_ROWS decoder rows."""
-    return batch_size if device.type == "cpu" else max(batch_size, GPU_IWAE_ROWS // max(1, chunk))
-
-
-@torch.inference_mode()
-def val_bound(model: VAE, x_obs: torch.Tensor, objective: str, k: int, seed: int = 0) -> float:
-    """The validation bound early stopping watches, in nats per image: -ELBO for `elbo`, -IWAE_k for `iwae`.
-    The IWAE draws come from a generator seeded the same every epoch, so epochs are compared on the same
-    noise (a paired comparison) and validation never touches the training RNG."""
-    if objective == "elbo":
-        return mean_nelbo(model, x_obs)
-    model.eval()
-    g = torch.Generator(device=x_obs.device).manual_seed(seed)
-    bs = iwae_batch(x_obs.device, 256, k)
-    total = torch.zeros((), device=x_obs.device)
-    for i in range(0, len(x_obs), bs):
-        total += -model.iwae(x_obs[i:i + bs], k, chunk=k, generator=g).sum()
-    return total.item() / len(x_obs)
-
-
 def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, settings: TrainSettings, *,
               ckpt_path: Path, fingerprint: str, on_epoch: Callable[[dict], None] | None = None,
               generators: dict[str, torch.Generator] | None = None,
               generator: torch.Generator | None = None) -> VAETrainResult:
     """Train with Adam, early stopping on the validation bound, and a resumable checkpoint (see TrainSettings).
 
-    `settings.objective`: "elbo", or "iwae" with `k` importance samples (Burda et al., 2016); early stopping
-    watches the same bound on the validation images (val_bound). `lr_schedule`: "constant" or "burda"
-    (burda_lr), a function of the epoch only, so resuming restores it.
-
-    A NaN or inf loss raises NonFiniteLoss naming epoch and step, before anything of that epoch is
-    checkpointed. The run's own arguments: `ckpt_path` (its stem names the run for the test hooks,
-    vaeflow/hooks.py) and `fingerprint` (a checkpoint of another configuration is not resumed); `on_epoch`
-    gets each epoch's row. `generators`: torch.Generators the model draws from (the DAE's noise),
-    checkpointed with the global RNGs. `generator` (on x_train's device): batch order and observations come
-    from it instead of torch's global RNG, and the global RNGs are neither saved nor restored, so a loop
-    whose model draws nothing else from them (the autoencoders) neither disturbs nor is disturbed by another
-    training loop in the same process (the flow runs stages in threads); it is checkpointed as "batches".
+    A NaN or inf loss raises NonFiniteLoss naming epoch and step, before anything of that epoch is checkpointed.
+    `ckpt_path`'s stem names the run (for the test hooks, vaeflow/hooks.py); a checkpoint of another
+    `fingerprint` is not resumed; `on_epoch` gets each epoch's row. `generators`: torch.Generators the model
+    draws from (the DAE's noise), checkpointed. `generator` (on x_train's device): batch order and
+    observations come from it, checkpointed as "batches", and the global RNGs are neither used, saved nor
+    restored, so two loops in one process (the flow runs stages in threads) do not disturb each other.
     """
     t = settings
     epochs, batch_size, lr, beta, patience = t.epochs, t.batch_size, t.lr, t.beta, t.patience
     objective, k, likelihood, levels, lr_schedule = t.objective, t.k, t.likelihood, t.levels, t.lr_schedule
     if objective not in OBJECTIVES or k < 1 or (objective == "elbo" and k != 1):
-        raise ValueError(f"objective must be one of {OBJECTIVES} (k >= 1, and k = 1 for elbo); got {objective!r}, k={k}")
+        raise ValueError(f"objective must be one of {OBJECTIVES} (k >= 1, and k = 1 for elbo); "
+                         f"got {objective!r}, k={k}")
     lr_at(lr_schedule, lr, 0)  # validates the schedule's name
     run, test_hooks = ckpt_path.stem, hooks.current()
     device = x_train.device
