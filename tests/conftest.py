@@ -24,14 +24,36 @@ def pytest_collection_modifyitems(config, items):
     """A test marked `server` (it starts a Prefect server or a Ray head) is `slow` too, so that `make test-fast`
     (-m "not slow") leaves out every server, process tree and end-to-end run; `make test` runs them all.
 
-    Every test also gets an xdist group (used only with `--dist loadgroup`): its module's name, so a module's
-    tests share one worker and its module-scoped fixtures run once (test_dvc's reproduced project, a Prefect
-    server), and "ray" for the modules in RAY_MODULES."""
+    Tests also get an xdist group (used only with `--dist loadgroup`; see _xdist_group)."""
     for item in items:
         if item.get_closest_marker("server") and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else "other"
-        item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))
+        group = _xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+SHARED_SESSION_FIXTURES = {"default_run"}  # costly session fixtures: their users share one worker
+
+
+def _xdist_group(item) -> str | None:
+    """"ray" for the modules in RAY_MODULES; a module's name when the test uses a fixture scoped to its module
+    or class (test_dvc's reproduced project, a Prefect server: made once, in one worker); the fixture's name
+    for SHARED_SESSION_FIXTURES; else none, so xdist spreads the module's tests over the workers."""
+    module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else "other"
+    if module in RAY_MODULES:
+        return "ray"
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:  # a pytest without this attribute: keep modules together, the safe choice
+        return module
+    for name in item.fixturenames:
+        defs = info.name2fixturedefs.get(name)
+        scope = defs[-1].scope if defs else "function"
+        if scope in ("module", "package", "class"):
+            return module
+        if scope == "session" and name in SHARED_SESSION_FIXTURES:
+            return name
+    return None
 
 
 @pytest.fixture(autouse=True, scope="session")
