@@ -171,12 +171,21 @@ def _labels_used(name: str, r: dict) -> str:
     return _LABELS.get(kinds[0], kinds[0]) if kinds else "no labels"
 
 
+def headline(m: dict) -> dict:
+    """The few numbers `dvc metrics show` and `dvc exp show` list: flat, one column each."""
+    out = {"gmm_test_nll": m["gmm"]["test_nll_nats"], "vae_test_nelbo": m["vae"]["test_nelbo_nats"],
+           "vae_test_nll": m["vae"]["test_nll_nats"]}
+    out.update({f"acc_{v}": r["target_test_acc"] for v, r in m["adapt"].items()})
+    return {k: round(float(v), 4) for k, v in out.items()}
+
+
 def run(cfg: Config, paths: Paths) -> dict:
     m = collect(paths)
     meta = read_json(paths.data_meta)
     adapt = read_json(paths.stage_metrics("adapt"))
     figures(m, paths)
     write_json(paths.all_metrics, m)
+    write_json(paths.summary, headline(m))
     write_text(paths.report, report(m, meta, cfg, adapt["selection"]))
     log.info("evaluate: %s", ", ".join(f"{k}={_fmt(v)}" for k, v in m["checks"].items()))
     return m

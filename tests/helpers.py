@@ -48,7 +48,8 @@ def tracked_copy(d: Path) -> Path:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
     for f in files:
-        output = f.startswith(("data/", "models/", "metrics/", "reports/", "runs/")) and f != "models/tuned/README.md"
+        output = (f.startswith(("data/", "models/", "metrics/", "reports/", "runs/")) and f != "models/tuned/README.md"
+                  or f == "dvc.lock")  # the committed lock is main's run, not this tiny copy's
         if (REPO / f).is_file() and not output and ".venv" not in f:
             (d / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, d / f)
