@@ -123,3 +123,21 @@ def test_the_teacher_predicts_and_learns(tmp_path):
         fingerprint="s")
     assert (algo.predict(xu) == yu).float().mean() > 0.9
     assert algo.predictor() is algo.teacher
+
+
+def test_the_confidence_threshold_follows_label_smoothing():
+    """With label smoothing ε a network's softmax tends to 1 − ε + ε/C at most: French et al.'s 0.968 is
+    scaled onto that ceiling, so the consistency loss can switch on at all (measured: at ε = 0.1 the
+    unscaled threshold let 0.5-20 % of target images through on MNIST↔USPS)."""
+    hard = MeanTeacher(_clf(), threshold=0.968, lr=1e-3, weight_decay=0.0)
+    smooth = MeanTeacher(_clf(), threshold=0.968, lr=1e-3, weight_decay=0.0, label_smoothing=0.1)
+    assert hard.confidence_threshold(0.968, 10) == pytest.approx(0.968)
+    assert smooth.confidence_threshold(0.968, 10) == pytest.approx(0.968 * 0.91)
+    # The ceiling is what cross-entropy with smoothed targets is minimised at: the smoothed target itself.
+    logits = torch.zeros(1, 10, requires_grad=True)
+    opt = torch.optim.SGD([logits], lr=5.0)
+    for _ in range(3000):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(logits, torch.tensor([3]), label_smoothing=0.1).backward()
+        opt.step()
+    assert torch.softmax(logits, 1).max().item() == pytest.approx(0.91, abs=1e-3)

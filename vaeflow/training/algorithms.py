@@ -67,6 +67,13 @@ class Algorithm(nn.Module):
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return augment(x, self.aug)
 
+    def confidence_threshold(self, threshold: float, n_classes: int) -> float:
+        """A confidence threshold set for networks trained on hard labels, moved to the scale this network can
+        reach: with label smoothing ε its softmax tends to at most 1 − ε + ε/C, so 0.968 would be out of reach
+        at ε = 0.1 (C = 10: ceiling 0.91) and a confidence-gated loss would never switch on."""
+        eps = self.label_smoothing
+        return threshold * (1 - eps + eps / n_classes)
+
     def supervised(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(features, cross-entropy) of an augmented labelled batch."""
         feats = self.clf.features(self.augment(x))

@@ -54,7 +54,7 @@ class FixMatch(Algorithm):
         sup = F.cross_entropy(lab, y, label_smoothing=self.label_smoothing)
         with torch.no_grad():
             conf, pseudo = torch.softmax(weak.detach(), 1).max(1)
-            mask = (conf >= self.threshold).float()
+            mask = (conf >= self.confidence_threshold(self.threshold, weak.shape[1])).float()
         unsup = (F.cross_entropy(strong, pseudo, reduction="none") * mask).mean()
         loss = sup + self.unlabelled_weight * unsup
         check(loss)

@@ -83,7 +83,8 @@ class MeanTeacher(Algorithm):
             # averages of them (dropout, if the trunk has it, is one more source of view noise).
             self.teacher.train()
             teacher_probs = torch.softmax(self.teacher(self.augment(x_unl)), 1)
-            confident = (teacher_probs.max(1).values >= self.threshold).float()
+            thr = self.confidence_threshold(self.threshold, teacher_probs.shape[1])
+            confident = (teacher_probs.max(1).values >= thr).float()
         cons = consistency_loss(student_probs, teacher_probs, confident)
         # French et al. scale the balance term by the confident fraction: it only acts alongside consistency.
         bal = class_balance_loss(student_probs) * confident.mean()

@@ -50,11 +50,12 @@ class SelfTraining(DANN):
         """At each round's first epoch, label the target set with the network as it is."""
         if epoch % self.epochs_per_round:
             return {}
-        labels, confident = pseudo_labels(self.clf, x_unl, self.threshold)
+        n_classes = self.clf.head[-1].out_features
+        labels, confident = pseudo_labels(self.clf, x_unl, self.confidence_threshold(self.threshold, n_classes))
         self.labels.copy_(labels)
         self.confident.copy_(confident)
         self.clf.train()
-        per_class = torch.bincount(labels[confident], minlength=self.clf.head[-1].out_features).tolist()
+        per_class = torch.bincount(labels[confident], minlength=n_classes).tolist()
         return {"pseudo_labelled": int(confident.sum()), "round": epoch // self.epochs_per_round,
                 "per_class": per_class}
 
