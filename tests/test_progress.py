@@ -34,7 +34,7 @@ def test_without_a_terminal_a_long_step_logs_plain_lines(lines, monkeypatch):
     with progress.epoch_bar("pretrain", 3, show="val_nelbo") as advance:
         for e in range(3):
             advance({"epoch": e, "val_nelbo": -60.5 - e})
-    assert lines[0] == "pretrain: started (3 epoch)"
+    assert lines[0] == "pretrain: started (3 epochs)"
     assert lines[1].startswith("pretrain: epoch 1/3, val_nelbo=-60.500 (")
     assert lines[3].startswith("pretrain: epoch 3/3, val_nelbo=-62.500 (")
     assert lines[-1].startswith("pretrain: done, val_nelbo=-62.500 in ")

@@ -54,7 +54,8 @@ class _Step:
         self.bar = _acquire_display() if console.is_terminal else None
         self.task = self.bar.add_task(label, total=total, info="") if self.bar else None
         if not self.bar:
-            log.info("%s: started%s", label, f" ({total} {unit})" if total else "")
+            plural = unit if total == 1 or unit.endswith("s") or len(unit) < 2 else unit + "s"
+            log.info("%s: started%s", label, f" ({total} {plural})" if total else "")
 
     def advance(self, n: int = 1, info: str = "") -> None:
         self.done += n

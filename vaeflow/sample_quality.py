@@ -116,8 +116,10 @@ def fit_latent_samplers(codes: np.ndarray, gmm_cfg, components: list[int],
     codes = np.asarray(codes, dtype=np.float64)
     with warnings.catch_warnings():  # reported instead: info["converged"] of the chosen K
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return {"gaussian": fit_mixture("gaussian", codes, base.model_copy(update={"n_components": 1}), seed),
-                "gmm": fit_mixture("gaussian", codes, base.model_copy(update={"n_components": list(components)}), seed)}
+        return {"gaussian": fit_mixture("gaussian", codes, base.model_copy(update={"n_components": 1}), seed,
+                                        label="samplers (latent Gaussian)"),
+                "gmm": fit_mixture("gaussian", codes, base.model_copy(update={"n_components": list(components)}), seed,
+                                   label="samplers (latent mixture)")}
 
 
 def interpolate(z0: np.ndarray, z1: np.ndarray, steps: int) -> np.ndarray:

@@ -48,7 +48,8 @@ def mixture_from_arrays(d) -> Mixture:
     return _FAMILIES[family].from_arrays(d)
 
 
-def fit_mixture(family: str, x_train: np.ndarray, gmm_cfg, seed: int, device: str = "cpu") -> tuple[Mixture, dict]:
+def fit_mixture(family: str, x_train: np.ndarray, gmm_cfg, seed: int, device: str = "cpu",
+                label: str = "gmm") -> tuple[Mixture, dict]:
     """Fit every K in gmm_cfg.n_components and keep the lowest BIC on x_train.
 
     info: n_components (chosen K), bic {K: bic}, converged, n_iter, and train_ll_history (per-iteration
@@ -62,7 +63,7 @@ def fit_mixture(family: str, x_train: np.ndarray, gmm_cfg, seed: int, device: st
     if too_big:
         raise ValueError(f"gmm.n_components {too_big} exceed the {len(x_train)} training images")
     best, best_info, bics = None, None, {}
-    with steps(f"gmm: EM for K in {ks} on {len(x_train)} images", total=len(ks), unit="K") as step:
+    with steps(f"{label}: EM for K in {ks} on {len(x_train)} images", total=len(ks), unit="K") as step:
         for k in ks:
             if family == "gaussian":
                 model, info = fit_gaussian(x_train, k, gmm_cfg, seed, device=device, chunk=gmm_cfg.chunk_size)
