@@ -73,7 +73,9 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
     algo.setup(x_lab, y_lab, x_unl)
     if epochs == 0:  # a continuation scored as it is (adabn), or a method without steps (latent_spreading)
         return AdaptResult(state=_snapshot(algo), seconds=time.perf_counter() - t0)
-    st = {"epoch": 0, "step": 0, "history": [], "trace": [], "kept": None, "kept_epoch": -1}
+    # train_seconds: the training time of every epoch so far, kept in checkpoints, so a resumed or restored
+    # run reports what training it cost, not the seconds of the process that finished it
+    st = {"epoch": 0, "step": 0, "history": [], "trace": [], "kept": None, "kept_epoch": -1, "train_seconds": 0.0}
     ckpt = try_resume(ckpt_path, fingerprint, algo, algo.opt)
     if ckpt is not None:
         st = ckpt["state"]
@@ -84,6 +86,7 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
     clock = CheckpointClock(checkpoint_every_s)  # 0: after every epoch
     while st["epoch"] < epochs:
         epoch = st["epoch"]
+        t_epoch = time.perf_counter()
         algo.train()
         row = {"epoch": epoch, **(algo.begin_epoch(epoch, x_unl) or {})}
         algo.train()
@@ -103,6 +106,7 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
         row["seconds"] = time.perf_counter() - t0
         if monitor is not None:
             row["source_val_acc"] = (algo.predict(monitor[0]) == monitor[1]).float().mean().item()
+        st["train_seconds"] = st.get("train_seconds", 0.0) + time.perf_counter() - t_epoch
         st["history"].append(row)
         if trace is not None:
             st["trace"].append({"epoch": epoch, **trace(algo)})
@@ -119,7 +123,7 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
     state = _snapshot(algo) if chosen == last or st["kept"] is None else st["kept"]
     return AdaptResult(state=state, history=st["history"], trace=st["trace"],
                        selected_epoch=chosen if chosen == last or st["kept"] is None else st["kept_epoch"],
-                       seconds=time.perf_counter() - t0)
+                       seconds=st.get("train_seconds", time.perf_counter() - t0))
 
 
 def steps_for(n_source: int, n_target: int, batch_size: int) -> int:
