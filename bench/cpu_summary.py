@@ -12,11 +12,26 @@ import json
 from pathlib import Path
 
 
-def job_table(name: str, adapt: dict, command: str) -> str:
+def checkpoint_seconds(job: Path, variant: str, repeats: int) -> list[float] | None:
+    """Training seconds per repeat from the checkpoints' histories (the last epoch's cumulative seconds):
+    metrics written before adapt kept train_seconds in checkpoints report a resumed run as ~0 s."""
+    import torch
+
+    out = []
+    for r in range(repeats):
+        f = job / "runs" / "checkpoints" / f"adapt_{variant}_{r}.pt"
+        if not f.is_file():
+            return None
+        st = torch.load(f, map_location="cpu", weights_only=False)["state"]
+        out.append(st.get("train_seconds") or st["history"][-1]["seconds"])
+    return out
+
+
+def job_table(name: str, adapt: dict, command: str, job: Path | None = None) -> str:
     rows = [f"### {name}", "", f"`{command.strip()}`", "",
             f"{adapt['epochs']} epochs × {adapt['steps_per_epoch']} steps, {adapt['repeats']} repeats, "
             f"selection rule `{adapt['selection_rule']}`.", "",
-            "| variant | target acc % (mean ± std) | runs | Δ vs source_only (± s.e.) | spread, last epochs | s/run |",
+            "| variant | target acc % (mean ± std) | runs | Δ vs source_only (± s.e.) | spread, last 3 epochs | s/run |",
             "|---|---|---|---|---|---|"]
     paired = adapt.get("paired", {})
     for v, r in adapt["variants"].items():
@@ -24,8 +39,13 @@ def job_table(name: str, adapt: dict, command: str) -> str:
         d = paired.get(v)
         delta = f"{100 * d['mean']:+.2f} ± {100 * d['se']:.2f}" if d else "—"
         st = r.get("stability")
-        spread = f"{100 * st['spread']:.2f} ({st['last_epochs']})" if st else "—"
+        # the last 3 epochs of each repeat's target-accuracy curve (the short CPU schedules have 3-5 epochs,
+        # so the stage's own last-5 spread would include the first epochs' climb), max − min, mean over repeats
+        tails = [c[-3:] for c in st["curves"]] if st else []
+        spread = f"{100 * sum(max(t) - min(t) for t in tails) / len(tails):.2f}" if tails else "—"
         secs = r.get("seconds_per_run") or [r["train_seconds"] / max(len(r["target_test_acc_runs"]), 1)]
+        if job is not None and max(secs) < 1:
+            secs = checkpoint_seconds(job, v, len(r["target_test_acc_runs"])) or secs
         rows.append(f"| `{v}` | {100 * r['target_test_acc']:.2f} ± {100 * r['target_test_acc_std']:.2f} | {runs} | "
                     f"{delta} | {spread} | {sum(secs) / len(secs):.0f} |")
     return "\n".join(rows) + "\n"
@@ -45,7 +65,7 @@ def main() -> None:
         adapt = json.loads(f.read_text())
         summary[job.name] = adapt
         cmd = (job / "command.txt").read_text() if (job / "command.txt").is_file() else "?"
-        print(job_table(job.name, adapt, cmd))
+        print(job_table(job.name, adapt, cmd, job))
     if a.json:
         a.json.write_text(json.dumps(summary, indent=1))
 
