@@ -61,7 +61,7 @@ run_job() {  # run_job NAME PRESET SHARE_FROM overrides...
     until [ -f "$out/runs/$share/models/vae.pt" ] && [ -f "$out/runs/$share/pretrain.done" ]; do sleep 30; done
     mkdir -p "$dir/data" "$dir/models"
     ln -sfn "$out/runs/$share/data/prepared" "$dir/data/prepared"
-    for f in vae.pt vae.json; do ln -sfn "$out/runs/$share/models/$f" "$dir/models/$f"; done
+    for f in "$out/runs/$share"/models/vae.*; do ln -sfn "$f" "$dir/models/$(basename "$f")"; done  # with checksums
     stages="adapt"
   fi
   for s in $stages; do
