@@ -61,7 +61,9 @@ run_job() {  # run_job NAME PRESET SHARE_FROM overrides...
     until [ -f "$out/runs/$share/models/vae.pt" ] && [ -f "$out/runs/$share/pretrain.done" ]; do sleep 30; done
     mkdir -p "$dir/data" "$dir/models"
     ln -sfn "$out/runs/$share/data/prepared" "$dir/data/prepared"
-    for f in "$out/runs/$share"/models/vae.*; do ln -sfn "$f" "$dir/models/$(basename "$f")"; done  # with checksums
+    for f in vae.pt vae.pt.sha256 vae.json vae.json.sha256; do  # the model with its checksum files
+      [ -e "$out/runs/$share/models/$f" ] && ln -sfn "$out/runs/$share/models/$f" "$dir/models/$f"
+    done
     stages="adapt"
   fi
   for s in $stages; do
