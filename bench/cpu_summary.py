@@ -31,13 +31,13 @@ def job_table(name: str, adapt: dict, command: str, job: Path | None = None) -> 
     rows = [f"### {name}", "", f"`{command.strip()}`", "",
             f"{adapt['epochs']} epochs × {adapt['steps_per_epoch']} steps, {adapt['repeats']} repeats, "
             f"selection rule `{adapt['selection_rule']}`.", "",
-            "| variant | target acc % (mean ± std) | runs | Δ vs source_only (± s.e.) | spread, last 3 epochs | s/run |",
+            "| variant | target acc % (mean ± std) | runs | paired Δ (± s.e.) | spread, last 3 epochs | s/run |",
             "|---|---|---|---|---|---|"]
     paired = adapt.get("paired", {})
     for v, r in adapt["variants"].items():
         runs = ", ".join(f"{100 * a:.2f}" for a in r["target_test_acc_runs"])
         d = paired.get(v)
-        delta = f"{100 * d['mean']:+.2f} ± {100 * d['se']:.2f}" if d else "—"
+        delta = f"{100 * d['mean']:+.2f} ± {100 * d['se']:.2f} (vs `{d['reference']}`)" if d else "—"
         st = r.get("stability")
         # the last 3 epochs of each repeat's target-accuracy curve (the short CPU schedules have 3-5 epochs,
         # so the stage's own last-5 spread would include the first epochs' climb), max − min, mean over repeats
