@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TINY
+from tests.helpers import REPO, tracked_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # dvc repro and vaeflow run as processes, end to end
 BIN = Path(sys.executable).parent
-TUNED_README = "models/tuned/README.md"  # keeps models/tuned, a dep of pretrain, in a fresh checkout
 
 
 def _sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -42,22 +41,7 @@ def reproduced(tmp_path_factory) -> tuple[Path, str]:
     """Tracked and untracked (not ignored) files of the checkout, a tiny params.yaml, a fresh git repo, after
     one `dvc repro` (its stdout is the second item). Tests get their own copy of it: see `repo`."""
     d = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        outputs = (f.startswith(("data/", "models/", "metrics/", "reports/", "runs/")) or f == "dvc.lock") \
-            and f != TUNED_README  # dvc.lock and metrics/ are committed: this fixture makes its own
-        if (REPO / f).is_file() and not outputs and ".venv" not in f:
-            (d / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, d / f)
-    shutil.copytree(REPO / ".dvc", d / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"), dirs_exist_ok=True)
-    from vaeflow.config import load_config
-
-    cfg = load_config(REPO / "params.yaml", TINY)
-    (d / "params.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "test"]):
-        subprocess.run(cmd, cwd=d, check=True, capture_output=True)
+    tracked_copy(d)  # the checkout's files, tiny params, a fresh git repo (tests/helpers.py)
     return d, _sh(["dvc", "repro"], d).stdout
 
 
