@@ -32,6 +32,8 @@ def collect(paths: Paths) -> dict:
     for v, r in adapt["variants"].items():
         if r.get("stability"):  # the spread only: the per-epoch curves stay in metrics/adapt.json
             variants[v]["stability"] = {k: r["stability"][k] for k in ("last_epochs", "spread", "std")}
+        if (r.get("collapse") or {}).get("flagged"):  # the label-free collapse check (tasks/adapt.py)
+            variants[v]["collapse"] = r["collapse"]
     acc = {v: r["target_test_acc"] for v, r in variants.items()}
     checks = {"vae_nll_le_nelbo": vae["test_nll_nats"] <= vae["test_nelbo_nats"],
               "vae_beats_gmm": vae["test_nll_nats"] < gmm["test_nll_nats"]}
@@ -119,7 +121,8 @@ def _adapt_notes(a: dict, cfg: Config, m: dict) -> list[str]:
     pipeline += (f" BatchNorm after every trunk layer {'on' if ad.layer_bn else 'off'}; variants marked AdaBN are "
                  "scored with BatchNorm statistics re-estimated on the unlabelled target training images.")
     notes = [f"- `{k}`: {BY_NAME[k].note}" + (" (AdaBN)" if BY_NAME[k].target_bn else "") for k in a if k in BY_NAME]
-    return [*notes, "", pipeline, "", *_paired_lines(m.get("adapt_paired") or {}), *_stability_lines(a)]
+    return [*notes, "", pipeline, "", *_paired_lines(m.get("adapt_paired") or {}), *_stability_lines(a),
+            *_collapse_lines(a)]
 
 
 def _paired_lines(paired: dict) -> list[str]:
@@ -140,6 +143,16 @@ def _stability_lines(a: dict) -> list[str]:
     return ["Stability: spread (max − min) of the target test accuracy over the last epochs, mean over repeats "
             "(logged for this report only; it selects nothing):", "",
             "| variant | last epochs | spread (points) |", "|---|---|---|", *rows, ""]
+
+
+def _collapse_lines(a: dict) -> list[str]:
+    rows = [f"| `{v}` | {', '.join(str(i + 1) for i in r['collapse']['flagged'])} | "
+            f"{min(r['collapse']['min_share_ratio_runs']):.3f} |" for v, r in a.items() if r.get("collapse")]
+    if not rows:
+        return []
+    return ["**Possible class collapse** (label-free: some class's share of the predictions on unlabelled target "
+            "images fell below a quarter of its share of the labelled set; see the stage's log):", "",
+            "| variant | runs | lowest share ÷ labelled share |", "|---|---|---|", *rows, ""]
 
 
 def figures(m: dict, paths: Paths) -> None:
