@@ -38,5 +38,13 @@ repro: $(STAMP)
 	$(BIN)/vaeflow validate > /dev/null
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 
+# What runs write. Some files there are tracked and must survive: models/tuned/README.md (models/tuned/ is a
+# DVC dependency of pretrain, so a checkout needs it) and the metrics/ files committed with dvc.lock
+# (.gitignore). So git deletes only what it does not track under these folders, ignored or not (-x); see
+# what would go with `git clean -ndx -- $(OUTPUTS)`. Outside a git checkout it refuses rather than guess.
+OUTPUTS := data/prepared models metrics reports runs
+
 clean:
-	rm -rf data/prepared models metrics reports runs
+	@git rev-parse --is-inside-work-tree > /dev/null 2>&1 || \
+	  { echo "make clean: not a git checkout; it deletes only what git does not track" >&2; exit 1; }
+	git clean -fdqx -- $(OUTPUTS)
