@@ -1,14 +1,16 @@
 """`vaeflow init DIR`: a new project that runs the installed vaeflow, as `dvc init` or `kedro new` make one.
 
 The template is package data, vaeflow/templates/. In this repository its files are links to the
-repository's own params.yaml, dvc.yaml, prefect.yaml, configs/ and models/tuned/README.md, so a new project
-starts from exactly what the repository runs; a wheel holds copies. Two files change on the way:
+repository's own params.yaml, dvc.yaml, prefect.yaml, configs/, models/tuned/README.md and
+.dvc/offline_plots.html, so a new project starts from exactly what the repository runs; a wheel holds copies.
+Two files change on the way:
 
 - dvc.yaml loses its code deps (paths under vaeflow/, tasks/, flows/). A project runs the installed
   package, whose files are not the project's and live at no fixed path (flows/deps.py).
 - prefect.yaml names the flow by module (vaeflow.flows.training_pipeline), not by a file of the checkout.
 
-Then `git init` and `dvc init`, so that `vaeflow run` records its stages in dvc.lock and `dvc repro` works.
+Then `git init` and `dvc init`, so that `vaeflow run` records its stages in dvc.lock and `dvc repro` works,
+and DVC's plots page set up as the repository's: `dvc plots show` renders offline (docs/dvc.md).
 Registered on the app (flows/app.py) when flows/cli.py, the entry point, imports this module.
 """
 from __future__ import annotations
@@ -30,6 +32,10 @@ COPIED = ("params.yaml", "configs", "models")  # as they are
 WRITTEN = ("dvc.yaml", "prefect.yaml", ".gitignore")  # adapted, below
 FLOW_FILE_ENTRYPOINT = "flows/training_pipeline.py:training_pipeline"
 FLOW_MODULE_ENTRYPOINT = "vaeflow.flows.training_pipeline.training_pipeline"  # Prefect imports it by name
+# DVC's default plots page loads Vega from a CDN; the repository's .dvc/config names this page template, Vega
+# inlined, instead (plots.html_template, relative to .dvc/). A new project gets both.
+PLOTS_TEMPLATE = "offline_plots.html"
+PLOTS_TEMPLATE_SOURCE = "dvc_offline_plots.html"  # its name in the package: no dotfile (.dvc/) in package data
 
 DVC_HEADER = """\
 # Written by `vaeflow init`: the same stages as `vaeflow run`, for `dvc repro`. Each stage calls
@@ -98,6 +104,10 @@ def scaffold(root: Path) -> list[str]:
         created.append(".git")
     dvc_init = [sys.executable, "-m", "dvc", "init", "-q"]  # DVC is a dependency of this interpreter's vaeflow
     _run(dvc_init if (root / ".git").exists() else [*dvc_init, "--no-scm"], root)
+    (root / ".dvc" / PLOTS_TEMPLATE).write_bytes((t / PLOTS_TEMPLATE_SOURCE).read_bytes())
+    _run([sys.executable, "-m", "dvc", "config", "plots.html_template", PLOTS_TEMPLATE], root)  # into .dvc/config
+    if (root / ".git").exists() and shutil.which("git"):  # staged with the rest of .dvc/, as `dvc init` left it
+        _run(["git", "add", f".dvc/{PLOTS_TEMPLATE}", ".dvc/config"], root)
     return [*created, ".dvc"]
 
 

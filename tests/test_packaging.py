@@ -72,6 +72,27 @@ def test_init_refuses_a_directory_that_holds_a_project(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml"]
 
 
+def _dvc(*args: str, cwd: Path) -> str:
+    p = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    return p.stdout
+
+
+def test_init_gives_a_project_the_repository_s_offline_dvc_plots_page(tmp_path):
+    """The repository's .dvc/config points `dvc plots show` at a page template with Vega inlined (docs/dvc.md);
+    a project made by `vaeflow init` gets the same setting and file, so its plots render without a CDN too."""
+    project = tmp_path / "proj"
+    init_cli.scaffold(project)
+    setting = _dvc("config", "plots.html_template", cwd=project).strip()
+    assert setting == _dvc("config", "plots.html_template", cwd=REPO).strip() == init_cli.PLOTS_TEMPLATE
+    assert (project / ".dvc" / setting).read_bytes() == (REPO / ".dvc" / setting).read_bytes()
+    (project / "metrics" / "plots").mkdir(parents=True)
+    (project / "metrics" / "plots" / "pretrain.csv").write_text("epoch,train_loss,val_nelbo\n0,3.0,3.1\n1,2.0,2.2\n")
+    _dvc("plots", "show", "-o", str(tmp_path / "plots"), "metrics/plots/pretrain.csv", cwd=project)
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "vegaEmbed(" in html and "<script src=" not in html and "cdn.jsdelivr" not in html
+
+
 def _build_wheel(out: Path) -> Path:
     """`pip wheel --no-deps .` on a copy of what git tracks for the package (symlinks kept, as in a clone),
     offline and without build isolation: this interpreter's setuptools builds it."""
@@ -85,6 +106,8 @@ def _build_wheel(out: Path) -> Path:
     shutil.copytree(REPO / "vaeflow" / "templates", src / "vaeflow" / "templates", symlinks=True)
     (src / "models" / "tuned").mkdir(parents=True)
     shutil.copy2(REPO / "models" / "tuned" / "README.md", src / "models" / "tuned" / "README.md")
+    (src / ".dvc").mkdir()  # vaeflow/templates/dvc_offline_plots.html links here
+    shutil.copy2(REPO / ".dvc" / "offline_plots.html", src / ".dvc" / "offline_plots.html")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
                     "-w", str(out / "dist"), str(src)], check=True, capture_output=True, timeout=300)
     wheel, = (out / "dist").glob("vaeflow-*.whl")
@@ -130,6 +153,7 @@ def test_a_wheel_installs_one_package_and_its_init_makes_a_project_that_runs(tmp
     assert {n.split("/")[0] for n in names} == {"vaeflow", wheel.name.split("-py")[0] + ".dist-info"}
     assert "vaeflow/flows/cli.py" in names and "vaeflow/tasks/__init__.py" in names
     assert "vaeflow/templates/params.yaml" in names and "vaeflow/templates/configs/mnist_usps.yaml" in names
+    assert "vaeflow/templates/dvc_offline_plots.html" in names
     entry = zipfile.ZipFile(wheel).read(wheel.name.split("-py")[0] + ".dist-info/entry_points.txt").decode()
     assert "vaeflow = vaeflow.flows.cli:main" in entry
 
@@ -151,6 +175,8 @@ def test_a_wheel_installs_one_package_and_its_init_makes_a_project_that_runs(tmp
     project = tmp_path / "proj"
     assert {".git", ".dvc", ".gitignore", "params.yaml", "dvc.yaml", "prefect.yaml", "configs"} <= \
            {p.name for p in project.iterdir()}
+    assert "html_template = offline_plots.html" in (project / ".dvc" / "config").read_text()  # plots offline
+    assert (project / ".dvc" / "offline_plots.html").read_bytes() == (REPO / ".dvc" / "offline_plots.html").read_bytes()
     sh("vaeflow", "run", cwd=project, timeout=2000)  # the digits default, as params.yaml ships
     assert set(yaml.safe_load((project / "dvc.lock").read_text())["stages"]) == set(UPSTREAM)
     assert "adapt" in yaml.safe_load((project / "metrics" / "metrics.json").read_text())
