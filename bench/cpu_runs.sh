@@ -16,8 +16,13 @@
 # counted with the source_only run it continues): adapt 12 epochs (SHOT 6 more) on MNIST→USPS, the mean
 # teacher 12 epochs on USPS→MNIST, MNIST-100 7 epochs. They reuse their main job's data and VAE, so they
 # differ from it in the schedule alone (same seeds, same bn_init=fresh).
+# Wave 2 (started while wave 1 still ran: each queue waits for its core): the default bn_init=identity on
+# MNIST→USPS at the main job's budget (the pretraining question with the VAE's function kept), and a
+# 3-channel target of our own making (bench/make_colour_shift.py: other writers' digits in MNIST-M-style
+# colour textures), every UDA variant at the main budget.
 #
-# usage: bench/cpu_runs.sh start [OUT]   start both queues in the background (resumes; skips finished jobs)
+# usage: bench/cpu_runs.sh start [OUT] [WAVES]  start both queues of each wave in WAVES (default "1 2") in
+#                                                the background (resumes; skips finished jobs)
 #        bench/cpu_runs.sh status [OUT]  which jobs are done, running, waiting
 #        bench/cpu_runs.sh summary [OUT] the table (bench/cpu_summary.py)
 set -u
@@ -36,17 +41,25 @@ UDA="--set adapt.epochs=5 --set adapt.shot.epochs=3"
 UDA_VARIANTS="[source_only, adabn, shot, dann, mean_teacher]"
 # queue NAME: job lines "NAME PRESET SHARE_FROM overrides..." (SHARE_FROM: a job whose prepared data and VAE
 # this one reuses, so an ablation differs from its main run only in what it ablates; - for none)
-QUEUE0=(
+WAVE1_Q0=(
   "mnist_usps configs/mnist_usps.yaml - $UDA --set adapt.variants=[source_only,adabn,shot,dann,mean_teacher]"
   "mnist_100labels configs/mnist_100labels.yaml - --set adapt.epochs=3 --set adapt.variants=[finetune,fixmatch]"
   "mnist_100labels_15min configs/mnist_100labels.yaml mnist_100labels --set adapt.epochs=7 --set adapt.variants=[finetune,fixmatch]"
   "usps_mnist_15min configs/usps_mnist.yaml usps_mnist --set adapt.epochs=12 --set adapt.variants=[mean_teacher]"
 )
-QUEUE1=(
+WAVE1_Q1=(
   "usps_mnist configs/usps_mnist.yaml - $UDA --set adapt.variants=[source_only,adabn,shot,dann,mean_teacher]"
   "mnist_usps_random_init configs/mnist_usps.yaml mnist_usps $UDA --set adapt.warm_start=false --set adapt.variants=[source_only,adabn,shot]"
   "mnist_usps_no_layer_bn configs/mnist_usps.yaml mnist_usps $UDA --set adapt.layer_bn=false --set adapt.variants=[source_only,adabn]"
   "mnist_usps_15min configs/mnist_usps.yaml mnist_usps --set adapt.epochs=12 --set adapt.shot.epochs=6 --set adapt.variants=[source_only,adabn,shot,mean_teacher]"
+)
+
+colour=$out/usps_colour  # wave 2's 3-channel target, made once by bench/make_colour_shift.py
+WAVE2_Q0=(
+  "mnist_usps_identity configs/mnist_usps.yaml mnist_usps $UDA --set adapt.bn_init=identity --set adapt.variants=[source_only,adabn,shot,mean_teacher]"
+)
+WAVE2_Q1=(
+  "mnist_colour configs/mnist_usps.yaml - $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[source_only,adabn,shot,dann,mean_teacher]"
 )
 
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
@@ -84,11 +97,14 @@ run_job() {  # run_job NAME PRESET SHARE_FROM overrides...
 
 case $cmd in
   start)
-    echo "cpu_runs: code $(git -C "$root" rev-parse --short HEAD), $(nproc) cores, started $(date -u +%FT%TZ)" >> "$out/driver.log"
-    for core in 0 1; do nohup taskset -c $core bash "$0" queue "$out" $core >> "$out/queue$core.log" 2>&1 & done
+    waves=${3:-1 2}
+    echo "cpu_runs: code $(git -C "$root" rev-parse --short HEAD), $(nproc) cores, waves $waves, started $(date -u +%FT%TZ)" >> "$out/driver.log"
+    [ -f "$colour/test.npz" ] || "$py" "$root/bench/make_colour_shift.py" "$colour" --data "$data" >> "$out/driver.log"
+    for core in 0 1; do nohup taskset -c $core bash "$0" queue "$out" $core "$waves" >> "$out/queue$core.log" 2>&1 & done
     echo "started: logs in $out/runs/<job>/log.txt";;
   queue)  # internal: one queue, in order, on the core `start` pinned it to
-    if [ "${3:-0}" = 0 ]; then jobs=("${QUEUE0[@]}"); else jobs=("${QUEUE1[@]}"); fi
+    jobs=()  # the waves' jobs for this core, wave by wave
+    for w in ${4:-1 2}; do declare -n q="WAVE${w}_Q${3:-0}"; jobs+=("${q[@]}"); done
     set -f  # the job lines hold [a,b] lists: split into words, never glob
     # shellcheck disable=SC2086
     for j in "${jobs[@]}"; do
