@@ -3,7 +3,9 @@
 usage: python bench/cpu_summary.py OUT [--json FILE]
 For each variant: target test accuracy mean ± std over the repeats (each run's accuracy listed), the
 paired difference to source_only (repeats share their seeds), the spread of the target accuracy over
-the last epochs (the stability trace; it selects nothing), and wall seconds per run on this CPU.
+the last epochs (the stability trace; it selects nothing), wall seconds per run on this CPU, and the
+label-free collapse check (the lowest ratio of a class's predicted share on unlabelled target images to
+its labelled share, per run; runs written before the check existed show —).
 """
 from __future__ import annotations
 
@@ -27,12 +29,19 @@ def checkpoint_seconds(job: Path, variant: str, repeats: int) -> list[float] | N
     return out
 
 
+def _collapse(r: dict) -> str:
+    c = r.get("collapse")
+    if not c:
+        return "—"
+    return ", ".join(f"{x:.2f}" + (" ⚠" if i in c["flagged"] else "") for i, x in enumerate(c["min_share_ratio_runs"]))
+
+
 def job_table(name: str, adapt: dict, command: str, job: Path | None = None) -> str:
     rows = [f"### {name}", "", f"`{command.strip()}`", "",
             f"{adapt['epochs']} epochs × {adapt['steps_per_epoch']} steps, {adapt['repeats']} repeats, "
             f"selection rule `{adapt['selection_rule']}`.", "",
-            "| variant | target acc % (mean ± std) | runs | paired Δ (± s.e.) | spread, last 3 epochs | s/run |",
-            "|---|---|---|---|---|---|"]
+            "| variant | target acc % (mean ± std) | runs | paired Δ (± s.e.) | spread, last 3 epochs | s/run | "
+            "lowest class share ÷ prior |", "|---|---|---|---|---|---|---|"]
     paired = adapt.get("paired", {})
     for v, r in adapt["variants"].items():
         runs = ", ".join(f"{100 * a:.2f}" for a in r["target_test_acc_runs"])
@@ -47,7 +56,7 @@ def job_table(name: str, adapt: dict, command: str, job: Path | None = None) -> 
         if job is not None and max(secs) < 1:
             secs = checkpoint_seconds(job, v, len(r["target_test_acc_runs"])) or secs
         rows.append(f"| `{v}` | {100 * r['target_test_acc']:.2f} ± {100 * r['target_test_acc_std']:.2f} | {runs} | "
-                    f"{delta} | {spread} | {sum(secs) / len(secs):.0f} |")
+                    f"{delta} | {spread} | {sum(secs) / len(secs):.0f} | {_collapse(r)} |")
     return "\n".join(rows) + "\n"
 
 
