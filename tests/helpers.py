@@ -1,13 +1,20 @@
-"""What several test modules share: the repository, the tiny config, data makers and Ray Tune readers.
+"""What several test modules share: the repository, the tiny config, data makers, Ray Tune readers and a
+Prefect server on a loopback port.
 
 Tests import from here (`from tests.helpers import ...`), never from each other or from conftest.py,
 which only holds pytest's hooks and fixtures (it takes REPO and TINY from here).
 """
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -125,3 +132,57 @@ class StopAt:
                     raise KeyboardInterrupt(p)
 
         return _Stop()
+
+
+# ------------------------------------------------------------------------------ Prefect server
+
+def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
+    """The environment of a Prefect process that uses only `home` (its SQLite database and profiles) and the
+    server at `api_url`, or none: an inherited PREFECT_API_URL would send it to someone else's server."""
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "DO_NOT_TRACK": "1", "PREFECT_LOGGING_LEVEL": "WARNING", "PYTHONPATH": str(REPO),
+           "COLUMNS": "200"}  # rich wraps CLI output at 80 columns otherwise
+    env.pop("PREFECT_API_URL", None)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env
+
+
+@contextmanager
+def prefect_server(home: Path, **extra_env: str) -> Iterator[dict]:
+    """`prefect server start` on a free 127.0.0.1 port with its database in `home`, healthy on entry and
+    stopped (its whole process group) on exit: {"url": ".../api", "home": home}. Each test module that needs
+    one starts its own from a module fixture, so no module sees another's runs."""
+    import httpx
+    import pytest
+
+    from vaeflow.flows.local_server import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    # PREFECT_UI_API_URL: on a port other than 4200 the UI otherwise calls the wrong API (test_report_in_browser)
+    env = prefect_env(home) | {"PREFECT_UI_API_URL": url} | extra_env
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"prefect server did not start in 240 s: {(home / 'server.log').read_text()[-2000:]}")
+            time.sleep(1)
+        yield {"url": url, "home": home}
+    finally:  # also when it never got healthy: the server and whatever it started
+        with suppress(ProcessLookupError):  # a group that has already exited
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()

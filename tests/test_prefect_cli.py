@@ -7,59 +7,22 @@ pyproject.toml pins fastapi<0.151; this test fails if that pin is lost (docs/pre
 """
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
-from vaeflow.flows.local_server import free_port
+from tests.helpers import prefect_env as _env, prefect_server
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def _env(home: Path, url: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "PREFECT_LOGGING_LEVEL": "WARNING", "COLUMNS": "200"}
-    env.pop("PREFECT_API_URL", None)
-    if url:
-        env["PREFECT_API_URL"] = url
-    return env
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect_home")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=_env(home) | {"PREFECT_UI_API_URL": url},
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 240
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
-            time.sleep(1)
-        yield {"url": url, "home": home}
-    finally:  # the whole process group: the server and whatever it started
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    """This module's own server (tests/helpers.py): the listings below see only the rows seeded here."""
+    with prefect_server(tmp_path_factory.mktemp("prefect_home")) as srv:
+        yield srv
 
 
 # A flow run with the report artifact `vaeflow run` publishes (same key), a deployment and a work pool, so

@@ -16,53 +16,20 @@ from uuid import UUID
 import httpx
 import pytest
 
-from conftest import REPO, TINY
-from vaeflow.flows.local_server import free_port
+from tests.helpers import TINY, prefect_env as _env, prefect_server
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 
 STAGE_NAMES = ["prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers", "evaluate"]
 
 
-def _env(home: Path, api_url: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "PYTHONPATH": str(REPO), "PREFECT_LOGGING_LEVEL": "WARNING"}
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect_home")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    # PREFECT_UI_API_URL: on a port other than 4200 the UI otherwise calls the wrong API (tests/test_report_in_browser.py)
-    env = _env(home) | {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-                        "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false", "PREFECT_UI_API_URL": url}
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            pytest.fail(f"prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
-        time.sleep(1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("prefect server did not become healthy in 240 s")
-    yield {"url": url, "home": home}
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    """This module's own server (tests/helpers.py), its scheduler loop shortened to 2 s so that scheduled runs
+    appear within seconds, and no late-run marking to race the tests."""
+    with prefect_server(tmp_path_factory.mktemp("prefect_home"), PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
+                        PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED="false") as srv:
+        yield srv
 
 
 @pytest.fixture
