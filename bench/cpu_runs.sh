@@ -16,16 +16,16 @@
 # counted with the source_only run it continues): adapt 12 epochs (SHOT 6 more) on MNIST→USPS, the mean
 # teacher 12 epochs on USPS→MNIST, MNIST-100 7 epochs. They reuse their main job's data and VAE, so they
 # differ from it in the schedule alone (same seeds, same bn_init=fresh).
-# Wave 2 (started while wave 1 still ran: each queue waits for its core): the default bn_init=identity on
-# MNIST→USPS at the main job's budget (the pretraining question with the VAE's function kept), and a
-# 3-channel target of our own making (bench/make_colour_shift.py: other writers' digits in MNIST-M-style
-# colour textures), every UDA variant at the main budget.
-# Wave 3: one remedy for the mean teacher's collapsed seed (MNIST→USPS seed 100: every 9 taken for a 7),
-# fixed before it was measured and measured once: class_balance 0.1 instead of French et al.'s 0.005, so
-# that at the collapse check's threshold (a class at 1/4 of its prior) the BCE balance term pulls as hard
-# as SHOT's diversity term (weight 1) does; main budget, the main jobs' seeds, on all three targets.
+# Wave 2 (started while wave 1 still ran: each queue waits for its core), at the main jobs' budget and seeds:
+#   - one remedy for the mean teacher's collapsed seed (MNIST→USPS seed 100: every 9 taken for a 7), fixed
+#     before it was measured and measured once: class_balance 0.1 instead of French et al.'s 0.005, so that
+#     at the collapse check's threshold (a class at 1/4 of its prior) the BCE balance term pulls as hard as
+#     SHOT's diversity term (weight 1) does; on all three targets;
+#   - the default bn_init=identity on MNIST→USPS (the pretraining question with the VAE's function kept);
+#   - a 3-channel target of our own making (bench/make_colour_shift.py: other writers' digits in
+#     MNIST-M-style colour textures), every UDA variant.
 #
-# usage: bench/cpu_runs.sh start [OUT] [WAVES]  start both queues of each wave in WAVES (default "1 2 3") in
+# usage: bench/cpu_runs.sh start [OUT] [WAVES]  start both queues of each wave in WAVES (default "1 2") in
 #                                                the background (resumes; skips finished jobs)
 #        bench/cpu_runs.sh status [OUT]  which jobs are done, running, waiting
 #        bench/cpu_runs.sh summary [OUT] the table (bench/cpu_summary.py)
@@ -59,19 +59,15 @@ WAVE1_Q1=(
 )
 
 colour=$out/usps_colour  # wave 2's 3-channel target, made once by bench/make_colour_shift.py
+BAL="--set adapt.mean_teacher.class_balance=0.1 --set adapt.variants=[mean_teacher]"
 WAVE2_Q0=(
+  "mnist_usps_balance configs/mnist_usps.yaml mnist_usps $UDA $BAL"
   "mnist_usps_identity configs/mnist_usps.yaml mnist_usps $UDA --set adapt.bn_init=identity --set adapt.variants=[source_only,adabn,shot,mean_teacher]"
 )
 WAVE2_Q1=(
   "mnist_colour configs/mnist_usps.yaml - $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[source_only,adabn,shot,dann,mean_teacher]"
-)
-BAL="--set adapt.mean_teacher.class_balance=0.1 --set adapt.variants=[mean_teacher]"
-WAVE3_Q0=(
-  "mnist_usps_balance configs/mnist_usps.yaml mnist_usps $UDA $BAL"
-  "mnist_colour_balance configs/mnist_usps.yaml mnist_colour $UDA --set data.target=npz:$colour --set data.channels=3 $BAL"
-)
-WAVE3_Q1=(
   "usps_mnist_balance configs/usps_mnist.yaml usps_mnist $UDA $BAL"
+  "mnist_colour_balance configs/mnist_usps.yaml mnist_colour $UDA --set data.target=npz:$colour --set data.channels=3 $BAL"
 )
 
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
@@ -109,14 +105,14 @@ run_job() {  # run_job NAME PRESET SHARE_FROM overrides...
 
 case $cmd in
   start)
-    waves=${3:-1 2 3}
+    waves=${3:-1 2}
     echo "cpu_runs: code $(git -C "$root" rev-parse --short HEAD), $(nproc) cores, waves $waves, started $(date -u +%FT%TZ)" >> "$out/driver.log"
     [ -f "$colour/test.npz" ] || "$py" "$root/bench/make_colour_shift.py" "$colour" --data "$data" >> "$out/driver.log"
     for core in 0 1; do nohup taskset -c $core bash "$0" queue "$out" $core "$waves" >> "$out/queue$core.log" 2>&1 & done
     echo "started: logs in $out/runs/<job>/log.txt";;
   queue)  # internal: one queue, in order, on the core `start` pinned it to
     jobs=()  # the waves' jobs for this core, wave by wave
-    for w in ${4:-1 2 3}; do declare -n q="WAVE${w}_Q${3:-0}"; jobs+=("${q[@]}"); done
+    for w in ${4:-1 2}; do declare -n q="WAVE${w}_Q${3:-0}"; jobs+=("${q[@]}"); done
     set -f  # the job lines hold [a,b] lists: split into words, never glob
     # shellcheck disable=SC2086
     for j in "${jobs[@]}"; do
