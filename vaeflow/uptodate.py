@@ -53,7 +53,34 @@ def tracks(root: str | Path, params_file: str | Path, overrides: list[str]) -> b
             and Path(params_file).resolve() == (Path(root) / "params.yaml").resolve())
 
 
+def _an_out_is_missing(root: str | Path, stages: list[str] | None = None) -> bool:
+    """Whether an output that dvc.yaml declares for one of `stages` (default: all) is absent. `dvc status`
+    then reports that stage as changed (the output deleted), so it is not up to date: answered here without
+    importing DVC or opening the repo, which on a cold run (every output missing) is most of the check's
+    cost. False whenever dvc.yaml says more than plain paths (templating, wdir, a frozen stage, a parse
+    error): DVC decides then."""
+    import yaml
+
+    try:
+        spec = yaml.safe_load((Path(root) / "dvc.yaml").read_text())["stages"]
+        chosen = [spec[name] for name in (spec if stages is None else stages)]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return False
+    for st in chosen:
+        if not isinstance(st, dict) or st.keys() & {"foreach", "matrix", "do", "wdir", "frozen"}:
+            return False
+        for out in [*st.get("outs", []), *st.get("metrics", []), *st.get("plots", [])]:
+            path = next(iter(out)) if isinstance(out, dict) else out
+            if not isinstance(path, str) or "${" in path:
+                return False
+            if not (Path(root) / path).exists():
+                return True
+    return False
+
+
 def is_up_to_date(stage: str, root: str | Path) -> bool:
+    if _an_out_is_missing(root, [stage]):
+        return False
     with _dvc_lock, _repo()(str(root)) as repo:
         return not repo.status(targets=[stage])
 
@@ -66,5 +93,7 @@ def record(stage: str, root: str | Path) -> None:
 
 def all_up_to_date(root: str | Path) -> bool:
     """Whether `dvc status` finds every stage of the pipeline up to date (one call for all of them)."""
+    if _an_out_is_missing(root):
+        return False
     with _dvc_lock, _repo()(str(root)) as repo:
         return not repo.status()
