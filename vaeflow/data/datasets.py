@@ -22,7 +22,7 @@ import numpy as np
 from vaeflow.config import Config, DataConfig
 from vaeflow.data.digits import Pool, load_digits_pool
 from vaeflow.data.domain import DataError, DomainData
-from vaeflow.data.files import load_folder_pool, load_npz_pool
+from vaeflow.data.files import decode, load_folder_pool, load_npz_pool, load_npz_raw
 from vaeflow.data.images import resize, to_channels
 from vaeflow.data.mnist import load_idx_pool
 from vaeflow.data.shift import digits_shifted
@@ -41,6 +41,9 @@ class DatasetSpec:
     load: Loader
     family: str | None = None          # None: a family of its own (its name)
     transform: Transform | None = None  # applied to the pool's images after the family split
+    # Optional: a loader whose Pool may hold raw uint8 images, made float by files.decode after the
+    # family split (memory: the whole pool and both shares at once are then uint8, not float32).
+    load_raw: Loader | None = None
 
 
 def _shift(x: np.ndarray, dc: DataConfig, rng: np.random.Generator, levels: int) -> np.ndarray:
@@ -55,7 +58,7 @@ REGISTRY: dict[str, DatasetSpec] = {
     "fashion_mnist": DatasetSpec(load_idx_pool),
 }
 # Names of the form PREFIX:PATH; the loader gets the full name.
-PREFIXES: dict[str, DatasetSpec] = {"folder:": DatasetSpec(load_folder_pool), "npz:": DatasetSpec(load_npz_pool)}
+PREFIXES: dict[str, DatasetSpec] = {"folder:": DatasetSpec(load_folder_pool), "npz:": DatasetSpec(load_npz_pool, load_raw=load_npz_raw)}
 
 
 def dataset_spec(name: str) -> DatasetSpec:
@@ -94,12 +97,15 @@ def build_pools(cfg: Config) -> tuple[Pool, Pool]:
     src, tgt = dataset_spec(dc.source), dataset_spec(dc.target)
     fam_s, fam_t = src.family or dc.source, tgt.family or dc.target
     if fam_s == fam_t:
-        base = src.load(dc.source, dc)
+        base = (src.load_raw or src.load)(dc.source, dc)
         if dc.pools == "shared" and dc.source == dc.target:  # the semi-supervised protocol: all of it, twice
+            base = decode(base, dc)
             return base, base
         s_idx, t_idx = _stratified(np.arange(len(base.y)), base.y, dc.source_fraction, _rng(cfg.seed, _POOLS),
                                    f"'{fam_s}' into source and target pools")
-        return base.take(np.sort(s_idx)), base.take(np.sort(t_idx))
+        s_pool, t_pool = base.take(np.sort(s_idx)), base.take(np.sort(t_idx))
+        base = None  # the whole pool goes before the shares are made float  # noqa: F841
+        return decode(s_pool, dc), decode(t_pool, dc)
     return src.load(dc.source, dc), tgt.load(dc.target, dc)
 
 

@@ -58,7 +58,9 @@ def _check_classes(y: np.ndarray, what: str) -> None:
 
 def _common(images: list[np.ndarray], files: list[Path], dc: DataConfig) -> np.ndarray:
     """One N×C×H×W uint8-grid float array from images of possibly different channels and sizes."""
-    images = [to_channels(a[None].astype(np.float32) / (LEVELS - 1), dc.channels, LEVELS)[0] for a in images]
+    # Each image is converted on its own (same values as before) straight into the output, or into its
+    # size group when resizing: a list of float copies plus a stacked copy would be ~2× the data on top.
+    conv = lambda a: to_channels(a[None].astype(np.float32) / (LEVELS - 1), dc.channels, LEVELS)[0]  # noqa: E731
     sizes = {a.shape[1:] for a in images}
     if len(sizes) > 1 and dc.image_size is None:
         first = {}
@@ -67,12 +69,15 @@ def _common(images: list[np.ndarray], files: list[Path], dc: DataConfig) -> np.n
         (s1, f1), (s2, f2) = list(first.items())[:2]
         raise DataError(f"images differ in size ({f1} is {s1[0]}×{s1[1]}, {f2} is {s2[0]}×{s2[1]}); set "
                         "data.image_size to resize them all to one size")
-    out = np.empty((len(images), dc.channels, *((dc.image_size,) * 2 if len(sizes) > 1 else sizes.pop())),
+    out = np.empty((len(images), dc.channels, *((dc.image_size,) * 2 if len(sizes) > 1 else next(iter(sizes)))),
                    dtype=np.float32)
+    if len(sizes) == 1:
+        for i, a in enumerate(images):
+            out[i] = conv(a)
+        return out
     for shape in {a.shape for a in images}:   # resize each size group at once: one implementation
         idx = [i for i, a in enumerate(images) if a.shape == shape]
-        group = np.stack([images[i] for i in idx])
-        out[idx] = resize(group, dc.image_size, LEVELS) if len(sizes) > 1 else group
+        out[idx] = resize(np.stack([conv(images[i]) for i in idx]), dc.image_size, LEVELS)
     return out
 
 
@@ -171,16 +176,45 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     else:
         raise DataError(f"{path}: x has shape {x.shape}; expected N×H×W or N×H×W×C with C = 1 or 3")
     if x.dtype == np.uint8:
-        return x.astype(np.float32) / (LEVELS - 1), y.astype(np.int64)
+        return x, y.astype(np.int64)   # converted by _to_float, straight into the pool's array
     if not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"{path}: x must be uint8 (0..255) or float in [0, 1], got {x.dtype}")
     if x.size and not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
         raise DataError(f"{path}: float x must lie in [0, 1] (got {np.nanmin(x):.3g}..{np.nanmax(x):.3g}); "
                         "store 0..255 images as uint8")
-    return quantize(x, LEVELS), y.astype(np.int64)
+    return x, y.astype(np.int64)
 
 
-def load_npz_pool(name: str, dc: DataConfig) -> Pool:
+# Images per block when converting: ~12 MB of float32 at 3×32×32, so no full-size temporary is made.
+BLOCK = 1024
+
+
+def _to_float(parts: list[np.ndarray], channels: int) -> np.ndarray:
+    """The parts (uint8 0..255 or float in [0, 1], N×C×H×W) as one float32 array on the grid k/255, in
+    `channels`. One preallocated array filled part by part: uint8 is cast into it and divided in place
+    (x.astype(float32) / 255 gives the same float32 values without the two full-size temporaries), floats
+    are quantized a block at a time (quantize is element-wise, so the values are those of one call)."""
+    n, (c, h, w) = sum(len(p) for p in parts), parts[0].shape[1:]
+    # The memory layout of the file's array (N×H×W×C seen as N×C×H×W), as astype and concatenate kept it:
+    # the 3 -> 1 luma (a BLAS dot) rounds differently on another layout, and the values must not change.
+    if parts[0].strides[1] < parts[0].strides[3]:
+        out = np.empty((n, h, w, c), dtype=np.float32).transpose(0, 3, 1, 2)
+    else:
+        out = np.empty((n, c, h, w), dtype=np.float32)
+    i = 0
+    for p in parts:
+        for j in range(0, len(p), BLOCK):
+            b = out[i + j:i + min(j + BLOCK, len(p))]
+            if p.dtype == np.uint8:
+                b[...] = p[j:j + BLOCK]
+                b /= LEVELS - 1
+            else:
+                b[...] = quantize(p[j:j + BLOCK], LEVELS)
+        i += len(p)
+    return to_channels(out, channels, LEVELS)
+
+
+def _read_npz_pair(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     root = Path(name.removeprefix("npz:"))
     (x_tr, y_tr), (x_te, y_te) = _read_npz(root / "train.npz"), _read_npz(root / "test.npz")
     _check_classes(y_tr, str(root / "train.npz"))
@@ -189,8 +223,38 @@ def load_npz_pool(name: str, dc: DataConfig) -> Pool:
     _check_labels(y_te, n_classes, str(root / "test.npz"))
     if x_tr.shape[1:] != x_te.shape[1:]:
         raise DataError(f"{root}: train images are {x_tr.shape[1:]} (C×H×W), test images {x_te.shape[1:]}")
-    x = to_channels(np.concatenate([x_tr, x_te]), dc.channels, LEVELS)
+    return x_tr, y_tr, x_te, y_te, n_classes
+
+
+def load_npz_pool(name: str, dc: DataConfig) -> Pool:
+    x_tr, y_tr, x_te, y_te, n_classes = _read_npz_pair(name)
+    x = _to_float([x_tr, x_te], dc.channels)
     return _pool(x, np.concatenate([y_tr, y_te]), len(y_tr), n_classes)
+
+
+def load_npz_raw(name: str, dc: DataConfig) -> Pool:
+    """Like load_npz_pool, but for uint8 files the Pool's x is the raw uint8 N×C×H×W (a quarter of the
+    float32 size), to be turned into the float pool by `decode` after build_pools has cut it into the
+    source and target pools: splitting a float pool held the whole pool and both shares at once (2× the
+    data). decode(take(raw)) == take(load_npz_pool): conversion and channel repeat are per element.
+    3 -> 1 channel (luma, a BLAS dot whose rounding may depend on the array) and float files are
+    converted here, as load_npz_pool does, so their values stay those of the whole-array conversion."""
+    x_tr, y_tr, x_te, y_te, n_classes = _read_npz_pair(name)
+    if x_tr.dtype != np.uint8 or x_te.dtype != np.uint8 or (x_tr.shape[1] != dc.channels and dc.channels == 1):
+        return _pool(_to_float([x_tr, x_te], dc.channels), np.concatenate([y_tr, y_te]), len(y_tr), n_classes)
+    x = np.empty((len(x_tr) + len(x_te), *x_tr.shape[1:]), dtype=np.uint8)
+    x[:len(x_tr)], x[len(x_tr):] = x_tr, x_te
+    y = np.concatenate([y_tr, y_te])
+    return Pool(x, y, np.arange(len(y)), LEVELS, n_classes, is_test=np.arange(len(y)) >= len(y_tr))
+
+
+def decode(pool: Pool, dc: DataConfig) -> Pool:
+    """A Pool from load_npz_raw (or a share of one) as the float32 pool load_npz_pool gives; float pools
+    are returned as they are."""
+    if pool.x.dtype != np.uint8:
+        return pool
+    return Pool(_to_float([pool.x], dc.channels), pool.y, pool.index, pool.levels, pool.n_classes,
+                is_test=pool.is_test)
 
 
 def _pool(x: np.ndarray, y: np.ndarray, n_train: int, n_classes: int) -> Pool:
