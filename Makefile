@@ -42,9 +42,10 @@ repro: $(STAMP)
 # DVC dependency of pretrain, so a checkout needs it) and the metrics/ files committed with dvc.lock
 # (.gitignore). So git deletes only what it does not track under these folders, ignored or not (-x); see
 # what would go with `git clean -ndx -- $(OUTPUTS)`. Outside a git checkout it refuses rather than guess.
+# runs/cpu (bench/cpu_runs.sh's hours of checkpointed benchmark runs) is not the pipeline's and stays.
 OUTPUTS := data/prepared models metrics reports runs
 
 clean:
 	@git rev-parse --is-inside-work-tree > /dev/null 2>&1 || \
 	  { echo "make clean: not a git checkout; it deletes only what git does not track" >&2; exit 1; }
-	git clean -fdqx -- $(OUTPUTS)
+	git clean -fdqx -e /runs/cpu -- $(OUTPUTS)
