@@ -14,18 +14,19 @@ usage: python bench/make_colour_shift.py OUT_DIR [--data ../shared/data] [--seed
 from __future__ import annotations
 
 import argparse
-import gzip
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vaeflow.data.usps import parse_esl
+
 
 def read_usps(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """ESL's zip.{train,test}.gz: a label, then 256 grey values in [-1, 1] per line."""
-    rows = np.loadtxt(gzip.open(path, "rt"), dtype=np.float32)
-    return ((rows[:, 1:].reshape(-1, 16, 16) + 1) / 2).clip(0, 1), rows[:, 0].astype(np.int64)
+    """ESL's zip.{train,test}.gz through vaeflow's own parser: N×16×16 grey values in [0, 1], labels."""
+    values, y = parse_esl(path)
+    return ((values.astype(np.float32).reshape(-1, 16, 16) + 1) / 2).clip(0, 1), y
 
 
 def colour(digits: np.ndarray, rng: np.random.Generator, size: int = 28) -> np.ndarray:
