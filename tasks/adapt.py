@@ -124,8 +124,8 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
         predict, state = algo.predict, {}
     pred = predict(tgt_test[0]).cpu().numpy()
     shares = class_shares(predict(x_unl[:SHARE_IMAGES]).cpu().numpy(), ctx["n_classes"])
-    return {"pred": pred, "shares": shares, "acc": float((pred == tgt_test[1].cpu().numpy()).mean()), "res": res, "state": state,
-            "seconds": res.seconds, "source_test_acc": float((predict(src_test[0]) == src_test[1]).float().mean())}
+    return {"pred": pred, "shares": shares, "acc": float((pred == tgt_test[1].cpu().numpy()).mean()), "res": res,
+            "state": state, "seconds": res.seconds, "source_test_acc": float((predict(src_test[0]) == src_test[1]).float().mean())}
 
 
 def run(cfg: Config, paths: Paths) -> dict:
