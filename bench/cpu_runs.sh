@@ -25,6 +25,15 @@
 #     source_only, adabn and shot (the ones the warm start ablation measured);
 #   - a 3-channel target of our own making (bench/make_colour_shift.py: other writers' digits in
 #     MNIST-M-style colour textures), every UDA variant.
+# Wave 3 (2026-12-05, second session), each job within the issue's ≤ 15 min per seed and variant, counting
+# a continuation with the runs it continues (timed per epoch on the earlier jobs: LeNet source epoch ~20 s,
+# SHOT ~25 s, mean-teacher ~55 s; convnet ~1.5× LeNet per step, bench note in RESULTS.md):
+#   - the deeper backbone (adapt.backbone=convnet, French et al.'s digit net, random init, 7 epochs, SHOT 4:
+#     ~12.5 min a seed for shot_mean_teacher with what it continues) on MNIST→USPS, USPS→MNIST and the
+#     colour target (there at the 5-epoch budget of the other colour runs, with DANN on the same backbone);
+#   - shot_mean_teacher (SHOT, then the mean teacher from SHOT's network) on LeNet: the colour target at
+#     the 5-epoch budget, MNIST→USPS at 8 epochs (SHOT 6).
+# The mean teacher's class_balance is the new default 0.1 in this wave (set after COMMON, so it wins).
 #
 # usage: bench/cpu_runs.sh start [OUT] [WAVES]  start both queues of each wave in WAVES (default "1 2") in
 #                                                the background (resumes; skips finished jobs)
@@ -71,6 +80,18 @@ WAVE2_Q1=(
   "mnist_colour configs/mnist_usps.yaml - $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[source_only,adabn,shot,dann,mean_teacher]"
   "usps_mnist_balance configs/usps_mnist.yaml usps_mnist $UDA $BAL"
   "mnist_colour_balance configs/mnist_usps.yaml mnist_colour $UDA --set data.target=npz:$colour --set data.channels=3 $BAL"
+)
+
+MT01="--set adapt.mean_teacher.class_balance=0.1"
+CONVNET="--set adapt.backbone=convnet --set adapt.warm_start=false --set adapt.head_hidden=256"
+WAVE3_Q0=(
+  "mnist_usps_convnet configs/mnist_usps.yaml mnist_usps $MT01 $CONVNET --set adapt.epochs=7 --set adapt.shot.epochs=4 --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher,mean_teacher]"
+  "mnist_colour_convnet configs/mnist_usps.yaml mnist_colour $MT01 $CONVNET $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher,dann]"
+)
+WAVE3_Q1=(
+  "mnist_colour_shotmt configs/mnist_usps.yaml mnist_colour $MT01 $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher]"
+  "usps_mnist_convnet configs/usps_mnist.yaml usps_mnist $MT01 $CONVNET --set adapt.epochs=7 --set adapt.shot.epochs=4 --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher]"
+  "mnist_usps_shotmt configs/mnist_usps.yaml mnist_usps $MT01 --set adapt.epochs=8 --set adapt.shot.epochs=6 --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher]"
 )
 
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted

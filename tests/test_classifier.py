@@ -94,3 +94,24 @@ def test_domain_head_reverses_gradient_into_trunk():
         torch.testing.assert_close(g, -lam * r)
     with pytest.raises(RuntimeError, match="domain head"):
         Classifier(clf.trunk, clf.feature_dim, 10, 8).domain_logits(clf.features(x), lam)
+
+
+@pytest.mark.parametrize("shape, features", [((1, 28, 28), 1024), ((3, 32, 32), 1600), ((3, 16, 20), 64 * 1 * 2)])
+def test_convnet_trunk_sizes_for_any_channels_and_size(shape, features):
+    """French et al.'s digit trunk: 1,024 features at 28×28 as in their mnist-bn-32-64-256; the size rule
+    ((s−4)//2 − 4)//2 per side holds for colour and non-square images too."""
+    torch.manual_seed(0)
+    clf = classifier_from_vae(None, {"input_shape": shape}, 10, 256, pretrained=False, backbone="convnet",
+                              layer_bn=True, standardize=True, feature_bn=True)
+    assert clf.trunk.feature_dim == features
+    out = clf(torch.rand(4, *shape))
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in clf.trunk.modules())
+    assert n_bn == 3  # layer_bn: one after each of the three convolutions
+
+
+def test_convnet_refuses_small_images_and_a_warm_start():
+    with pytest.raises(ValueError, match="at least 16×16"):
+        classifier_from_vae(None, {"input_shape": (1, 12, 12)}, 10, 64, pretrained=False, backbone="convnet")
+    with pytest.raises(ValueError, match="warm_start=false"):
+        classifier_from_vae(_vae(), {"input_shape": (1, 28, 28)}, 10, 64, pretrained=True, backbone="convnet")

@@ -40,6 +40,7 @@ def test_params_yaml_validates_and_every_value_reaches_the_config_unchanged():
     ("eval.iwae_chunk=5000", "eval.iwae_chunk", "must not exceed"),
     ("adapt.variants=[dann,magic]", "adapt.variants", "source_only"),
     ("vae.hidden=[]", "vae.hidden", "non-empty"),
+    ("adapt.backbone=convnet", "adapt.backbone", "warm_start=false"),
 ])
 def test_bad_overrides_name_the_key(override, key, fragment):
     with pytest.raises(ConfigError) as e:

@@ -53,6 +53,10 @@ VARIANTS: tuple[VariantSpec, ...] = (
     VariantSpec("shot", "vaeflow.training.shot:SHOT", "source_only's network, its head frozen, its features "
                 "adapted on the unlabelled target alone: information maximisation + centroid pseudo-labels "
                 "(Liang et al.)", labelled=None, unlabelled=True, continues="source_only"),
+    VariantSpec("shot_mean_teacher", "vaeflow.training.mean_teacher:MeanTeacher", "each SHOT run, continued "
+                "as a mean teacher (source labels + consistency on unlabelled target images): the teacher starts "
+                "from an adapted network, not a source one (after SHOT++'s second, semi-supervised stage)",
+                unlabelled=True, continues="shot"),
     VariantSpec("finetune", "vaeflow.training.algorithms:ERM", "the pretrained encoder on the few target labels", labelled="few",
                 default=True),
     VariantSpec("scratch", "vaeflow.training.algorithms:ERM", "the same network and labels, random initialisation", labelled="few",

@@ -82,9 +82,10 @@ class AdaptConfig(Section):
     labels_per_class: int = Field(5, ge=1)
     head_hidden: int = Field(128, ge=1)
     repeats: int = Field(3, ge=1, le=100, description="seeds per variant; accuracies are reported as mean ± std")
-    backbone: Literal["vae_encoder", "lenet"] = Field(
-        "vae_encoder", description="classifier trunk: a copy of the VAE encoder, or LeNet (warm-started "
-        "from the VAE when vae.arch=lenet, with LeNet's dropout)")
+    backbone: Literal["vae_encoder", "lenet", "convnet"] = Field(
+        "vae_encoder", description="classifier trunk: a copy of the VAE encoder, LeNet (warm-started "
+        "from the VAE when vae.arch=lenet, with LeNet's dropout), or convnet (French et al.'s deeper digit "
+        "trunk, vaeflow/models/convnet.py; random initialisation only: adapt.warm_start=false)")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="on every supervised cross-entropy (SHOT uses 0.1)")
     standardize: bool = Field(True, description="per-image zero mean and unit std inside the classifier, at "
                               "training and test time: removes each domain's brightness and contrast")

@@ -39,6 +39,9 @@ class Config(Section):
                 and v != "latent_spreading"]
         if self.adapt.backbone == "lenet" and self.vae.arch != "lenet" and self.adapt.warm_start and warm:
             raise ValueError("adapt.backbone=lenet warm-starts from the VAE encoder, which needs vae.arch=lenet")
+        if self.adapt.backbone == "convnet" and self.adapt.warm_start and warm:
+            raise ValueError(f"adapt.backbone=convnet has no VAE of its architecture to warm-start {warm} from; "
+                             "set adapt.warm_start=false")
         if self.data.pools == "shared" and self.data.source == self.data.target:
             reads_source = [v for v in self.adapt.variants if registry.reads_source_labels(v)]
             if reads_source:

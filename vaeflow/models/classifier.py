@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from vaeflow.models.convnet import ConvNetTrunk
 from vaeflow.models.lenet import LeNetTrunk
 from vaeflow.models.vae import VAE
 
@@ -81,7 +82,8 @@ def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden
     (drawn from torch's global RNG; seed it first for reproducibility).
 
     backbone='lenet': a LeNet trunk with LeNet's dropout; pretrained=True copies the VAE encoder's weights
-    into it, which needs a VAE built with arch='lenet' (the same layers). `options`: Classifier's
+    into it, which needs a VAE built with arch='lenet' (the same layers). backbone='convnet': French et
+    al.'s deeper digit trunk (vaeflow/models/convnet.py), random initialisation only. `options`: Classifier's
     standardize and feature_bn. layer_bn: a BatchNorm after every convolution / hidden linear layer of the
     trunk, added after the warm start (vaeflow/models/batchnorm.py)."""
     clf = _classifier(vae, spec, n_classes, head_hidden, domain_hidden, pretrained, backbone, **options)
@@ -93,6 +95,13 @@ def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden
 
 
 def _classifier(vae, spec, n_classes, head_hidden, domain_hidden, pretrained, backbone, **options) -> Classifier:
+    if backbone == "convnet":
+        if pretrained:
+            raise ValueError("adapt.backbone=convnet has no VAE of its architecture to warm-start from; "
+                             "set adapt.warm_start=false")
+        c, h, w = spec["input_shape"]
+        trunk = ConvNetTrunk(c, h, w)
+        return Classifier(trunk, trunk.feature_dim, n_classes, head_hidden, domain_hidden, **options)
     if backbone == "lenet":
         c, h, _ = spec["input_shape"]
         trunk = LeNetTrunk(c, h)
@@ -103,7 +112,7 @@ def _classifier(vae, spec, n_classes, head_hidden, domain_hidden, pretrained, ba
             trunk.load_state_dict(vae.encoder_trunk.state_dict())
         return Classifier(trunk, trunk.feature_dim, n_classes, head_hidden, domain_hidden, **options)
     if backbone != "vae_encoder":
-        raise ValueError(f"backbone must be 'vae_encoder' or 'lenet', got {backbone!r}")
+        raise ValueError(f"backbone must be 'vae_encoder', 'lenet' or 'convnet', got {backbone!r}")
     if pretrained:
         if vae is None:
             raise ValueError("pretrained=True needs a trained VAE to copy the encoder trunk from")
