@@ -21,6 +21,7 @@ import logging
 import numpy as np
 import torch
 
+from vaeflow.tasks.adapt_parallel import n_workers, train_in_workers
 from vaeflow.config import Config
 from vaeflow.io import file_sha256, save_torch, write_json, write_text
 from vaeflow.models.batchnorm import has_bn, preserve_function, reestimate_bn
@@ -33,7 +34,7 @@ from vaeflow.training.adapt_trainer import AdaptResult, confusion, fit, steps_fo
 from vaeflow.training.algorithms import DANN, resolve
 from vaeflow.training.checkpoint import fingerprint
 from vaeflow.training.model_selection import RULES
-from vaeflow.variants import BY_NAME, VariantSpec
+from vaeflow.variants import BY_NAME, VariantSpec, lineage
 
 log = logging.getLogger("vaeflow")
 LAST_EPOCHS = 5  # the stability report: spread of the target accuracy over this many last epochs
@@ -106,7 +107,7 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     if a.trace and cls.schedule(a) > 0:
         trace = lambda al: {"target_test_acc": float((_predict(prepare(al), tgt_test[0]) == tgt_test[1])  # noqa: E731
                                                       .float().mean())}
-    adapt_cfg = {k: v for k, v in a.model_dump().items() if k not in ("variants", "trace")}
+    adapt_cfg = {k: v for k, v in a.model_dump().items() if k not in ("variants", "trace", "workers")}
     fp = fingerprint(cfg.seed, variant, r, adapt_cfg, ctx["hashes"], parent_fp, "algorithm-v3")
     tag = f"adapt {variant}" + (f" {r + 1}/{a.repeats}" if a.repeats > 1 else "")
     epochs = cls.schedule(a)
@@ -128,7 +129,9 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
             "state": state, "seconds": res.seconds, "source_test_acc": float((predict(src_test[0]) == src_test[1]).float().mean())}
 
 
-def run(cfg: Config, paths: Paths) -> dict:
+def context(cfg: Config, paths: Paths) -> dict:
+    """What every training of the stage reads: the data sets, the VAE, the device, the scoring sets. Built
+    once per process (the stage's, or each worker's: tasks/adapt_parallel.py)."""
     device = select_device(cfg.device)
     data = load_prepared(paths)
     vae = load_vae(paths, device)
@@ -141,14 +144,41 @@ def run(cfg: Config, paths: Paths) -> dict:
     # unsupervised variants never touch them (tests/test_adapt_protocol.py permutes them to check).
     sets = {"source": (xs, ys), "unlabelled": xt,
             "few": (xt[lab], t(tgt.y_train[lab])), "target": (xt, t(tgt.y_train))}
-    ctx = {"sets": sets, "vae": vae, "device": device, "n_classes": src.n_classes, "trained": {},
-           "steps": steps_for(len(xs), len(xt), a.batch_size), "monitor": (t(src.x_val), t(src.y_val)),
-           "target_test": (t(tgt.x_test), t(tgt.y_test)), "source_test": (t(src.x_test), t(src.y_test)),
-           "hashes": (data.hashes, file_sha256(paths.vae)), "calibration": torch.cat([xs[:2048], xt[:2048]])}
+    return {"sets": sets, "vae": vae, "device": device, "n_classes": src.n_classes, "trained": {}, "data": data,
+            "steps": steps_for(len(xs), len(xt), a.batch_size), "monitor": (t(src.x_val), t(src.y_val)),
+            "target_test": (t(tgt.x_test), t(tgt.y_test)), "source_test": (t(src.x_test), t(src.y_test)),
+            "hashes": (data.hashes, file_sha256(paths.vae)), "calibration": torch.cat([xs[:2048], xt[:2048]])}
+
+
+def chains(variants: list[str], repeats: int) -> list[list[tuple[str, int]]]:
+    """The stage's trainings as independent chains: a variant with the listed variants that continue it,
+    for one repeat (source_only → adabn, shot; dann → self_training). Chains share nothing but the inputs,
+    so they may run in any order, in any process, with the same results (each training seeds itself)."""
+    out: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    for r in range(repeats):
+        for v in variants:
+            root = next(s.name for s in reversed(lineage(v)) if s.name in variants)
+            out.setdefault((root, r), []).append((v, r))
+    return list(out.values())
+
+
+def train_chain(chain: list[tuple[str, int]], cfg: Config, paths: Paths, ctx: dict) -> dict:
+    return {(v, r): _train_one(v, r, cfg, paths, ctx) for v, r in chain}
+
+
+def run(cfg: Config, paths: Paths) -> dict:
+    a = cfg.adapt
+    ctx = context(cfg, paths)
+    tgt, work = ctx["data"].target, chains(a.variants, a.repeats)
+    n = n_workers(cfg, ctx["device"], len(work))
+    if n > 1:
+        records = train_in_workers(work, cfg, paths, n)
+    else:
+        records = {k: u for c in work for k, u in train_chain(c, cfg, paths, ctx).items()}
     results: dict[str, dict] = {}
     for variant in a.variants:
-        runs = [_train_one(variant, r, cfg, paths, ctx) for r in range(a.repeats)]
-        results[variant] = _summary(variant, runs, sets, tgt, src.n_classes)
+        runs = [records[(variant, r)] for r in range(a.repeats)]
+        results[variant] = _summary(variant, runs, ctx["sets"], tgt, ctx["n_classes"])
         _write_variant(paths, variant, runs[0], tgt)
         log.info("adapt %-16s target test acc %.3f ± %.3f over %d seeds (source test %.3f, %d labels, %.1fs)",
                  variant, results[variant]["target_test_acc"], results[variant]["target_test_acc_std"], len(runs),

@@ -37,6 +37,7 @@ TINY = [
     "eval.iwae_chunk=10",
     "adapt.epochs=1",
     "adapt.repeats=2",
+    "adapt.workers=1",  # in-process: a spawned worker's start (~3 s) would dominate a tiny adapt
     "adapt.head_hidden=16",
     "adapt.dann.domain_hidden=8",
     "ae.epochs=2",

@@ -105,6 +105,9 @@ class AdaptConfig(Section):
         "(vaeflow/training/model_selection.py); never a target label")
     trace: bool = Field(False, description="log the target test accuracy after every epoch, for the stability "
                         "report only (it never reaches the selection rule); costs one target pass per epoch")
+    workers: int = Field(0, ge=0, le=256, description="processes that train the stage's independent runs "
+                         "side by side (tasks/adapt_parallel.py); 0: one per usable core on CPU (cores // threads), "
+                         "1 on a GPU. Results are the same for any value")
     augment: AugmentConfig = AugmentConfig()
     dann: DANNConfig = DANNConfig()
     self_training: SelfTrainingConfig = SelfTrainingConfig()

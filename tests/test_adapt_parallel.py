@@ -1,0 +1,58 @@
+"""The adapt stage's trainings in worker processes give what the in-process path gives, bit for bit."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tests.cli_utils import copy_tree
+from tests.conftest import REPO, TINY
+from vaeflow.tasks.adapt import chains
+from vaeflow.tasks.adapt_parallel import n_workers
+from vaeflow.config import load_config
+from vaeflow.io import load_torch
+from vaeflow.paths import Paths
+from vaeflow.tasks import STAGES
+
+VARIANTS = "adapt.variants=[source_only, adabn, shot, dann, self_training, finetune]"
+
+
+def test_chains_keep_each_continuation_with_what_it_continues():
+    work = chains(["source_only", "adabn", "dann", "shot", "self_training", "oracle"], 2)
+    assert work == [[("source_only", 0), ("adabn", 0), ("shot", 0)], [("dann", 0), ("self_training", 0)],
+                    [("oracle", 0)], [("source_only", 1), ("adabn", 1), ("shot", 1)],
+                    [("dann", 1), ("self_training", 1)], [("oracle", 1)]]
+
+
+@pytest.mark.parametrize("workers, threads, device, expect", [
+    (0, 1, "cpu", None), (0, 0, "cpu", 1), (0, 1, "cuda", 1), (3, 1, "cpu", 3), (8, 1, "cpu", 6)])
+def test_worker_count(workers, threads, device, expect, monkeypatch):
+    import vaeflow.tasks.adapt_parallel as ap
+
+    monkeypatch.setattr(ap, "usable_cores", lambda: 4)
+    cfg = load_config(REPO / "params.yaml", [f"adapt.workers={workers}", f"threads={threads}"])
+    got = n_workers(cfg, torch.device(device), 6)
+    assert got == (expect if expect is not None else 4)
+
+
+def _strip(out: dict) -> dict:
+    """adapt.json without wall times."""
+    return {v: {k: x for k, x in r.items() if "seconds" not in k} for v, r in out["variants"].items()}
+
+
+def test_two_workers_give_the_in_process_results_bit_for_bit(tmp_path):
+    base = load_config(REPO / "params.yaml", TINY + [VARIANTS, "adapt.layer_bn=true", "adapt.shot.epochs=1",
+                                                     "adapt.self_training.rounds=1", "adapt.self_training.epochs=1"])
+    a, b = tmp_path / "one", tmp_path / "two"
+    for stage in ("prepare", "pretrain"):
+        STAGES[stage](base, Paths(a))
+    copy_tree(a, b, "data/prepared")
+    copy_tree(a, b, "models")
+    one = STAGES["adapt"](base, Paths(a))
+    two = STAGES["adapt"](base.model_copy(update={"adapt": base.adapt.model_copy(update={"workers": 2})}), Paths(b))
+    assert _strip(one) == _strip(two)
+    assert not math.isnan(one["variants"]["shot"]["target_test_acc"])
+    for v in ("source_only", "adabn", "shot", "dann", "self_training", "finetune"):
+        wa, wb = load_torch(Paths(a).adapt_model(v)), load_torch(Paths(b).adapt_model(v))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), v
