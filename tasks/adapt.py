@@ -227,7 +227,7 @@ def collapse_check(variant: str, runs: list[dict], prior: np.ndarray) -> dict:
     """Per run: min over classes of (predicted share on unlabelled target) / (labelled share); a warning
     for each run below COLLAPSE_RATIO, naming the class."""
     ratios = [u["shares"] / np.maximum(prior, 1e-12) for u in runs]
-    out = {"min_share_ratio_runs": [float(r.min()) for r in ratios], "flagged": []}
+    out = {"min_share_ratio_runs": [float(r.min()) for r in ratios], "flagged": [], "threshold": COLLAPSE_RATIO}
     for i, r in enumerate(ratios):
         if r.min() < COLLAPSE_RATIO:
             c = int(r.argmin())

@@ -150,8 +150,9 @@ def _collapse_lines(a: dict) -> list[str]:
             f"{min(r['collapse']['min_share_ratio_runs']):.3f} |" for v, r in a.items() if r.get("collapse")]
     if not rows:
         return []
+    thr = next(r["collapse"].get("threshold", 0.25) for r in a.values() if r.get("collapse"))  # tasks/adapt.py's
     return ["**Possible class collapse** (label-free: some class's share of the predictions on unlabelled target "
-            "images fell below a quarter of its share of the labelled set; see the stage's log):", "",
+            f"images fell below {thr:g} of its share of the labelled set; see the stage's log):", "",
             "| variant | runs | lowest share ÷ labelled share |", "|---|---|---|", *rows, ""]
 
 
