@@ -32,7 +32,8 @@
 #     ~12.5 min a seed for shot_mean_teacher with what it continues) on MNIST→USPS, USPS→MNIST and the
 #     colour target (there at the 5-epoch budget of the other colour runs, with DANN on the same backbone);
 #   - shot_mean_teacher (SHOT, then the mean teacher from SHOT's network) on LeNet: the colour target at
-#     the 5-epoch budget, MNIST→USPS at 8 epochs (SHOT 6).
+#     the 5-epoch budget.
+# Wave 4 (queue 1 only): MNIST with 100 labels on the deeper backbone (see WAVE4_Q1).
 # The mean teacher's class_balance is the new default 0.1 in this wave (set after COMMON, so it wins).
 #
 # usage: bench/cpu_runs.sh start [OUT] [WAVES]  start both queues of each wave in WAVES (default "1 2") in
@@ -91,7 +92,11 @@ WAVE3_Q0=(
 WAVE3_Q1=(
   "mnist_colour_shotmt configs/mnist_usps.yaml mnist_colour $MT01 $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher]"
   "usps_mnist_convnet configs/usps_mnist.yaml usps_mnist $MT01 $CONVNET --set adapt.epochs=7 --set adapt.shot.epochs=4 --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher]"
-  "mnist_usps_shotmt configs/mnist_usps.yaml mnist_usps $MT01 --set adapt.epochs=8 --set adapt.shot.epochs=6 --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher]"
+)
+# Wave 4: few labels on the deeper backbone, at the budget of the 15-min FixMatch job (random init: no VAE of
+# this architecture; 5 epochs ≈ the LeNet job's 7 at ~1.5× the cost per step).
+WAVE4_Q1=(
+  "mnist_100labels_convnet configs/mnist_100labels.yaml mnist_100labels $CONVNET --set adapt.epochs=5 --set adapt.variants=[finetune,fixmatch]"
 )
 
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
@@ -136,7 +141,7 @@ case $cmd in
     echo "started: logs in $out/runs/<job>/log.txt";;
   queue)  # internal: one queue, in order, on the core `start` pinned it to
     jobs=()  # the waves' jobs for this core, wave by wave
-    for w in ${4:-1 2}; do declare -n q="WAVE${w}_Q${3:-0}"; jobs+=("${q[@]}"); done
+    for w in ${4:-1 2}; do declare -n q="WAVE${w}_Q${3:-0}"; [ -v q ] && jobs+=("${q[@]}"); done
     set -f  # the job lines hold [a,b] lists: split into words, never glob
     # shellcheck disable=SC2086
     for j in "${jobs[@]}"; do
