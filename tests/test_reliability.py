@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 
 import pytest
 import torch
@@ -348,3 +349,25 @@ def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes_to_the_same_weight
     rest = train("b.pt", None)
     assert [r["epoch"] for r in rest.history] == [0, 1, 2] and len(whole.history) == 3
     assert all(torch.equal(whole.best_state[k], rest.best_state[k]) for k in whole.best_state)
+
+
+@pytest.mark.slow  # CLI processes killed with SIGKILL
+def test_adapt_with_workers_killed_leaves_no_orphan_and_resumes_bit_identically(reference, tmp_path, monkeypatch):
+    """Only the stage's process is killed (not its group, as an OOM killer or `kill -9 PID` would): its
+    worker processes must die with it, not train on beside the rerun, and the rerun (2 workers) must end
+    with the uninterrupted in-process run's weights."""
+    import psutil
+
+    copy_tree(reference, tmp_path, "data/prepared", "models/vae.pt", "models/vae.pt.sha256", "models/vae.json")
+    args = ("stage", "adapt", *sets(CFG + ["adapt.workers=2"]))
+    proc = start_paused(tmp_path, "step:adapt_dann_0:1:1", *args, log="1.txt")
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) >= 2, workers  # the pool's processes (and the spawn tracker)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], alive
+    out = _rerun(tmp_path, monkeypatch, *args)
+    assert "worker processes" in out
+    for v in VARIANTS:
+        assert _state_dicts_equal(tmp_path / P.adapt_model(v), reference / P.adapt_model(v)), v
