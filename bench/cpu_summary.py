@@ -69,7 +69,10 @@ def main() -> None:
     for job in sorted((a.out / "runs").iterdir()):
         f = job / "metrics" / "adapt.json"
         if not f.is_file():
-            print(f"### {job.name}\n\nnot finished: {(job / 'log.txt').read_text()[-200:].strip()!r}\n")
+            log = job / "log.txt"
+            why = log.read_text()[-200:].strip() if log.is_file() else (job / "done").read_text().strip() \
+                if (job / "done").is_file() else "not started"
+            print(f"### {job.name}\n\nnot finished: {why!r}\n")
             continue
         adapt = json.loads(f.read_text())
         summary[job.name] = adapt
