@@ -34,8 +34,8 @@ from vaeflow.training.vae_trainer import NonFiniteLoss, TrainSettings, train_vae
 from vaeflow.tuning import report
 from vaeflow.tuning.space import plain
 from vaeflow.tuning.cluster import connect
-from vaeflow.tuning.experiment import (TrialCheckpoint, experiment_path, make_tuner, preflight, trial_resources,
-                                       trial_threads)
+from vaeflow.tuning.experiment import (TrialCheckpoint, buffered_trainable, experiment_path, make_tuner, preflight,
+                                       trial_resources, trial_threads)
 
 log = logging.getLogger("vaeflow")
 
@@ -100,9 +100,9 @@ def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool 
     started = connect(address)
     try:
         res = trial_resources(cfg)
-        trainable = rt.with_resources(
+        trainable = rt.with_resources(buffered_trainable(
             rt.with_parameters(trial, base=cfg.model_dump(mode="json"), data=data, cpus=res["cpu"],
-                               test_hooks=hooks.current()), res)
+                               test_hooks=hooks.current())), res)
         tuner = make_tuner(trainable, cfg, paths.root, resume=resume, callbacks=callbacks)
         t0 = time.perf_counter()
         with buffered_results():
@@ -118,13 +118,17 @@ def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool 
     return summary
 
 
-# Tune's result buffering (documented env vars, read when Tuner.fit builds its controller). Unbuffered, a
+# Tune's result buffering (documented env vars, read when Tuner.fit builds its controller, in the driver: the
+# controller hands the length and time to the trial's actor with each `train_buffered` call). Unbuffered, a
 # trial's every `tune.report` waits for the driver to fetch it: with epochs of ~30 ms, two trials and the
 # driver on two cores, each epoch waited for the driver's turn on a core (the pairing loss in
 # bench/RESULTS_tune.md). Buffered, the trial's actor collects reports for up to 0.5 s and sends them in
 # one call; Tune still logs and schedules every epoch. A report with a checkpoint ends a buffer, so nothing
 # before a checkpoint waits; ASHA (which supports buffering) ignores results after its stop decision, so a
-# stopped trial's history is unchanged and it runs at most 0.5 s longer.
+# stopped trial's history is unchanged and it runs at most 0.5 s longer (a checkpoint it writes in that
+# time stays in its folder, unregistered). The variables alone do nothing in Ray 2.60: its controller passes
+# the two values to the actor in the wrong order, so each call returned one result; the trainable's
+# class from `buffered_trainable` (vaeflow/tuning/experiment.py: BufferedResults) reads them as meant.
 RESULT_BUFFER = {"TUNE_RESULT_BUFFER_LENGTH": "1000", "TUNE_RESULT_BUFFER_MIN_TIME_S": "0.5"}
 
 

@@ -97,6 +97,89 @@ def test_cli_refuses_a_resume_with_nothing_to_resume_before_starting_ray(project
     assert not (project / "runs").exists() and not (project / "data").exists()
 
 
+class _Scripted:
+    """A stand-in for a trial's Tune actor, no Ray needed: each train() returns the next scripted result at
+    once (raises it, if it is an exception)."""
+
+    def __init__(self, script: list):
+        self.script = list(script)
+
+    def train(self):
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def reset_config(self, new_config):
+        return True
+
+
+def test_tunes_controller_call_buffers_a_trials_results():
+    """Tune's controller, on the buffer settings tasks/tune.py gives it, asks a trial's actor for results; the
+    actor of vaeflow's trainable sends all of them up to the checkpoint in one reply. (Ray 2.60's controller
+    passes the two settings in the order Trainable.train_buffered does not take them: Ray's own method sends
+    one result per reply. If this starts to fail with 1 result below, Ray changed that call: see
+    vaeflow/tuning/experiment.py's BufferedResults.) No timing: train() returns at once, well inside 0.5 s."""
+    from types import MethodType, SimpleNamespace
+
+    from ray.tune import Trainable
+    from ray.tune.execution.tune_controller import TuneController
+
+    from vaeflow.tasks.tune import RESULT_BUFFER
+    from vaeflow.tuning.experiment import BufferedResults
+
+    controller = SimpleNamespace(  # what TuneController.__init__ reads from the environment buffered_results sets
+        _buffer_length=int(RESULT_BUFFER["TUNE_RESULT_BUFFER_LENGTH"]), _buffer_max_time_s=100.0,
+        _buffer_min_time_s=float(RESULT_BUFFER["TUNE_RESULT_BUFFER_MIN_TIME_S"]),
+        _actor_manager=SimpleNamespace(num_actor_tasks=2), _on_training_result=None, _trial_task_failure=None)
+    calls = []
+    controller._maybe_buffer_training = MethodType(TuneController._maybe_buffer_training, controller)
+    controller._schedule_trial_task = lambda **kw: calls.append((kw["method_name"], kw["args"]))
+    TuneController._schedule_trial_train(controller, SimpleNamespace(checkpoint_at_end=False, checkpoint_freq=0))
+    ((method, args),) = calls
+    assert method == "train_buffered"
+
+    epochs = [{"epoch": e} for e in range(5)] + [{"epoch": 5, "should_checkpoint": True}, {"epoch": 6}]
+
+    class Trial(BufferedResults, _Scripted):
+        pass
+
+    assert [r["epoch"] for r in getattr(Trial(epochs), method)(*args)] == [0, 1, 2, 3, 4, 5]
+    assert len(Trainable.train_buffered(_Scripted(epochs), *args)) == 1  # the cause: Ray's loop, as called
+
+    class Own(_Scripted):
+        def train_buffered(self, *args, **kwargs):
+            return "Ray's own", args, kwargs
+
+    class Other(BufferedResults, Own):  # a call unlike Ray 2.60's goes to Ray's method as it is
+        pass
+
+    assert Other([]).train_buffered(buffer_time_s=0.5) == ("Ray's own", (), {"buffer_time_s": 0.5})
+
+
+def test_a_trial_that_fails_mid_buffer_sends_the_results_before_the_failure_first():
+    """As without buffering: Tune logs the epochs reported before a failure (and ASHA sees them), then the
+    failure comes with the next call; a reused actor does not pass a stopped trial's failure on."""
+    from vaeflow.tuning.experiment import BufferedResults
+
+    class Trial(BufferedResults, _Scripted):
+        pass
+
+    boom = RuntimeError("diverged")
+    t = Trial([{"epoch": 0}, {"epoch": 1}, boom])
+    assert [r["epoch"] for r in t.train_buffered(1000, 600.0)] == [0, 1]
+    with pytest.raises(RuntimeError, match="diverged"):
+        t.train_buffered(1000, 600.0)
+    t = Trial([boom])  # nothing collected yet: the failure at once
+    with pytest.raises(RuntimeError, match="diverged"):
+        t.train_buffered(1000, 600.0)
+    t = Trial([{"epoch": 0}, boom, {"epoch": 0, "done": True}])
+    assert len(t.train_buffered(1000, 600.0)) == 1
+    assert t.reset_config({}) and t.train_buffered(1000, 600.0) == [{"epoch": 0, "done": True}]
+    t = Trial([{"epoch": 0}, {"epoch": 1, "done": True}, {"epoch": 2}])
+    assert len(t.train_buffered(1000, 600.0)) == 2 and len(Trial([{}, {}, {}]).train_buffered(2, 600.0)) == 2
+
+
 # ----------------------------------------------------------------------------- one tuned experiment
 
 
@@ -125,6 +208,30 @@ class _Lines(logging.Handler):
 
     def emit(self, record):
         self.lines.append(record.getMessage())
+
+
+def _results_per_step():
+    """A Tune callback: how many results Tune's driver took in each step of its loop that had any. A step
+    handles one event (ray/tune/execution/tune_controller.py: `step`), so this is results per reply of a
+    trial's actor, i.e. per driver round trip."""
+    from ray import tune
+
+    class ResultsPerStep(tune.Callback):
+        def __init__(self):
+            self.sizes: list[int] = []
+            self.n = 0
+
+        def on_step_begin(self, iteration, trials, **info):
+            self.n = 0
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.n += 1
+
+        def on_step_end(self, iteration, trials, **info):
+            if self.n:
+                self.sizes.append(self.n)
+
+    return ResultsPerStep()
 
 
 def _config(exp: Path, trial_id: str) -> dict:
@@ -297,7 +404,9 @@ def test_job_submitted_to_a_local_head_writes_its_outputs(project, ray_head):
 def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_unsaved_ones(tmp_path):
     """tune.checkpoint_every_s > 0: metrics every epoch (ASHA's input), a checkpoint at most that often and
     after the last epoch. A trial that fails before its first checkpoint starts again from epoch 0, and
-    the trials table counts each epoch once."""
+    the trials table counts each epoch once. Tune's result buffering is on, with a window long enough that
+    only a checkpoint, the failure or the end of a trial ends a buffer: the trial's actor sends its epochs
+    in two replies (one with the epochs before the failure, all of them logged; one up to the checkpoint)."""
     import ray
 
     from vaeflow.tasks import prepare
@@ -312,11 +421,13 @@ def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_uns
     paths = Paths(tmp_path)
     prepare.run(cfg, paths)
     old_env = dict(os.environ)
+    os.environ["TUNE_RESULT_BUFFER_MIN_TIME_S"] = "600"  # a value set by the user: buffered_results keeps it
     start_local(num_cpus=1, num_gpus=0)
     try:
         fault = {"marker": str(tmp_path / "fault.marker"), "epoch": 2, "kind": "raise"}
+        per_reply = _results_per_step()
         with hooks.installed(Hooks(trial_fault=fault)):  # the trial raises once, after reporting epoch 2
-            tune(cfg, paths)
+            tune(cfg, paths, callbacks=[per_reply])
     finally:
         ray.shutdown()
         os.environ.clear()
@@ -325,6 +436,7 @@ def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_uns
     df = pd.read_csv(trial_dir / "progress.csv")
     # epochs 0-2, the fault, then from epoch 0 again: there was no checkpoint to resume from
     assert list(df["epoch"]) == [0, 1, 2, 0, 1, 2, 3] and not df["resumed"].any()
+    assert per_reply.sizes == [3, 4]  # unbuffered: seven replies of one result each
     assert len(list(trial_dir.glob("checkpoint_*"))) == 1  # the one after the last epoch
     table = pd.read_csv(tmp_path / "metrics" / "tune_trials.csv")
     assert list(table["status"]) == ["completed"] and list(table["epochs"]) == [4]

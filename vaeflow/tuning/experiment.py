@@ -1,9 +1,10 @@
 """The Ray side of tuning: connecting, resources, the Tuner (new or restored), and trial checkpoints.
 
-Driver side: `connect`, `trial_resources`, `make_tuner`. Trial side: `TrialCheckpoint`, which bridges the
-training loop's own resumable checkpoint file (vaeflow.training.checkpoint: model, optimizer, every RNG,
-epoch, early-stopping state) and Tune's checkpoints, so a retried or resumed trial continues at the epoch
-after its last report instead of starting over.
+Driver side: `connect`, `trial_resources`, `buffered_trainable`, `make_tuner`. Trial side: `BufferedResults`
+(Tune's result buffering, working) and `TrialCheckpoint`, which bridges the training loop's own resumable
+checkpoint file (vaeflow.training.checkpoint: model, optimizer, every RNG, epoch, early-stopping state) and
+Tune's checkpoints, so a retried or resumed trial continues at the epoch after its last report instead of
+starting over.
 """
 from __future__ import annotations
 
@@ -40,6 +41,72 @@ def trial_resources(cfg: Config) -> dict[str, float]:
 def trial_threads(cpus: float) -> int:
     """torch threads for a trial holding `cpus` CPUs: no more threads than its share, never zero."""
     return max(1, int(cpus))
+
+
+def buffered_trainable(fn: Any) -> type:
+    """`fn` (a function trainable, e.g. from `tune.with_parameters`) as the class Tune would make of it
+    (`ray.tune.trainable.wrap_function`), with BufferedResults mixed in: Tune's result buffering
+    (TUNE_RESULT_BUFFER_LENGTH and _MIN_TIME_S, see tasks/tune.py) then buffers. Tune names its trials by the
+    function's name either way. Apply `tune.with_resources` to the class this returns."""
+    from ray.tune.trainable import wrap_function
+
+    cls = wrap_function(fn)
+    return type(cls.__name__, (BufferedResults, cls), {})
+
+
+class BufferedResults:
+    """Tune's `train_buffered` with its arguments in the order Tune's controller passes them.
+
+    Ray 2.60's controller (ray/tune/execution/tune_controller.py, `_schedule_trial_train`) calls the trial
+    actor's `train_buffered(buffer_length, buffer_time_s)`, but `Trainable.train_buffered`'s parameters are
+    `(buffer_time_s, max_buffer_length)`: the actor takes the length (1000) for the seconds and the seconds
+    (0.5) for the length, so every call returns after its first result, one driver round trip per result
+    whatever TUNE_RESULT_BUFFER_LENGTH says. This is Trainable.train_buffered's loop on the arguments as
+    meant: results until `buffer_time_s` has passed, `buffer_length` results, or one that is done, ends the
+    function or carries a checkpoint (always at least one). Any other call (keywords, another arity: a
+    Ray that calls it differently) goes to Ray's own method unchanged. tests/test_tune.py runs the
+    controller's call on this class, so a Ray that fixed the order (this would then read the seconds as the
+    length: one result per call, unbuffered as before, nothing lost) fails a test instead of slowing down
+    unnoticed.
+
+    One difference to Ray's loop: Ray's drops the results it has collected when training fails (a buffered
+    trial's last epochs before a failure would be missing from its progress.csv and from ASHA). Here they
+    are returned and the error is raised by the next call, as it is without buffering.
+    """
+
+    _deferred_error: BaseException | None = None
+
+    def train(self):
+        if self._deferred_error is not None:
+            err, self._deferred_error = self._deferred_error, None
+            raise err
+        return super().train()
+
+    def train_buffered(self, *args: Any, **kwargs: Any) -> list[dict]:
+        from ray.tune.result import DONE, RESULT_DUPLICATE, SHOULD_CHECKPOINT
+
+        if kwargs or len(args) != 2:
+            return super().train_buffered(*args, **kwargs)
+        buffer_length, buffer_time_s = args
+        results: list[dict] = []
+        send_at = time.time() + buffer_time_s
+        while not results or time.time() < send_at:
+            try:
+                result = self.train()
+            except Exception as e:
+                if not results:
+                    raise
+                self._deferred_error = e
+                break
+            results.append(result)
+            if (result.get(DONE, False) or result.get(SHOULD_CHECKPOINT, False) or result.get(RESULT_DUPLICATE)
+                    or len(results) >= buffer_length):
+                break
+        return results
+
+    def reset_config(self, new_config: dict) -> bool:
+        self._deferred_error = None  # a reused actor: the stopped trial's error is not the next one's
+        return super().reset_config(new_config)
 
 
 def preflight(cfg: Config, root: Path, resume: bool) -> None:
