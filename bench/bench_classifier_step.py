@@ -9,8 +9,9 @@ Systems, interleaved in blocks (A B C A B C ..., rotating who goes first) on the
   - vaeflow before: MeanTeacher.update as it was (NCHW trunk, per-parameter EMA loop, F.affine_grid), by
     switching LeNetTrunk.channels_last off and patching the old ema_update and affine grid back in;
   - vaeflow after: MeanTeacher.update as it is (channels-last trunk, foreach EMA, broadcast affine grid);
-  - after + fused Adam: the same, with Adam(fused=True) instead of the Algorithm base's default Adam
-    (vaeflow/training/algorithms.py, not changed here: a proposal, shown to size it).
+  - vaeflow after: since bdf8920 with the Algorithm base's fused Adam (vaeflow/training/algorithms.py);
+  - after, foreach Adam: the same with torch's default Adam, as before bdf8920 (sizes fused Adam's share);
+    "vaeflow before" uses that Adam too.
 The VAE part times train_vae for one epoch of --vae-images grey images (dynamically binarised, as the presets'
 Bernoulli VAE), batch 128, before (NCHW) and after (channels-last), against a bare loop over the same model.
 The roofline: FLOPs of a step counted analytically (multiply-adds of every conv / linear layer at its
@@ -112,15 +113,15 @@ def peak_gflops(n: int = 2048, tries: int = 3) -> float:
 # ------------------------------------------------------------------------------------ the classifier step
 
 
-def make_algo(cfg, fused: bool = False):
+def make_algo(cfg, fused: bool = True):
     torch.manual_seed(0)
     clf = classifier_from_vae(None, {"input_shape": [1, 28, 28], "arch": "lenet"}, 10, cfg.head_hidden,
                               pretrained=False, backbone="lenet", layer_bn=cfg.layer_bn,
                               standardize=cfg.standardize, feature_bn=cfg.feature_bn)
     algo = build_algorithm("mean_teacher", clf, cfg)
-    if fused:
-        algo.opt = torch.optim.Adam(algo.opt.param_groups[0]["params"], lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                    fused=True)
+    if not fused:  # torch's default (foreach) Adam, as the Algorithm base had before bdf8920
+        algo.opt = torch.optim.Adam(algo.opt.param_groups[0]["params"], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    assert algo.opt.defaults["fused"] == (True if fused else None)
     algo.train()
     return algo
 
@@ -149,8 +150,8 @@ def classifier_systems(cfg, data, steps):
         return [(torch.randint(len(x), (64,)), torch.randint(len(xu), (64,))) for _ in range(steps)]
     bare = make_algo(cfg)
     bare_opt = torch.optim.Adam(bare.clf.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    algos = {"vaeflow before": make_algo(cfg), "vaeflow after": make_algo(cfg),
-             "after + fused Adam": make_algo(cfg, fused=True)}
+    algos = {"vaeflow before": make_algo(cfg, fused=False), "after, foreach Adam": make_algo(cfg, fused=False),
+             "vaeflow after": make_algo(cfg)}
 
     def run_bare(idx):
         layout(False)
