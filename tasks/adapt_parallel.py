@@ -13,7 +13,7 @@ its resumed run for the same checkpoint files.
 from __future__ import annotations
 
 import contextvars
-import io
+import dataclasses
 import logging
 import logging.handlers
 import multiprocessing as mp
@@ -76,15 +76,34 @@ def _init(cfg: Config, paths: Paths, parent: int, threads: int, queue) -> None:
     _worker.update(cfg=cfg, paths=paths, ctx=context(cfg, paths))
 
 
-def _run(chain: list[tuple[str, int]]) -> bytes:
+class _Array:
+    """A tensor on its way back to the stage, as a numpy array: the pool's pickling would otherwise pass
+    every tensor as a shared-memory file descriptor, and a stage holds thousands of them."""
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.a = t.detach().cpu().numpy()
+
+
+def _convert(obj, leaf, back):
+    """`obj` with every `leaf` instance replaced by back(it), through dicts, lists, tuples and dataclasses."""
+    if isinstance(obj, leaf):
+        return back(obj)
+    if isinstance(obj, dict):
+        return {k: _convert(v, leaf, back) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_convert(v, leaf, back) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: _convert(getattr(obj, f.name), leaf, back)
+                                           for f in dataclasses.fields(obj)})
+    return obj
+
+
+def _run(chain: list[tuple[str, int]]) -> dict:
     from vaeflow.tasks.adapt import train_chain
 
     w = _worker
     w["ctx"]["trained"].clear()  # a chain's continuations read its own runs only
-    buf = io.BytesIO()
-    # torch.save, not the pool's pickling: that would pass each tensor as a shared-memory file descriptor
-    torch.save(train_chain(chain, w["cfg"], w["paths"], w["ctx"]), buf)
-    return buf.getvalue()
+    return _convert(train_chain(chain, w["cfg"], w["paths"], w["ctx"]), torch.Tensor, _Array)
 
 
 def _forward_logs(queue) -> None:
@@ -113,7 +132,7 @@ def train_in_workers(chains: list[list[tuple[str, int]]], cfg: Config, paths: Pa
                     pool.shutdown(cancel_futures=True)
                     raise f.exception()
             for f in futures:
-                records.update(torch.load(io.BytesIO(f.result()), weights_only=False))  # our own workers' bytes
+                records.update(_convert(f.result(), _Array, lambda x: torch.from_numpy(x.a)))
     finally:
         queue.put(None)
         forwarder.join(timeout=5)
