@@ -170,20 +170,30 @@ def run(cfg: Config, paths: Paths) -> dict:
     a = cfg.adapt
     ctx = context(cfg, paths)
     tgt, work = ctx["data"].target, chains(a.variants, a.repeats)
+    records: dict[tuple[str, int], dict] = {}
+    results: dict[str, dict] = {}
+
+    def finished(chain_records: dict) -> None:
+        """Take a chain's records; summarise and write each variant whose repeats are all done (so a killed
+        stage leaves the variants it finished, as it did before chains ran in workers)."""
+        records.update(chain_records)
+        for variant in a.variants:
+            if variant in results or any((variant, r) not in records for r in range(a.repeats)):
+                continue
+            runs = [records[(variant, r)] for r in range(a.repeats)]
+            results[variant] = res = _summary(variant, runs, ctx["sets"], tgt, ctx["n_classes"])
+            _write_variant(paths, variant, runs[0], tgt)
+            log.info("adapt %-16s target test acc %.3f ± %.3f over %d seeds (source test %.3f, %d labels, %.1fs)",
+                     variant, res["target_test_acc"], res["target_test_acc_std"], len(runs),
+                     res["source_test_acc"], res["n_labelled"], res["train_seconds"])
+
     n = n_workers(cfg, ctx["device"], len(work))
     if n > 1:
-        records = train_in_workers(work, cfg, paths, n)
+        train_in_workers(work, cfg, paths, n, finished)
     else:
-        records = {k: u for c in work for k, u in train_chain(c, cfg, paths, ctx).items()}
-    results: dict[str, dict] = {}
-    for variant in a.variants:
-        runs = [records[(variant, r)] for r in range(a.repeats)]
-        results[variant] = _summary(variant, runs, ctx["sets"], tgt, ctx["n_classes"])
-        _write_variant(paths, variant, runs[0], tgt)
-        log.info("adapt %-16s target test acc %.3f ± %.3f over %d seeds (source test %.3f, %d labels, %.1fs)",
-                 variant, results[variant]["target_test_acc"], results[variant]["target_test_acc_std"], len(runs),
-                 results[variant]["source_test_acc"], results[variant]["n_labelled"],
-                 results[variant]["train_seconds"])
+        for c in work:
+            finished(train_chain(c, cfg, paths, ctx))
+    results = {v: results[v] for v in a.variants}  # the listed order, whatever order chains ended in
     rule = RULES[a.selection]
     out = {"variants": results, "paired": paired_differences(results), "steps_per_epoch": ctx["steps"],
            "epochs": a.epochs, "repeats": a.repeats, "selection_rule": rule.name, "selection": rule.description}

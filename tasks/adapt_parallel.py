@@ -20,7 +20,8 @@ import multiprocessing as mp
 import os
 import signal
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable
 
 import torch
 
@@ -111,8 +112,11 @@ def _forward_logs(queue) -> None:
         logging.getLogger(record.name).handle(record)
 
 
-def train_in_workers(chains: list[list[tuple[str, int]]], cfg: Config, paths: Paths, n: int) -> dict:
-    """Every chain's records, keyed (variant, repeat), trained by `n` worker processes."""
+def train_in_workers(chains: list[list[tuple[str, int]]], cfg: Config, paths: Paths, n: int,
+                     finished: Callable[[dict], None]) -> None:
+    """Train every chain on `n` worker processes; `finished(records)` gets each chain's records, keyed
+    (variant, repeat), in this process as the chain ends. The first error cancels the chains not started
+    and is raised here."""
     ctx = mp.get_context("spawn")  # never fork a process that has started torch's thread pools
     queue = ctx.Queue()
     # In the caller's context (contextvars): a Prefect task's run context reaches the records it re-emits.
@@ -121,19 +125,16 @@ def train_in_workers(chains: list[list[tuple[str, int]]], cfg: Config, paths: Pa
     threads = cfg.threads or max(1, usable_cores() // n)
     log.info("adapt: %d trainings in %d chains on %d worker processes (%d thread each)",
              sum(map(len, chains)), len(chains), n, threads)
-    records: dict = {}
     try:
         with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init,
                                  initargs=(cfg, paths, os.getpid(), threads, queue)) as pool:
             futures = [pool.submit(_run, c) for c in chains]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in futures:
-                if f in done and f.exception() is not None:
-                    pool.shutdown(cancel_futures=True)
-                    raise f.exception()
-            for f in futures:
-                records.update(_convert(f.result(), _Array, lambda x: torch.from_numpy(x.a)))
+            try:
+                for f in as_completed(futures):
+                    finished(_convert(f.result(), _Array, lambda x: torch.from_numpy(x.a)))
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
     finally:
         queue.put(None)
         forwarder.join(timeout=5)
-    return records
