@@ -75,6 +75,10 @@ class MeanTeacher(Algorithm):
         return cls(clf, ema=mt.ema, threshold=mt.threshold, consistency_weight=mt.consistency_weight,
                    class_balance=mt.class_balance, **cls.common(a))
 
+    @classmethod
+    def schedule(cls, a) -> int:
+        return a.mean_teacher.epochs or a.epochs
+
     def update(self, x, y, x_unl, p, check=lambda loss: loss, unl_idx=None):
         _, cls_loss = self.supervised(x, y)
         student_probs = torch.softmax(self.clf(self.augment(x_unl)), 1)  # its own BN pass: the unlabelled domain
