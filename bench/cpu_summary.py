@@ -5,7 +5,10 @@ For each variant: target test accuracy mean ± std over the repeats (each run's 
 paired difference to source_only (repeats share their seeds), the spread of the target accuracy over
 the last epochs (the stability trace; it selects nothing), wall seconds per run on this CPU, and the
 label-free collapse check (the lowest ratio of a class's predicted share on unlabelled target images to
-its labelled share, per run; runs written before the check existed show —).
+its labelled share, per run; runs written before the check existed show —), and the label-free
+source-retention check (vaeflow/training/health.py: the share of the source network's above-chance
+source-validation accuracy a continuation kept, per run; for runs written before the check existed,
+from the last source-validation accuracy logged in each checkpoint's history).
 """
 from __future__ import annotations
 
@@ -29,6 +32,42 @@ def checkpoint_seconds(job: Path, variant: str, repeats: int) -> list[float] | N
     return out
 
 
+def _source_val(job: Path | None, adapt: dict, v: str) -> list[float] | None:
+    runs = adapt["variants"][v].get("source_val_acc_runs")
+    if runs or job is None:
+        return runs
+    import torch
+
+    out = []
+    for r in range(adapt["repeats"]):
+        f = job / "runs" / "checkpoints" / f"adapt_{v}_{r}.pt"
+        hist = torch.load(f, map_location="cpu", weights_only=False)["state"]["history"] if f.is_file() else []
+        if not hist or "source_val_acc" not in hist[-1]:
+            return None
+        out.append(hist[-1]["source_val_acc"])
+    return out
+
+
+def _retention(job: Path | None, adapt: dict, v: str) -> str:
+    """Per run: retained share of the chain root's above-chance source-validation accuracy (⚠ below the
+    check's threshold, or continuing a flagged run)."""
+    from vaeflow.training.health import RETENTION_RATIO
+    from vaeflow.variants import lineage
+
+    listed = list(adapt["variants"])
+    root = next(s for s in reversed(lineage(v)) if s.name in listed)
+    if root.name == v or root.labelled != "source":
+        return "—"
+    mine, ref = _source_val(job, adapt, v), _source_val(job, adapt, root.name)
+    if not mine or not ref:
+        return "—"
+    chance = 1 / len(adapt["variants"][v]["confusion"])
+    q = [(m - chance) / (r - chance) if r - chance > 0.01 else float("nan") for m, r in zip(mine, ref)]
+    continued = adapt["variants"][lineage(v)[1].name].get("_retention_flags", set())  # rows come in list order
+    flags = adapt["variants"][v]["_retention_flags"] = {i for i, x in enumerate(q) if x < RETENTION_RATIO} | continued
+    return ", ".join(f"{x:.2f}" + (" ⚠" if i in flags else "") for i, x in enumerate(q))
+
+
 def _collapse(r: dict) -> str:
     c = r.get("collapse")
     if not c:
@@ -41,7 +80,7 @@ def job_table(name: str, adapt: dict, command: str, job: Path | None = None) -> 
             f"{adapt['epochs']} epochs × {adapt['steps_per_epoch']} steps, {adapt['repeats']} repeats, "
             f"selection rule `{adapt['selection_rule']}`.", "",
             "| variant | target acc % (mean ± std) | runs | paired Δ (± s.e.) | spread, last 3 epochs | s/run | "
-            "lowest class share ÷ prior |", "|---|---|---|---|---|---|---|"]
+            "lowest class share ÷ prior | source kept |", "|---|---|---|---|---|---|---|---|"]
     paired = adapt.get("paired", {})
     for v, r in adapt["variants"].items():
         runs = ", ".join(f"{100 * a:.2f}" for a in r["target_test_acc_runs"])
@@ -56,7 +95,7 @@ def job_table(name: str, adapt: dict, command: str, job: Path | None = None) -> 
         if job is not None and max(secs) < 1:
             secs = checkpoint_seconds(job, v, len(r["target_test_acc_runs"])) or secs
         rows.append(f"| `{v}` | {100 * r['target_test_acc']:.2f} ± {100 * r['target_test_acc_std']:.2f} | {runs} | "
-                    f"{delta} | {spread} | {sum(secs) / len(secs):.0f} | {_collapse(r)} |")
+                    f"{delta} | {spread} | {sum(secs) / len(secs):.0f} | {_collapse(r)} | {_retention(job, adapt, v)} |")
     return "\n".join(rows) + "\n"
 
 
@@ -75,9 +114,11 @@ def main() -> None:
             print(f"### {job.name}\n\nnot finished: {why!r}\n")
             continue
         adapt = json.loads(f.read_text())
-        summary[job.name] = adapt
         cmd = (job / "command.txt").read_text() if (job / "command.txt").is_file() else "?"
         print(job_table(job.name, adapt, cmd, job))
+        for r in adapt["variants"].values():
+            r.pop("_retention_flags", None)
+        summary[job.name] = adapt
     if a.json:
         a.json.write_text(json.dumps(summary, indent=1))
 

@@ -33,16 +33,12 @@ from vaeflow.runtime import seed_everything, select_device
 from vaeflow.training.adapt_trainer import AdaptResult, confusion, fit, steps_for
 from vaeflow.training.algorithms import DANN, resolve
 from vaeflow.training.checkpoint import fingerprint
+from vaeflow.training.health import SHARE_IMAGES, class_shares, collapse_check, retention_check
 from vaeflow.training.model_selection import RULES
 from vaeflow.variants import BY_NAME, VariantSpec, lineage
 
 log = logging.getLogger("vaeflow")
 LAST_EPOCHS = 5  # the stability report: spread of the target accuracy over this many last epochs
-# The label-free collapse check: the share of unlabelled target images predicted as each class, against
-# that class's share of the labelled set. A self-training method can absorb one class into another (a
-# mean-teacher seed on MNIST→USPS predicted 9 for 0.1 % of the target images, its labelled prior 9.9 %),
-# which no source metric shows. It reads predictions only, never a target label, and selects nothing.
-COLLAPSE_RATIO, SHARE_IMAGES = 0.25, 4096
 
 
 def few_labels(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -125,8 +121,10 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
         predict, state = algo.predict, {}
     pred = predict(tgt_test[0]).cpu().numpy()
     shares = class_shares(predict(x_unl[:SHARE_IMAGES]).cpu().numpy(), ctx["n_classes"])
+    acc = lambda xy: float((predict(xy[0]) == xy[1]).float().mean())  # noqa: E731
     return {"pred": pred, "shares": shares, "acc": float((pred == tgt_test[1].cpu().numpy()).mean()), "res": res,
-            "state": state, "seconds": res.seconds, "source_test_acc": float((predict(src_test[0]) == src_test[1]).float().mean())}
+            "state": state, "seconds": res.seconds, "source_test_acc": acc(src_test),
+            "source_val_acc": acc(ctx["monitor"])}  # the retention check's (vaeflow/training/health.py)
 
 
 def context(cfg: Config, paths: Paths) -> dict:
@@ -182,6 +180,10 @@ def run(cfg: Config, paths: Paths) -> dict:
                 continue
             runs = [records[(variant, r)] for r in range(a.repeats)]
             results[variant] = res = _summary(variant, runs, ctx["sets"], tgt, ctx["n_classes"])
+            if (root := _source_root(variant, a.variants)) != variant:
+                res["source_retention"] = retention_check(
+                    variant, runs, root, [records[(root, r)] for r in range(a.repeats)], ctx["n_classes"],
+                    results[BY_NAME[variant].continues].get("source_retention", {}).get("flagged", []))
             _write_variant(paths, variant, runs[0], tgt)
             log.info("adapt %-16s target test acc %.3f ± %.3f over %d seeds (source test %.3f, %d labels, %.1fs)",
                      variant, res["target_test_acc"], res["target_test_acc_std"], len(runs),
@@ -199,6 +201,13 @@ def run(cfg: Config, paths: Paths) -> dict:
            "epochs": a.epochs, "repeats": a.repeats, "selection_rule": rule.name, "selection": rule.description}
     write_json(paths.stage_metrics("adapt"), out)
     return out
+
+
+def _source_root(variant: str, listed: list[str]) -> str:
+    """The source-trained network at the root of the variant's chain (source_only for shot and its
+    continuations), or the variant itself when its chain has none."""
+    root = next(s for s in reversed(lineage(variant)) if s.name in listed)
+    return root.name if root.labelled == "source" else variant
 
 
 def paired_differences(results: dict[str, dict]) -> dict[str, dict]:
@@ -229,25 +238,6 @@ def _stability(runs: list[dict]) -> dict | None:
             "std": float(np.mean([np.std(t) for t in tails])), "curves": traces}
 
 
-def class_shares(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    return np.bincount(labels, minlength=n_classes) / max(len(labels), 1)
-
-
-def collapse_check(variant: str, runs: list[dict], prior: np.ndarray) -> dict:
-    """Per run: min over classes of (predicted share on unlabelled target) / (labelled share); a warning
-    for each run below COLLAPSE_RATIO, naming the class."""
-    ratios = [u["shares"] / np.maximum(prior, 1e-12) for u in runs]
-    out = {"min_share_ratio_runs": [float(r.min()) for r in ratios], "flagged": [], "threshold": COLLAPSE_RATIO}
-    for i, r in enumerate(ratios):
-        if r.min() < COLLAPSE_RATIO:
-            c = int(r.argmin())
-            out["flagged"].append(i)
-            log.warning("adapt %s run %d: predicts class %d for %.1f %% of unlabelled target images, against "
-                        "%.1f %% of the labelled set: a class may have collapsed (a label-free check)", variant,
-                        i + 1, c, 100 * runs[i]["shares"][c], 100 * prior[c])
-    return out
-
-
 def _summary(variant: str, runs: list[dict], sets: dict, tgt, n_classes: int) -> dict:
     spec = BY_NAME[variant]
     accs = np.array([u["acc"] for u in runs])
@@ -257,6 +247,7 @@ def _summary(variant: str, runs: list[dict], sets: dict, tgt, n_classes: int) ->
         "target_test_acc_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
         "target_test_acc_runs": accs.tolist(),
         "source_test_acc": float(np.mean([u["source_test_acc"] for u in runs])),
+        "source_val_acc_runs": [float(u["source_val_acc"]) for u in runs],
         "n_labelled": int(len(sets[lab[0]][1])) if lab else 0,
         "labelled_domain": "source" if lab and lab[0] == "source" else ("target" if lab else "none"),
         "train_seconds": float(sum(u["seconds"] for u in runs)),

@@ -32,8 +32,9 @@ def collect(paths: Paths) -> dict:
     for v, r in adapt["variants"].items():
         if r.get("stability"):  # the spread only: the per-epoch curves stay in metrics/adapt.json
             variants[v]["stability"] = {k: r["stability"][k] for k in ("last_epochs", "spread", "std")}
-        if (r.get("collapse") or {}).get("flagged"):  # the label-free collapse check (tasks/adapt.py)
-            variants[v]["collapse"] = r["collapse"]
+        for check in ("collapse", "source_retention"):  # label-free checks (vaeflow/training/health.py)
+            if (r.get(check) or {}).get("flagged"):
+                variants[v][check] = r[check]
     acc = {v: r["target_test_acc"] for v, r in variants.items()}
     checks = {"vae_nll_le_nelbo": vae["test_nll_nats"] <= vae["test_nelbo_nats"],
               "vae_beats_gmm": vae["test_nll_nats"] < gmm["test_nll_nats"]}
@@ -122,7 +123,7 @@ def _adapt_notes(a: dict, cfg: Config, m: dict) -> list[str]:
                  "scored with BatchNorm statistics re-estimated on the unlabelled target training images.")
     notes = [f"- `{k}`: {BY_NAME[k].note}" + (" (AdaBN)" if BY_NAME[k].target_bn else "") for k in a if k in BY_NAME]
     return [*notes, "", pipeline, "", *_paired_lines(m.get("adapt_paired") or {}), *_stability_lines(a),
-            *_collapse_lines(a)]
+            *_collapse_lines(a), *_retention_lines(a)]
 
 
 def _paired_lines(paired: dict) -> list[str]:
@@ -154,6 +155,17 @@ def _collapse_lines(a: dict) -> list[str]:
     return ["**Possible class collapse** (label-free: some class's share of the predictions on unlabelled target "
             f"images fell below {thr:g} of its share of the labelled set; see the stage's log):", "",
             "| variant | runs | lowest share ÷ labelled share |", "|---|---|---|", *rows, ""]
+
+
+def _retention_lines(a: dict) -> list[str]:
+    rows = [f"| `{v}` | {', '.join(str(i + 1) for i in c['flagged'])} | `{c['reference']}` | "
+            f"{min((q for q in c['retained_runs'] if q is not None), default=float('nan')):.2f} |" for v, r in a.items() if (c := r.get("source_retention"))]
+    if not rows:
+        return []
+    thr = next(r["source_retention"]["threshold"] for r in a.values() if r.get("source_retention"))
+    return ["**Source lost** (label-free: a run kept less than " f"{thr:g} of its source network's source-validation "
+            "accuracy above chance, or continues such a run; its target classes may be permuted; see the stage's "
+            "log):", "", "| variant | runs | source network | lowest retained share |", "|---|---|---|---|", *rows, ""]
 
 
 def figures(m: dict, paths: Paths) -> None:

@@ -53,6 +53,16 @@ def test_two_workers_give_the_in_process_results_bit_for_bit(tmp_path):
     two = STAGES["adapt"](base.model_copy(update={"adapt": base.adapt.model_copy(update={"workers": 2})}), Paths(b))
     assert _strip(one) == _strip(two)
     assert not math.isnan(one["variants"]["shot"]["target_test_acc"])
+    # the retention check on the real stage: each continuation against its chain's source-trained network
+    v = one["variants"]
+    assert "source_retention" not in v["source_only"] and "source_retention" not in v["finetune"]
+    assert v["self_training"]["source_retention"]["reference"] == "dann"
+    ret = v["shot"]["source_retention"]
+    assert ret["reference"] == "source_only" and ret["source_val_acc_runs"] == v["shot"]["source_val_acc_runs"]
+    chance = 1 / len(v["shot"]["confusion"])
+    expect = [(s - chance) / (r - chance) if r - chance > 0.01 else None
+              for s, r in zip(ret["source_val_acc_runs"], v["source_only"]["source_val_acc_runs"])]
+    assert ret["retained_runs"] == pytest.approx(expect)
     for v in ("source_only", "adabn", "shot", "dann", "self_training", "finetune"):
         wa, wb = load_torch(Paths(a).adapt_model(v)), load_torch(Paths(b).adapt_model(v))
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), v

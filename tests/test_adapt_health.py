@@ -1,0 +1,94 @@
+"""The label-free collapse check of the adapt stage (vaeflow/training/health.py: collapse_check)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from vaeflow.training.health import COLLAPSE_RATIO, RETENTION_RATIO, class_shares, collapse_check, retention_check
+
+
+def test_class_shares_match_a_direct_count():
+    rng = np.random.default_rng(0)
+    pred = rng.integers(0, 7, size=1000)
+    pred = pred[pred != 3]  # a class never predicted still gets its (zero) share
+    values, counts = np.unique(pred, return_counts=True)
+    expect = np.zeros(7)
+    expect[values] = counts / len(pred)
+    np.testing.assert_allclose(class_shares(pred, 7), expect)
+    assert class_shares(pred, 7)[3] == 0
+
+
+def test_a_run_that_absorbed_one_class_is_flagged_and_named(caplog):
+    prior = np.full(10, 0.1)
+    healthy = np.repeat(np.arange(10), 100)
+    absorbed = np.where(healthy == 9, 7, healthy)  # every 9 predicted as 7
+    absorbed[0] = 9                                 # ... but one: share 0.1 %, ratio 0.01
+    runs = [{"shares": class_shares(healthy, 10)}, {"shares": class_shares(absorbed, 10)}]
+    with caplog.at_level(logging.WARNING, logger="vaeflow"):
+        out = collapse_check("mean_teacher", runs, prior)
+    assert out["flagged"] == [1]
+    np.testing.assert_allclose(out["min_share_ratio_runs"], [1.0, 0.01])
+    assert "class 9" in caplog.text and "run 2" in caplog.text
+    assert out["min_share_ratio_runs"][0] > COLLAPSE_RATIO
+
+
+def test_a_target_prior_unlike_the_source_prior_is_not_a_collapse():
+    # USPS has more zeros than MNIST: a share at half the labelled prior is a shift, not a collapse.
+    prior = np.full(4, 0.25)
+    pred = np.repeat(np.arange(4), [400, 250, 220, 130])
+    out = collapse_check("shot", [{"shares": class_shares(pred, 4)}], prior)
+    assert out["flagged"] == [] and abs(out["min_share_ratio_runs"][0] - 0.52) < 1e-9
+
+
+def test_the_report_names_flagged_variants_only():
+    from vaeflow.tasks.evaluate import _collapse_lines
+    a = {"mean_teacher": {"collapse": {"flagged": [1], "min_share_ratio_runs": [0.75, 0.008, 0.74]}},
+         "dann": {"target_test_acc": 0.9}}
+    text = "\n".join(_collapse_lines(a))
+    assert "| `mean_teacher` | 2 | 0.008 |" in text and "dann" not in text
+    assert _collapse_lines({"dann": {}}) == []
+
+
+def _runs(*accs):
+    return [{"source_val_acc": a} for a in accs]
+
+
+def test_retention_is_the_share_of_above_chance_source_accuracy_kept(caplog):
+    # the colour-target convnet runs: SHOT's seeds at 91.9, 94.5 and 39.1 % after a 99.3 % source model
+    ref = _runs(0.993, 0.993, 0.993)
+    with caplog.at_level(logging.WARNING, logger="vaeflow"):
+        out = retention_check("shot", _runs(0.919, 0.945, 0.391), "source_only", ref, 10)
+    expect = [(a - 0.1) / (0.993 - 0.1) for a in (0.919, 0.945, 0.391)]
+    np.testing.assert_allclose(out["retained_runs"], expect)
+    assert out["flagged"] == [2] and out["reference"] == "source_only" and out["threshold"] == RETENTION_RATIO
+    assert "run 3" in caplog.text and "39.1 %" in caplog.text and "run 1" not in caplog.text
+
+
+def test_retention_threshold_is_at_half_the_above_chance_accuracy():
+    ref = _runs(0.9, 0.9)  # above chance (1/4): 0.65; half of it: 0.575
+    out = retention_check("shot", _runs(0.576, 0.574), "source_only", ref, 4)
+    assert out["flagged"] == [1]
+
+
+def test_a_run_that_continues_a_flagged_run_is_flagged_too(caplog):
+    # shot_mean_teacher relearns the source from its labels (89.4 %), but started from SHOT's lost network
+    with caplog.at_level(logging.WARNING, logger="vaeflow"):
+        out = retention_check("shot_mean_teacher", _runs(0.984, 0.894), "source_only", _runs(0.99, 0.99), 10,
+                              inherited=[1])
+    assert out["flagged"] == [1] and min(out["retained_runs"]) > RETENTION_RATIO
+    assert "continues a run already flagged" in caplog.text
+
+
+def test_the_report_names_runs_that_lost_the_source():
+    from vaeflow.tasks.evaluate import _retention_lines
+    a = {"shot": {"source_retention": {"flagged": [2], "reference": "source_only", "threshold": 0.5,
+                                       "retained_runs": [0.91, 0.94, 0.33]}}, "dann": {}}
+    text = "\n".join(_retention_lines(a))
+    assert "| `shot` | 3 | `source_only` | 0.33 |" in text and "dann" not in text
+    assert _retention_lines({"dann": {}}) == []
+
+
+def test_a_source_network_at_chance_has_nothing_to_lose():
+    out = retention_check("shot", _runs(0.05, 0.3), "source_only", _runs(0.105, 0.6), 10)
+    assert out["retained_runs"][0] is None and out["flagged"] == [1]

@@ -1,0 +1,66 @@
+"""Label-free health checks of an adaptation run. Each reads predictions and source labels only, never a
+target label, and selects nothing: it flags a run in metrics/adapt.json, the stage's log and the report.
+
+  collapse_check   the share of unlabelled target images predicted as each class, against that class's
+                   share of the labelled set. A self-training method can absorb one class into another (a
+                   mean-teacher seed on MNIST→USPS predicted 9 for 0.1 % of the target images, its labelled
+                   prior 9.9 %), which no source metric shows.
+  retention_check  the source-validation accuracy of a run that continues a source-trained network, against
+                   that network's. A source-free method (SHOT) can keep every class predicted and still hand
+                   whole target clusters the wrong labels (a convnet seed on a colour target: 11.9 % target
+                   accuracy, lowest class share 0.59 of the prior, so the collapse check passes). Its features
+                   have then moved so far that the frozen source head no longer reads the source either: that
+                   run's source accuracy fell from 99.3 to 39.1 %, the two healthy seeds' to 91.9 and 94.5 %.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger("vaeflow")
+COLLAPSE_RATIO, SHARE_IMAGES = 0.25, 4096
+# A run is flagged when it has lost more than half of its source network's accuracy above chance. Set from
+# what the check must tell apart (a network that no longer reads the source at all, against the few points
+# that adapting features to a shifted target costs), not fitted to any run's target accuracy.
+RETENTION_RATIO = 0.5
+
+
+def class_shares(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.bincount(labels, minlength=n_classes) / max(len(labels), 1)
+
+
+def collapse_check(variant: str, runs: list[dict], prior: np.ndarray) -> dict:
+    """Per run: min over classes of (predicted share on unlabelled target) / (labelled share); a warning
+    for each run below COLLAPSE_RATIO, naming the class."""
+    ratios = [u["shares"] / np.maximum(prior, 1e-12) for u in runs]
+    out = {"min_share_ratio_runs": [float(r.min()) for r in ratios], "flagged": [], "threshold": COLLAPSE_RATIO}
+    for i, r in enumerate(ratios):
+        if r.min() < COLLAPSE_RATIO:
+            c = int(r.argmin())
+            out["flagged"].append(i)
+            log.warning("adapt %s run %d: predicts class %d for %.1f %% of unlabelled target images, against "
+                        "%.1f %% of the labelled set: a class may have collapsed (a label-free check)", variant,
+                        i + 1, c, 100 * runs[i]["shares"][c], 100 * prior[c])
+    return out
+
+
+def retention_check(variant: str, runs: list[dict], reference: str, reference_runs: list[dict], n_classes: int,
+                    inherited: list[int] = ()) -> dict:
+    """Per run r: (source-val accuracy − chance) / (the same for run r of `reference`, the source-trained network
+    the run continues). Flagged below RETENTION_RATIO, or when the run continues a flagged run (`inherited`:
+    the continued variant's flagged runs), since it starts from a network that lost the source."""
+    chance = 1.0 / n_classes
+    # A source network within a point of chance reads nothing that could be lost: no ratio, no flag.
+    ratios = [(u["source_val_acc"] - chance) / (ref["source_val_acc"] - chance)
+              if ref["source_val_acc"] - chance > 0.01 else None for u, ref in zip(runs, reference_runs)]
+    flagged = sorted({i for i, q in enumerate(ratios) if q is not None and q < RETENTION_RATIO} | set(inherited))
+    for i in flagged:
+        why = (f"source validation accuracy {100 * runs[i]['source_val_acc']:.1f} % against "
+               f"{100 * reference_runs[i]['source_val_acc']:.1f} % for `{reference}`")
+        if i in inherited and (ratios[i] is None or ratios[i] >= RETENTION_RATIO):
+            why = "it continues a run already flagged"
+        log.warning("adapt %s run %d: %s: it may no longer read the source's classes, so its target labels may be "
+                    "permuted (a label-free check)", variant, i + 1, why)
+    return {"reference": reference, "source_val_acc_runs": [float(u["source_val_acc"]) for u in runs],
+            "retained_runs": [q if q is None else float(q) for q in ratios], "flagged": flagged, "threshold": RETENTION_RATIO}
