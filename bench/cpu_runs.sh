@@ -109,6 +109,13 @@ WAVE5_Q0=(
   "usps_mnist_convnet_mt9 configs/usps_mnist.yaml usps_mnist $MT01 $CONVNET $SHIFTED"
   "mnist_usps_convnet_mt9 configs/mnist_usps.yaml mnist_usps $MT01 $CONVNET $SHIFTED"
 )
+# Wave 6 (queue 1, after wave 4): the mean teacher continuing DANN (dann_mean_teacher, new) on the colour target
+# where convnet's SHOT lost the source on one seed: DANN keeps training on source labels, so its continuation
+# cannot. 5 epochs each (the colour runs' budget): DANN ~330 s + the mean teacher ~360 s a seed; DANN is
+# wave 3's, bit for bit (same seeds and settings), so the comparison with it is paired.
+WAVE6_Q1=(
+  "mnist_colour_convnet_dannmt configs/mnist_usps.yaml mnist_colour $MT01 $CONVNET $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[dann,dann_mean_teacher]"
+)
 
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)

@@ -92,7 +92,9 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     parent_fp = ""
     if spec.continues:
         parent = ctx["trained"][(spec.continues, r)]
-        clf.load_state_dict(parent["network"])
+        # A DANN network's domain head stays behind when a method without one continues it (dann_mean_teacher).
+        clf.load_state_dict({k: v for k, v in parent["network"].items()
+                             if k in clf.state_dict() or not k.startswith("domain_head.")})
         parent_fp = parent["fp"]
     cls = resolve(spec.algorithm)
     algo = cls.from_config(clf, a, vae=vae).to(ctx["device"])

@@ -57,6 +57,10 @@ VARIANTS: tuple[VariantSpec, ...] = (
                 "as a mean teacher (source labels + consistency on unlabelled target images): the teacher starts "
                 "from an adapted network, not a source one (after SHOT++'s second, semi-supervised stage)",
                 unlabelled=True, continues="shot"),
+    VariantSpec("dann_mean_teacher", "vaeflow.training.mean_teacher:MeanTeacher", "each DANN run, continued as a "
+                "mean teacher: the same second stage as shot_mean_teacher, after an adaptation that keeps "
+                "training on source labels (so it cannot lose the source as SHOT can)", unlabelled=True,
+                continues="dann"),
     VariantSpec("finetune", "vaeflow.training.algorithms:ERM", "the pretrained encoder on the few target labels", labelled="few",
                 default=True),
     VariantSpec("scratch", "vaeflow.training.algorithms:ERM", "the same network and labels, random initialisation", labelled="few",
