@@ -116,6 +116,15 @@ WAVE5_Q0=(
 WAVE6_Q1=(
   "mnist_colour_convnet_dannmt configs/mnist_usps.yaml mnist_colour $MT01 $CONVNET $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[dann,dann_mean_teacher]"
 )
+# Wave 7 (before wave 6 on queue 1): MNIST with 100 labels, FlexMatch (curriculum thresholds per class, new)
+# against FixMatch at the same budget on the preset's LeNet + VAE: 6 epochs (the 7-epoch FixMatch job took
+# 977-1041 s a seed under load, over the 15 min). Same data, VAE and seeds as the other MNIST-100 jobs.
+WAVE7_Q0=(
+  "mnist_100labels_flex6 configs/mnist_100labels.yaml mnist_100labels --set adapt.epochs=6 --set adapt.variants=[flexmatch]"
+)
+WAVE7_Q1=(
+  "mnist_100labels_fix6 configs/mnist_100labels.yaml mnist_100labels --set adapt.epochs=6 --set adapt.variants=[fixmatch]"
+)
 
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)

@@ -72,6 +72,9 @@ VARIANTS: tuple[VariantSpec, ...] = (
     VariantSpec("fixmatch", "vaeflow.training.fixmatch:FixMatch", "the few target labels + confident "
                 "pseudo-labels of weakly augmented unlabelled images as targets for strongly augmented ones "
                 "(Sohn et al.)", labelled="few", unlabelled=True),
+    VariantSpec("flexmatch", "vaeflow.training.fixmatch:FlexMatch", "FixMatch with a threshold per class that "
+                "rises as the class is learnt (curriculum pseudo-labelling, Zhang et al.)", labelled="few",
+                unlabelled=True),
     VariantSpec("latent_spreading", "vaeflow.training.latent_spreading:LatentSpreading", "label spreading on "
                 "the VAE's posterior means (the few target labels)", labelled="few", unlabelled=True),
 )

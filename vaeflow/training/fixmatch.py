@@ -54,7 +54,7 @@ class FixMatch(Algorithm):
         sup = F.cross_entropy(lab, y, label_smoothing=self.label_smoothing)
         with torch.no_grad():
             conf, pseudo = torch.softmax(weak.detach(), 1).max(1)
-            mask = (conf >= self.confidence_threshold(self.threshold, weak.shape[1])).float()
+            mask = self.pseudo_label_mask(conf, pseudo, unl_idx)
         unsup = (F.cross_entropy(strong, pseudo, reduction="none") * mask).mean()
         loss = sup + self.unlabelled_weight * unsup
         check(loss)
@@ -63,5 +63,43 @@ class FixMatch(Algorithm):
             ema_update(self.teacher, self.clf, self.ema, buffers=True)
         return {"cls_loss": sup.detach(), "unlabelled_loss": unsup.detach(), "confident": mask.mean()}
 
+    def pseudo_label_mask(self, conf: torch.Tensor, pseudo: torch.Tensor, unl_idx) -> torch.Tensor:
+        return (conf >= self.confidence_threshold(self.threshold, self.n_classes)).float()
+
+    @property
+    def n_classes(self) -> int:
+        return self.clf.head[-1].out_features
+
     def predictor(self):
         return self.teacher if self.teacher is not None else self.clf
+
+
+class FlexMatch(FixMatch):
+    """FixMatch with curriculum pseudo-labelling (Zhang et al., NeurIPS 2021): a threshold per class that
+    rises with how well the network already learns that class, instead of one fixed τ.
+
+    σ(c): the unlabelled images whose latest prediction above τ was class c (each image's is kept, so the
+    count follows the whole pool, not one batch). β(c) = σ(c) / max(max_c' σ(c'), images never above τ):
+    the "threshold warm-up", so that while most of the pool has never been confident every class's
+    threshold stays low. T(c) = β(c) / (2 − β(c)) · τ, FlexMatch's convex mapping. Hard classes, and every
+    class early on, take pseudo-labels at lower confidence; FixMatch's τ = 0.95 leaves most of the pool
+    unused for the first epochs, which costs most where the schedule is short. τ, the views and the loss
+    are FixMatch's (fixmatch section)."""
+
+    def setup(self, x_lab, y_lab, x_unl) -> None:
+        # a buffer, so a checkpoint holds it and a resumed run continues with the same thresholds
+        self.register_buffer("selected", torch.full((len(x_unl),), -1, dtype=torch.long, device=x_unl.device))
+
+    def class_thresholds(self) -> torch.Tensor:
+        tau = self.confidence_threshold(self.threshold, self.n_classes)
+        chosen = self.selected[self.selected >= 0]
+        sigma = torch.bincount(chosen, minlength=self.n_classes).float()
+        unused = torch.tensor(float(len(self.selected) - len(chosen)), device=sigma.device)
+        beta = sigma / torch.maximum(sigma.max(), unused).clamp_min(1.0)
+        return beta / (2 - beta) * tau
+
+    def pseudo_label_mask(self, conf, pseudo, unl_idx) -> torch.Tensor:
+        mask = (conf >= self.class_thresholds()[pseudo]).float()
+        over = conf >= self.confidence_threshold(self.threshold, self.n_classes)  # σ counts confidence above τ
+        self.selected[unl_idx[over]] = pseudo[over]
+        return mask
