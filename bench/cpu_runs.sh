@@ -103,7 +103,8 @@ WAVE4_Q1=(
 # mean teacher (adapt.mean_teacher.epochs, new). Why, without a target label: the source model's
 # source-validation accuracy is flat from epoch 3 on (wave 3: within 0.15 points over epochs 3-7 on both
 # presets), so 4 of wave 3's 7 source epochs bought nothing on the source side. Source 3 epochs (~90 s), SHOT
-# 3 (~120 s), mean teacher 9 (~70 s each): ~840 s a seed. Same seeds and data as wave 3.
+# 3 (~120 s), mean teacher 9 (~70 s each): ~840 s a seed. Same seeds and data as wave 3. Only the first job
+# was run (772 s a seed; 98.91 ± 0.06, wave 3's 98.93 ± 0.07): the second's queue gave its core to wave 7.
 SHIFTED="--set adapt.epochs=3 --set adapt.shot.epochs=3 --set adapt.mean_teacher.epochs=9 --set adapt.variants=[source_only,shot,shot_mean_teacher]"
 WAVE5_Q0=(
   "usps_mnist_convnet_mt9 configs/usps_mnist.yaml usps_mnist $MT01 $CONVNET $SHIFTED"
