@@ -33,7 +33,7 @@ from vaeflow.runtime import seed_everything, select_device
 from vaeflow.training.adapt_trainer import AdaptResult, confusion, fit, steps_for
 from vaeflow.training.algorithms import DANN, resolve
 from vaeflow.training.checkpoint import fingerprint
-from vaeflow.training.health import SHARE_IMAGES, class_shares, collapse_check, retention_check
+from vaeflow.training.health import SHARE_IMAGES, class_shares, collapse_check, retention_check, source_root
 from vaeflow.training.model_selection import RULES
 from vaeflow.variants import BY_NAME, VariantSpec, lineage
 
@@ -93,8 +93,8 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     if spec.continues:
         parent = ctx["trained"][(spec.continues, r)]
         # A DANN network's domain head stays behind when a method without one continues it (dann_mean_teacher).
-        clf.load_state_dict({k: v for k, v in parent["network"].items()
-                             if k in clf.state_dict() or not k.startswith("domain_head.")})
+        own = clf.state_dict().keys()
+        clf.load_state_dict({k: v for k, v in parent["network"].items() if k in own or not k.startswith("domain_head.")})
         parent_fp = parent["fp"]
     cls = resolve(spec.algorithm)
     algo = cls.from_config(clf, a, vae=vae).to(ctx["device"])
@@ -182,7 +182,7 @@ def run(cfg: Config, paths: Paths) -> dict:
                 continue
             runs = [records[(variant, r)] for r in range(a.repeats)]
             results[variant] = res = _summary(variant, runs, ctx["sets"], tgt, ctx["n_classes"])
-            if (root := _source_root(variant, a.variants)) != variant:
+            if (root := source_root(variant, a.variants)) != variant:
                 res["source_retention"] = retention_check(
                     variant, runs, root, [records[(root, r)] for r in range(a.repeats)], ctx["n_classes"],
                     results[BY_NAME[variant].continues].get("source_retention", {}).get("flagged", []))
@@ -203,13 +203,6 @@ def run(cfg: Config, paths: Paths) -> dict:
            "epochs": a.epochs, "repeats": a.repeats, "selection_rule": rule.name, "selection": rule.description}
     write_json(paths.stage_metrics("adapt"), out)
     return out
-
-
-def _source_root(variant: str, listed: list[str]) -> str:
-    """The source-trained network at the root of the variant's chain (source_only for shot and its
-    continuations), or the variant itself when its chain has none."""
-    root = next(s for s in reversed(lineage(variant)) if s.name in listed)
-    return root.name if root.labelled == "source" else variant
 
 
 def paired_differences(results: dict[str, dict]) -> dict[str, dict]:

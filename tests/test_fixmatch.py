@@ -53,7 +53,9 @@ def test_the_unlabelled_loss_is_the_cross_entropy_of_confident_pseudo_labels():
     assert _algo(threshold=0.999).update(x, y, xu, 0.0)["unlabelled_loss"].item() == 0.0
 
 
-def test_it_learns_from_few_labels(tmp_path):
+def _learn(cls, tmp_path, stop_at=None):
+    """`cls` trained on 9 labels of a 3-class toy problem and its 300 images unlabelled (a killed run at `stop_at`)."""
+    from vaeflow import hooks
     from vaeflow.training.adapt_trainer import fit
 
     g = torch.Generator().manual_seed(0)
@@ -62,10 +64,16 @@ def test_it_learns_from_few_labels(tmp_path):
     x[torch.arange(300), 0, y, y] += 1.0
     torch.manual_seed(0)
     clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU()), 12, 3, 8, feature_bn=True)
-    algo = FixMatch(clf, threshold=0.8, mu=2, strong=AugmentConfig(translate=0, rotate_deg=0, scale=0,
-                    shear_deg=0, noise=0.2), cutout=0.25, ema=0.9, lr=1e-2, weight_decay=0.0)
-    fit(algo, x[:9], y[:9], x, epochs=4, steps_per_epoch=30, batch_size=8, ckpt_path=tmp_path / "f.pt",
-        fingerprint="f")
+    algo = cls(clf, threshold=0.8, mu=2, strong=AugmentConfig(translate=0, rotate_deg=0, scale=0, shear_deg=0,
+               noise=0.2), cutout=0.25, ema=0.9, lr=1e-2, weight_decay=0.0)
+    with hooks.installed(StopAt(stop_at) if stop_at else hooks.Hooks()):
+        res = fit(algo, x[:9], y[:9], x, epochs=4, steps_per_epoch=30, batch_size=8, ckpt_path=tmp_path / "f.pt",
+                  fingerprint=cls.__name__)
+    return algo, res, x, y
+
+
+def test_it_learns_from_few_labels(tmp_path):
+    algo, _, x, y = _learn(FixMatch, tmp_path)
     assert (algo.predict(x) == y).float().mean() > 0.9
     assert algo.predictor() is algo.teacher
 
@@ -84,9 +92,9 @@ def test_flexmatch_thresholds_match_a_hand_computation():
     algo.selected.copy_(torch.tensor([-1, -1, 0, 0, 1, 2, 2, 2]))
     # σ = (2, 1, 3), 2 images never confident: β = σ / max(3, 2) = (2/3, 1/3, 1); T = β / (2 − β) · τ
     expect = torch.tensor([0.5, 0.2, 1.0]) * 0.9
-    assert torch.allclose(algo.class_thresholds(), expect)
+    assert torch.allclose(algo.class_thresholds(0.9), expect)
     algo.selected.copy_(torch.tensor([-1, -1, -1, -1, -1, 0, 1, 1]))  # warm-up: 5 unused dominate
-    assert torch.allclose(algo.class_thresholds(), torch.tensor([0.2 / 1.8, 0.4 / 1.6, 0.0]) * 0.9)
+    assert torch.allclose(algo.class_thresholds(0.9), torch.tensor([0.2 / 1.8, 0.4 / 1.6, 0.0]) * 0.9)
 
 
 def test_flexmatch_starts_with_every_pseudo_label_and_remembers_confident_ones():
@@ -102,33 +110,15 @@ def test_flexmatch_starts_with_every_pseudo_label_and_remembers_confident_ones()
     assert mask.tolist() == [0.0, 1.0, 1.0]
 
 
-def _flex_run(tmp_path, stop_at=None):
-    from vaeflow import hooks
-    from vaeflow.training.adapt_trainer import fit
-
-    g = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 3, (300,), generator=g)
-    x = torch.rand(300, 1, 4, 4, generator=g) * 0.3
-    x[torch.arange(300), 0, y, y] += 1.0
-    torch.manual_seed(0)
-    clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU()), 12, 3, 8, feature_bn=True)
-    algo = FlexMatch(clf, threshold=0.8, mu=2, strong=AugmentConfig(translate=0, rotate_deg=0, scale=0,
-                     shear_deg=0, noise=0.2), cutout=0.25, ema=0.9, lr=1e-2, weight_decay=0.0)
-    with hooks.installed(StopAt(stop_at) if stop_at else hooks.Hooks()):
-        res = fit(algo, x[:9], y[:9], x, epochs=4, steps_per_epoch=30, batch_size=8, ckpt_path=tmp_path / "f.pt",
-                  fingerprint="flex")
-    return algo, res, x, y
-
-
 def test_flexmatch_learns_from_few_labels_and_a_killed_run_resumes_bit_identically(tmp_path):
-    algo, ref, x, y = _flex_run(tmp_path / "a")
+    algo, ref, x, y = _learn(FlexMatch, tmp_path / "a")
     assert (algo.predict(x) == y).float().mean() > 0.9
     assert (algo.selected >= 0).float().mean() > 0.5  # the pool's thresholds follow most of it by the end
     (tmp_path / "b").mkdir()
     with pytest.raises(KeyboardInterrupt):
-        _flex_run(tmp_path / "b", stop_at="step:f:2:7")
+        _learn(FlexMatch, tmp_path / "b", stop_at="step:f:2:7")
     torch.manual_seed(999)
-    resumed, res, _, _ = _flex_run(tmp_path / "b")
+    resumed, res, _, _ = _learn(FlexMatch, tmp_path / "b")
     assert torch.equal(resumed.selected, algo.selected)
     for k in ref.state:
         assert torch.equal(ref.state[k], res.state[k]), k

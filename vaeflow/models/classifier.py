@@ -59,6 +59,10 @@ class Classifier(nn.Module):
         self.domain_head = (nn.Sequential(nn.Linear(feature_dim, domain_hidden), nn.ReLU(), nn.Linear(domain_hidden, 1))
                             if domain_hidden is not None else None)
 
+    @property
+    def n_classes(self) -> int:
+        return self.head[-1].out_features
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         f = self.trunk(standardize(x) if self.standardize else x)
         return self.bn(f) if self.bn is not None else f

@@ -64,11 +64,7 @@ class FixMatch(Algorithm):
         return {"cls_loss": sup.detach(), "unlabelled_loss": unsup.detach(), "confident": mask.mean()}
 
     def pseudo_label_mask(self, conf: torch.Tensor, pseudo: torch.Tensor, unl_idx) -> torch.Tensor:
-        return (conf >= self.confidence_threshold(self.threshold, self.n_classes)).float()
-
-    @property
-    def n_classes(self) -> int:
-        return self.clf.head[-1].out_features
+        return (conf >= self.confidence_threshold(self.threshold, self.clf.n_classes)).float()
 
     def predictor(self):
         return self.teacher if self.teacher is not None else self.clf
@@ -90,16 +86,16 @@ class FlexMatch(FixMatch):
         # a buffer, so a checkpoint holds it and a resumed run continues with the same thresholds
         self.register_buffer("selected", torch.full((len(x_unl),), -1, dtype=torch.long, device=x_unl.device))
 
-    def class_thresholds(self) -> torch.Tensor:
-        tau = self.confidence_threshold(self.threshold, self.n_classes)
+    def class_thresholds(self, tau: float) -> torch.Tensor:
         chosen = self.selected[self.selected >= 0]
-        sigma = torch.bincount(chosen, minlength=self.n_classes).float()
+        sigma = torch.bincount(chosen, minlength=self.clf.n_classes).float()
         unused = torch.tensor(float(len(self.selected) - len(chosen)), device=sigma.device)
         beta = sigma / torch.maximum(sigma.max(), unused).clamp_min(1.0)
         return beta / (2 - beta) * tau
 
     def pseudo_label_mask(self, conf, pseudo, unl_idx) -> torch.Tensor:
-        mask = (conf >= self.class_thresholds()[pseudo]).float()
-        over = conf >= self.confidence_threshold(self.threshold, self.n_classes)  # σ counts confidence above τ
+        tau = self.confidence_threshold(self.threshold, self.clf.n_classes)
+        mask = (conf >= self.class_thresholds(tau)[pseudo]).float()
+        over = conf >= tau  # σ counts confidence above τ
         self.selected[unl_idx[over]] = pseudo[over]
         return mask

@@ -18,6 +18,8 @@ import logging
 
 import numpy as np
 
+from vaeflow.variants import lineage
+
 log = logging.getLogger("vaeflow")
 COLLAPSE_RATIO, SHARE_IMAGES = 0.25, 4096
 # A run is flagged when it has lost more than half of its source network's accuracy above chance. Set from
@@ -43,6 +45,13 @@ def collapse_check(variant: str, runs: list[dict], prior: np.ndarray) -> dict:
                         "%.1f %% of the labelled set: a class may have collapsed (a label-free check)", variant,
                         i + 1, c, 100 * runs[i]["shares"][c], 100 * prior[c])
     return out
+
+
+def source_root(variant: str, listed: list[str]) -> str:
+    """The source-trained network at the root of the variant's chain among the `listed` variants (source_only
+    for shot and its continuations): what retention_check compares with. The variant itself when none is."""
+    root = next(s for s in reversed(lineage(variant)) if s.name in listed)
+    return root.name if root.labelled == "source" else variant
 
 
 def retention_check(variant: str, runs: list[dict], reference: str, reference_runs: list[dict], n_classes: int,

@@ -50,7 +50,7 @@ class SelfTraining(DANN):
         """At each round's first epoch, label the target set with the network as it is."""
         if epoch % self.epochs_per_round:
             return {}
-        n_classes = self.clf.head[-1].out_features
+        n_classes = self.clf.n_classes
         labels, confident = pseudo_labels(self.clf, x_unl, self.confidence_threshold(self.threshold, n_classes))
         self.labels.copy_(labels)
         self.confident.copy_(confident)
