@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
+
+from vaeflow.variants import BY_NAME
+
+logging.getLogger("vaeflow").setLevel(logging.ERROR)  # the checks' warnings: the table shows them (⚠)
 
 
 def checkpoint_seconds(job: Path, variant: str, repeats: int) -> list[float] | None:
@@ -48,24 +53,26 @@ def _source_val(job: Path | None, adapt: dict, v: str) -> list[float] | None:
     return out
 
 
-def _retention(job: Path | None, adapt: dict, v: str) -> str:
-    """Per run: retained share of the chain root's above-chance source-validation accuracy (⚠ below the
-    check's threshold, or continuing a flagged run)."""
-    from vaeflow.training.health import RETENTION_RATIO
-    from vaeflow.variants import lineage
+def _retention(job: Path | None, adapt: dict, v: str, flagged: dict[str, list[int]]) -> str:
+    """Per run: the retained share of the chain root's above-chance source-validation accuracy, ⚠ where the
+    check flags it. The stage's own check (vaeflow/training/health.py), from adapt.json where it wrote one,
+    else recomputed from the checkpoints; `flagged` collects each variant's flags, in list order, so that a
+    continuation of a flagged run is flagged as the stage does."""
+    from vaeflow.training.health import retention_check, source_root
 
-    listed = list(adapt["variants"])
-    root = next(s for s in reversed(lineage(v)) if s.name in listed)
-    if root.name == v or root.labelled != "source":
+    listed, r = list(adapt["variants"]), adapt["variants"][v]
+    root, ret = source_root(v, listed), r.get("source_retention")
+    if ret is None and root != v:
+        mine, ref = _source_val(job, adapt, v), _source_val(job, adapt, root)
+        if mine and ref:
+            ret = retention_check(v, [{"source_val_acc": x} for x in mine], root,
+                                  [{"source_val_acc": x} for x in ref], len(r["confusion"]),
+                                  flagged.get(BY_NAME[v].continues, []))
+    if not ret:
         return "—"
-    mine, ref = _source_val(job, adapt, v), _source_val(job, adapt, root.name)
-    if not mine or not ref:
-        return "—"
-    chance = 1 / len(adapt["variants"][v]["confusion"])
-    q = [(m - chance) / (r - chance) if r - chance > 0.01 else float("nan") for m, r in zip(mine, ref)]
-    continued = adapt["variants"][lineage(v)[1].name].get("_retention_flags", set())  # rows come in list order
-    flags = adapt["variants"][v]["_retention_flags"] = {i for i, x in enumerate(q) if x < RETENTION_RATIO} | continued
-    return ", ".join(f"{x:.2f}" + (" ⚠" if i in flags else "") for i, x in enumerate(q))
+    flagged[v] = ret["flagged"]
+    return ", ".join(("n/a" if x is None else f"{x:.2f}") + (" ⚠" if i in ret["flagged"] else "")
+                     for i, x in enumerate(ret["retained_runs"]))
 
 
 def _collapse(r: dict) -> str:
@@ -81,7 +88,7 @@ def job_table(name: str, adapt: dict, command: str, job: Path | None = None) -> 
             f"selection rule `{adapt['selection_rule']}`.", "",
             "| variant | target acc % (mean ± std) | runs | paired Δ (± s.e.) | spread, last 3 epochs | s/run | "
             "lowest class share ÷ prior | source kept |", "|---|---|---|---|---|---|---|---|"]
-    paired = adapt.get("paired", {})
+    paired, flagged = adapt.get("paired", {}), {}
     for v, r in adapt["variants"].items():
         runs = ", ".join(f"{100 * a:.2f}" for a in r["target_test_acc_runs"])
         d = paired.get(v)
@@ -95,7 +102,7 @@ def job_table(name: str, adapt: dict, command: str, job: Path | None = None) -> 
         if job is not None and max(secs) < 1:
             secs = checkpoint_seconds(job, v, len(r["target_test_acc_runs"])) or secs
         rows.append(f"| `{v}` | {100 * r['target_test_acc']:.2f} ± {100 * r['target_test_acc_std']:.2f} | {runs} | "
-                    f"{delta} | {spread} | {sum(secs) / len(secs):.0f} | {_collapse(r)} | {_retention(job, adapt, v)} |")
+                    f"{delta} | {spread} | {sum(secs) / len(secs):.0f} | {_collapse(r)} | {_retention(job, adapt, v, flagged)} |")
     return "\n".join(rows) + "\n"
 
 
@@ -116,8 +123,6 @@ def main() -> None:
         adapt = json.loads(f.read_text())
         cmd = (job / "command.txt").read_text() if (job / "command.txt").is_file() else "?"
         print(job_table(job.name, adapt, cmd, job))
-        for r in adapt["variants"].values():
-            r.pop("_retention_flags", None)
         summary[job.name] = adapt
     if a.json:
         a.json.write_text(json.dumps(summary, indent=1))
