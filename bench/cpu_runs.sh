@@ -142,6 +142,18 @@ WAVE8_Q1=(
   "mnist_100labels_vae10_flex6 configs/mnist_100labels.yaml - --set pretrain.epochs=10 --set adapt.epochs=6 --set adapt.variants=[flexmatch]"
 )
 
+# Wave 9 (fourth session, after wave 8 on each core): the mean teacher continuing DANN on MNIST <-> USPS, where
+# only SHOT's chain was measured. On the colour target it was the chain that did not fail (wave 6); here it
+# is measured at wave 5's shifted schedule (3 epochs before the mean teacher, 9 of the mean teacher: ~750 s
+# a seed), so it pairs by seed with usps_mnist_convnet_mt9's shot_mean_teacher.
+DANNMT9="--set adapt.epochs=3 --set adapt.mean_teacher.epochs=9 --set adapt.variants=[dann,dann_mean_teacher]"
+WAVE9_Q0=(
+  "usps_mnist_convnet_dannmt9 configs/usps_mnist.yaml usps_mnist $MT01 $CONVNET $DANNMT9"
+)
+WAVE9_Q1=(
+  "mnist_usps_convnet_dannmt9 configs/mnist_usps.yaml mnist_usps $MT01 $CONVNET $DANNMT9"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
