@@ -71,8 +71,9 @@ def _retention(job: Path | None, adapt: dict, v: str, flagged: dict[str, list[in
     if not ret:
         return "—"
     flagged[v] = ret["flagged"]
+    fell = dict(zip(r["fallback"]["runs"], r["fallback"]["to"])) if r.get("fallback") else {}  # adapt.on_flag
     return ", ".join(("n/a" if x is None else f"{x:.2f}") + (" ⚠" if i in ret["flagged"] else "")
-                     for i, x in enumerate(ret["retained_runs"]))
+                     + (f" (scored as {fell[i]})" if i in fell else "") for i, x in enumerate(ret["retained_runs"]))
 
 
 def _collapse(r: dict) -> str:

@@ -33,7 +33,8 @@ from vaeflow.runtime import seed_everything, select_device
 from vaeflow.training.adapt_trainer import AdaptResult, confusion, fit, steps_for
 from vaeflow.training.algorithms import DANN, resolve
 from vaeflow.training.checkpoint import fingerprint
-from vaeflow.training.health import SHARE_IMAGES, class_shares, collapse_check, retention_check, source_root
+from vaeflow.training.health import (SHARE_IMAGES, class_shares, collapse_check, fallback, retention_check,
+                                     source_root)
 from vaeflow.training.model_selection import RULES
 from vaeflow.variants import BY_NAME, VariantSpec, lineage
 
@@ -105,7 +106,7 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     if a.trace and cls.schedule(a) > 0:
         trace = lambda al: {"target_test_acc": float((_predict(prepare(al), tgt_test[0]) == tgt_test[1])  # noqa: E731
                                                       .float().mean())}
-    adapt_cfg = {k: v for k, v in a.model_dump().items() if k not in ("variants", "trace", "workers")}
+    adapt_cfg = {k: v for k, v in a.model_dump().items() if k not in ("variants", "trace", "workers", "on_flag")}
     fp = fingerprint(cfg.seed, variant, r, adapt_cfg, ctx["hashes"], parent_fp, "algorithm-v3")
     tag = f"adapt {variant}" + (f" {r + 1}/{a.repeats}" if a.repeats > 1 else "")
     epochs = cls.schedule(a)
@@ -181,11 +182,13 @@ def run(cfg: Config, paths: Paths) -> dict:
             if variant in results or any((variant, r) not in records for r in range(a.repeats)):
                 continue
             runs = [records[(variant, r)] for r in range(a.repeats)]
-            results[variant] = res = _summary(variant, runs, ctx["sets"], tgt, ctx["n_classes"])
-            if (root := source_root(variant, a.variants)) != variant:
-                res["source_retention"] = retention_check(
-                    variant, runs, root, [records[(root, r)] for r in range(a.repeats)], ctx["n_classes"],
-                    results[BY_NAME[variant].continues].get("source_retention", {}).get("flagged", []))
+            checks = _checks(variant, runs, a.variants, records, results, ctx)  # on the runs as trained
+            fell = None
+            if a.on_flag == "fallback" and checks.get("source_retention", {}).get("flagged"):
+                runs, fell = fallback(variant, runs, checks["source_retention"]["flagged"], results, records)
+            results[variant] = res = {**_summary(variant, runs, ctx["sets"], tgt, ctx["n_classes"]), **checks}
+            if fell:
+                res["fallback"] = fell
             _write_variant(paths, variant, runs[0], tgt)
             log.info("adapt %-16s target test acc %.3f ± %.3f over %d seeds (source test %.3f, %d labels, %.1fs)",
                      variant, res["target_test_acc"], res["target_test_acc_std"], len(runs),
@@ -202,6 +205,20 @@ def run(cfg: Config, paths: Paths) -> dict:
     out = {"variants": results, "paired": paired_differences(results), "steps_per_epoch": ctx["steps"],
            "epochs": a.epochs, "repeats": a.repeats, "selection_rule": rule.name, "selection": rule.description}
     write_json(paths.stage_metrics("adapt"), out)
+    return out
+
+
+def _checks(variant: str, runs: list[dict], listed: list[str], records: dict, results: dict, ctx: dict) -> dict:
+    """The label-free health checks of a variant's runs (vaeflow/training/health.py), before any fallback."""
+    spec, n = BY_NAME[variant], ctx["n_classes"]
+    out: dict = {"source_val_acc_runs": [float(u["source_val_acc"]) for u in runs]}
+    lab = spec.labelled or (BY_NAME[spec.continues].labelled if spec.continues else None)
+    if lab:
+        out["collapse"] = collapse_check(variant, runs, class_shares(ctx["sets"][lab][1].cpu().numpy(), n))
+    if (root := source_root(variant, listed)) != variant:
+        out["source_retention"] = retention_check(
+            variant, runs, root, [records[(root, r)] for r in range(len(runs))], n,
+            results[spec.continues].get("source_retention", {}).get("flagged", []))
     return out
 
 
@@ -242,7 +259,6 @@ def _summary(variant: str, runs: list[dict], sets: dict, tgt, n_classes: int) ->
         "target_test_acc_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
         "target_test_acc_runs": accs.tolist(),
         "source_test_acc": float(np.mean([u["source_test_acc"] for u in runs])),
-        "source_val_acc_runs": [float(u["source_val_acc"]) for u in runs],
         "n_labelled": int(len(sets[lab[0]][1])) if lab else 0,
         "labelled_domain": "source" if lab and lab[0] == "source" else ("target" if lab else "none"),
         "train_seconds": float(sum(u["seconds"] for u in runs)),
@@ -250,8 +266,6 @@ def _summary(variant: str, runs: list[dict], sets: dict, tgt, n_classes: int) ->
         "selected_epochs": [u["res"].selected_epoch for u in runs],
         "confusion": confusion(tgt.y_test, runs[0]["pred"], n_classes).tolist(),
     }
-    if lab:
-        out["collapse"] = collapse_check(variant, runs, class_shares(sets[lab[0]][1].cpu().numpy(), n_classes))
     stab = _stability(runs)
     if stab:
         out["stability"] = stab

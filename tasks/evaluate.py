@@ -35,6 +35,8 @@ def collect(paths: Paths) -> dict:
         for check in ("collapse", "source_retention"):  # label-free checks (vaeflow/training/health.py)
             if (r.get(check) or {}).get("flagged"):
                 variants[v][check] = r[check]
+        if r.get("fallback"):  # adapt.on_flag=fallback scored these runs as a network up the chain
+            variants[v]["fallback"] = r["fallback"]
     acc = {v: r["target_test_acc"] for v, r in variants.items()}
     checks = {"vae_nll_le_nelbo": vae["test_nll_nats"] <= vae["test_nelbo_nats"],
               "vae_beats_gmm": vae["test_nll_nats"] < gmm["test_nll_nats"]}
@@ -158,14 +160,19 @@ def _collapse_lines(a: dict) -> list[str]:
 
 
 def _retention_lines(a: dict) -> list[str]:
+    def scored(r: dict) -> str:  # adapt.on_flag=fallback: each flagged run scored as a network up its chain
+        f = r.get("fallback")
+        return ", ".join(f"run {i + 1} as `{p}`" for i, p in zip(f["runs"], f["to"])) if f else "as trained (on_flag=warn)"
     rows = [f"| `{v}` | {', '.join(str(i + 1) for i in c['flagged'])} | `{c['reference']}` | "
-            f"{min((q for q in c['retained_runs'] if q is not None), default=float('nan')):.2f} |" for v, r in a.items() if (c := r.get("source_retention"))]
+            f"{min((q for q in c['retained_runs'] if q is not None), default=float('nan')):.2f} | {scored(r)} |"
+            for v, r in a.items() if (c := r.get("source_retention"))]
     if not rows:
         return []
     thr = next(r["source_retention"]["threshold"] for r in a.values() if r.get("source_retention"))
     return ["**Source lost** (label-free: a run kept less than " f"{thr:g} of its source network's source-validation "
             "accuracy above chance, or continues such a run; its target classes may be permuted; see the stage's "
-            "log):", "", "| variant | runs | source network | lowest retained share |", "|---|---|---|---|", *rows, ""]
+            "log):", "", "| variant | runs | source network | lowest retained share | scored |", "|---|---|---|---|---|",
+            *rows, ""]
 
 
 def figures(m: dict, paths: Paths) -> None:

@@ -85,8 +85,34 @@ def test_the_report_names_runs_that_lost_the_source():
     a = {"shot": {"source_retention": {"flagged": [2], "reference": "source_only", "threshold": 0.5,
                                        "retained_runs": [0.91, 0.94, 0.33]}}, "dann": {}}
     text = "\n".join(_retention_lines(a))
-    assert "| `shot` | 3 | `source_only` | 0.33 |" in text and "dann" not in text
+    assert "| `shot` | 3 | `source_only` | 0.33 | as trained (on_flag=warn) |" in text and "dann" not in text
+    a["shot"]["fallback"] = {"runs": [2], "to": ["source_only"], "unguarded_acc_runs": [0.9, 0.9, 0.1]}
+    assert "| `shot` | 3 | `source_only` | 0.33 | run 3 as `source_only` |" in "\n".join(_retention_lines(a))
     assert _retention_lines({"dann": {}}) == []
+
+
+def _record(acc, src_val=0.9):
+    return {"acc": acc, "pred": np.full(4, int(acc * 10)), "state": {"w": acc}, "source_val_acc": src_val,
+            "source_test_acc": src_val, "shares": np.full(10, 0.1), "res": f"history {acc}", "seconds": acc}
+
+
+def test_a_flagged_run_is_scored_as_the_nearest_unflagged_network_up_its_chain(caplog):
+    # source_only → shot → shot_mean_teacher, 3 repeats: shot's run 3 lost the source, so it and its
+    # continuation's run 3 are scored as source_only's run 3; everything else is scored as trained.
+    from vaeflow.training.health import fallback
+    records = {(v, r): _record(acc) for v, accs in {"source_only": (0.2, 0.21, 0.19), "shot": (0.87, 0.83, 0.12),
+                                                    "shot_mean_teacher": (0.94, 0.95, 0.09)}.items()
+               for r, acc in enumerate(accs)}
+    results = {"source_only": {}, "shot": {"source_retention": {"flagged": [2]}}}
+    runs = [records[("shot_mean_teacher", r)] for r in range(3)]
+    out, fell = fallback("shot_mean_teacher", runs, [2], results, records)
+    assert [u["acc"] for u in out] == [0.94, 0.95, 0.19] and out[2]["state"] == {"w": 0.19}
+    assert out[2]["res"] == "history 0.09" and out[2]["seconds"] == 0.09  # its own training history
+    assert fell == {"runs": [2], "to": ["source_only"], "unguarded_acc_runs": [0.94, 0.95, 0.09]}
+    assert "shot_mean_teacher run 3: scored as `source_only`'s run 3" in caplog.text
+    # its parent's run not flagged: the fallback is the parent
+    out, fell = fallback("shot_mean_teacher", runs, [1], results, records)
+    assert [u["acc"] for u in out] == [0.94, 0.83, 0.09] and fell["to"] == ["shot"]
 
 
 def test_a_source_network_at_chance_has_nothing_to_lose():

@@ -41,7 +41,7 @@ def _strip(out: dict) -> dict:
     return {v: {k: x for k, x in r.items() if "seconds" not in k} for v, r in out["variants"].items()}
 
 
-def test_two_workers_give_the_in_process_results_bit_for_bit(tmp_path):
+def test_two_workers_give_the_in_process_results_bit_for_bit(tmp_path, monkeypatch):
     base = load_config(REPO / "params.yaml", TINY + [VARIANTS, "adapt.layer_bn=true", "adapt.shot.epochs=1",
                                                      "adapt.self_training.rounds=1", "adapt.self_training.epochs=1"])
     a, b = tmp_path / "one", tmp_path / "two"
@@ -66,3 +66,20 @@ def test_two_workers_give_the_in_process_results_bit_for_bit(tmp_path):
     for v in ("source_only", "adabn", "shot", "dann", "self_training", "finetune"):
         wa, wb = load_torch(Paths(a).adapt_model(v)), load_torch(Paths(b).adapt_model(v))
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), v
+    # adapt.on_flag=fallback on the real stage: with every continuation flagged (threshold above any share),
+    # each flagged run is scored as its chain's unflagged network; warn scores it as trained. The rerun
+    # resumes every training from its checkpoint (on_flag is not part of a run's fingerprint).
+    from vaeflow.training import health
+
+    monkeypatch.setattr(health, "RETENTION_RATIO", 2.0)
+    guarded = STAGES["adapt"](base, Paths(a))["variants"]
+    warned = STAGES["adapt"](base.model_copy(update={"adapt": base.adapt.model_copy(update={"on_flag": "warn"})}),
+                             Paths(b))["variants"]
+    for var, parent in (("adabn", "source_only"), ("shot", "source_only"), ("self_training", "dann")):
+        fell = [i for i, q in enumerate(guarded[var]["source_retention"]["retained_runs"]) if q is not None]
+        assert fell and guarded[var]["fallback"]["runs"] == fell and set(guarded[var]["fallback"]["to"]) == {parent}
+        assert [guarded[var]["target_test_acc_runs"][i] for i in fell] == [guarded[parent]["target_test_acc_runs"][i]
+                                                                          for i in fell]
+        assert guarded[var]["fallback"]["unguarded_acc_runs"] == warned[var]["target_test_acc_runs"] == \
+            one["variants"][var]["target_test_acc_runs"]
+        assert "fallback" not in warned[var] and warned[var]["source_retention"]["flagged"] == fell

@@ -106,6 +106,10 @@ class AdaptConfig(Section):
     selection: Literal["last", "source_val"] = Field(
         "last", description="which epoch's weights are scored: the last, or the best on source validation "
         "(vaeflow/training/model_selection.py); never a target label")
+    on_flag: Literal["warn", "fallback"] = Field(
+        "fallback", description="a run the label-free source-retention check flags (it no longer reads the "
+        "source, so its target labels may be permuted): warn only, or also score it as the nearest unflagged "
+        "network up its chain, e.g. source_only's run for shot (vaeflow/training/health.py); reads source labels only")
     trace: bool = Field(False, description="log the target test accuracy after every epoch, for the stability "
                         "report only (it never reaches the selection rule); costs one target pass per epoch")
     workers: int = Field(0, ge=0, le=256, description="processes that train the stage's independent runs "

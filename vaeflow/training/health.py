@@ -11,6 +11,11 @@ target label, and selects nothing: it flags a run in metrics/adapt.json, the sta
                    accuracy, lowest class share 0.59 of the prior, so the collapse check passes). Its features
                    have then moved so far that the frozen source head no longer reads the source either: that
                    run's source accuracy fell from 99.3 to 39.1 %, the two healthy seeds' to 91.9 and 94.5 %.
+  fallback         what adapt.on_flag=fallback does with a run the retention check flagged: it is scored as
+                   the nearest network up its chain that was not flagged (for shot and its continuations,
+                   source_only's run of the same repeat). A network that no longer reads the source may hand
+                   target clusters permuted labels (that convnet seed: 11.9 %, below its source network's
+                   19.4 %), so the source network is the safer answer; the decision reads source labels only.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import logging
 
 import numpy as np
 
-from vaeflow.variants import lineage
+from vaeflow.variants import BY_NAME, lineage
 
 log = logging.getLogger("vaeflow")
 COLLAPSE_RATIO, SHARE_IMAGES = 0.25, 4096
@@ -73,3 +78,21 @@ def retention_check(variant: str, runs: list[dict], reference: str, reference_ru
                     "permuted (a label-free check)", variant, i + 1, why)
     return {"reference": reference, "source_val_acc_runs": [float(u["source_val_acc"]) for u in runs],
             "retained_runs": [q if q is None else float(q) for q in ratios], "flagged": flagged, "threshold": RETENTION_RATIO}
+
+
+def fallback(variant: str, runs: list[dict], flagged: list[int], results: dict[str, dict],
+             records: dict) -> tuple[list[dict], dict]:
+    """Replace each flagged run of `variant` (runs[i] is repeat i) by the run of the same repeat of the nearest
+    variant up its chain whose run was not flagged (the chain's root, a source-trained network, never is).
+    `records` holds every run as trained, keyed (variant, repeat); `results` the summaries of the variants
+    done so far. The run's own training history stays (it is what was trained); the fallback's is scored."""
+    out, to = list(runs), {}
+    for i in flagged:
+        p = BY_NAME[variant].continues
+        while i in results[p].get("source_retention", {}).get("flagged", []):
+            p = BY_NAME[p].continues
+        out[i] = {**records[(p, i)], "res": runs[i]["res"], "seconds": runs[i]["seconds"]}
+        to[i] = p
+        log.warning("adapt %s run %d: scored as `%s`'s run %d instead (adapt.on_flag=fallback)", variant, i + 1, p, i + 1)
+    return out, {"runs": sorted(to), "to": [to[i] for i in sorted(to)],
+                 "unguarded_acc_runs": [float(u["acc"]) for u in runs]}
