@@ -106,7 +106,8 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     if a.trace and cls.schedule(a) > 0:
         trace = lambda al: {"target_test_acc": float((_predict(prepare(al), tgt_test[0]) == tgt_test[1])  # noqa: E731
                                                       .float().mean())}
-    adapt_cfg = {k: v for k, v in a.model_dump().items() if k not in ("variants", "trace", "workers", "on_flag")}
+    adapt_cfg = {k: v for k, v in a.model_dump().items() if k not in ("variants", "trace", "workers", "on_flag",
+                                                                                  "checkpoint_every_s")}
     fp = fingerprint(cfg.seed, variant, r, adapt_cfg, ctx["hashes"], parent_fp, "algorithm-v3")
     tag = f"adapt {variant}" + (f" {r + 1}/{a.repeats}" if a.repeats > 1 else "")
     epochs = cls.schedule(a)
@@ -114,7 +115,8 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
         res: AdaptResult = fit(algo, x_lab, y_lab, x_unl if algo.uses_unlabelled else None, epochs=epochs,
                                steps_per_epoch=ctx["steps"], batch_size=a.batch_size, monitor=ctx["monitor"],
                                rule=RULES[a.selection], trace=trace,
-                               ckpt_path=paths.checkpoint(f"adapt_{variant}_{r}"), fingerprint=fp, on_epoch=advance)
+                               ckpt_path=paths.checkpoint(f"adapt_{variant}_{r}"), fingerprint=fp, on_epoch=advance,
+                               checkpoint_every_s=a.checkpoint_every_s)
     if isinstance(algo.predictor(), type(clf)):
         ctx["trained"][(variant, r)] = {"network": {k: v.clone() for k, v in algo.clf.state_dict().items()}, "fp": fp}
         net = prepare(algo, res.state)

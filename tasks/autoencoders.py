@@ -48,10 +48,11 @@ def train_one(name: str, cfg: Config, paths: Paths, data, device: torch.device) 
     batches = torch.Generator(device=device).manual_seed(cfg.seed + BATCH_SEED_OFFSET)
     a = cfg.ae
     x_val, _ = data.likelihood_split("val")
-    fp = fingerprint(name, cfg.seed, cfg.data.likelihood, cfg.vae.model_dump(), a.model_dump(), data.hashes)
+    fp = fingerprint(name, cfg.seed, cfg.data.likelihood, cfg.vae.model_dump(), a.model_dump(exclude={"checkpoint_every_s"}), data.hashes)
     with epoch_bar(name, a.epochs, show="val_nelbo") as advance:
         settings = TrainSettings(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, beta=1.0, warmup_epochs=0,
-                                 patience=a.patience, likelihood=cfg.data.likelihood, levels=data.levels)
+                                 patience=a.patience, likelihood=cfg.data.likelihood, levels=data.levels,
+                                 checkpoint_every_s=a.checkpoint_every_s)
         res = train_vae(model, to_tensor(data.unlabelled_train(), device), to_tensor(x_val, device), settings,
                         ckpt_path=paths.checkpoint(name), fingerprint=fp, on_epoch=advance, generators=gens,
                         generator=batches)

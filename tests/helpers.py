@@ -37,6 +37,10 @@ TINY = [
     "eval.iwae_chunk=10",
     "adapt.epochs=1",
     "adapt.repeats=2",
+    # a checkpoint after every epoch, as the kill-and-resume tests' pause points expect (default: every 10 s)
+    "pretrain.checkpoint_every_s=0",
+    "ae.checkpoint_every_s=0",
+    "adapt.checkpoint_every_s=0",
     "adapt.workers=1",  # in-process: a spawned worker's start (~3 s) would dominate a tiny adapt
     "adapt.head_hidden=16",
     "adapt.dann.domain_hidden=8",

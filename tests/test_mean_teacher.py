@@ -79,14 +79,14 @@ def test_class_balance_is_minimal_at_a_uniform_batch_mean():
     assert class_balance_loss(skewed) > loss
 
 
-def _run(tmp_path, stop_at: str | None = None, monkeypatch=None):
+def _run(tmp_path, stop_at: str | None = None, monkeypatch=None, every_s: float = 0.0):
     x, y = _data()
     xu, _ = _data(seed=1)
     torch.manual_seed(3)
     algo = MeanTeacher(_clf(), ema=0.9, threshold=0.5, lr=1e-2, weight_decay=1e-4, augment=AUG)
     with hooks.installed(StopAt(stop_at) if stop_at else hooks.Hooks()):
         return fit(algo, x, y, xu, epochs=3, steps_per_epoch=5, batch_size=16,
-                   ckpt_path=tmp_path / "mt.pt", fingerprint="mt-test")
+                   ckpt_path=tmp_path / "mt.pt", fingerprint="mt-test", checkpoint_every_s=every_s)
 
 
 def test_an_interrupted_run_resumes_bit_identically(tmp_path, monkeypatch):
@@ -141,3 +141,19 @@ def test_the_confidence_threshold_follows_label_smoothing():
         torch.nn.functional.cross_entropy(logits, torch.tensor([3]), label_smoothing=0.1).backward()
         opt.step()
     assert torch.softmax(logits, 1).max().item() == pytest.approx(0.91, abs=1e-3)
+
+
+def test_timed_checkpoints_keep_the_last_epoch_and_change_no_result(tmp_path, monkeypatch):
+    """adapt.checkpoint_every_s: at most one checkpoint per interval, always the last epoch's; the weights
+    are those of a run that checkpointed after every epoch."""
+    from vaeflow.training import adapt_trainer
+
+    saved = []
+    real = adapt_trainer.save_checkpoint
+    monkeypatch.setattr(adapt_trainer, "save_checkpoint", lambda *a, **k: (saved.append(a[4]["epoch"]), real(*a, **k)))
+    every = _run(tmp_path / "a")
+    assert saved == [1, 2, 3]
+    saved.clear()
+    hourly = _run(tmp_path / "b", every_s=3600.0)
+    assert saved == [3]
+    assert all(torch.equal(every.state[k], hourly.state[k]) for k in every.state)

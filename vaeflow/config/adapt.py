@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from vaeflow import variants as registry
 from vaeflow.config.base import Section
+from vaeflow.config.models import CKPT_WHY
 
 
 class DANNConfig(Section):
@@ -110,6 +111,8 @@ class AdaptConfig(Section):
         "fallback", description="a run the label-free source-retention check flags (it no longer reads the "
         "source, so its target labels may be permuted): warn only, or also score it as the nearest unflagged "
         "network up its chain, e.g. source_only's run for shot (vaeflow/training/health.py); reads source labels only")
+    checkpoint_every_s: float = Field(10.0, ge=0, description="checkpoint each run at most this often (and "
+                                      "after its last epoch); 0: every epoch. Does not change results: " + CKPT_WHY)
     trace: bool = Field(False, description="log the target test accuracy after every epoch, for the stability "
                         "report only (it never reaches the selection rule); costs one target pass per epoch")
     workers: int = Field(0, ge=0, le=256, description="processes that train the stage's independent runs "
