@@ -154,6 +154,15 @@ WAVE9_Q1=(
   "mnist_usps_convnet_dannmt9 configs/mnist_usps.yaml mnist_usps $MT01 $CONVNET $DANNMT9"
 )
 
+# Wave 10 (fourth session, queue 1, in place of wave 9's second job, stopped after 8 minutes): wave 8 showed
+# that the warm start's training length matters (VAE 10 epochs instead of 3: FlexMatch −0.21 ± 0.08 points of
+# error, paired). The preset trains its VAE for up to 50 epochs with early stopping on the validation ELBO
+# (no label); this job goes to 20 (~21 min on one core, once for every variant and seed), FlexMatch 6 epochs
+# as in wave 8, same data and seeds.
+WAVE10_Q1=(
+  "mnist_100labels_vae20_flex6 configs/mnist_100labels.yaml - --set pretrain.epochs=20 --set adapt.epochs=6 --set adapt.variants=[flexmatch]"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
