@@ -163,6 +163,14 @@ WAVE10_Q1=(
   "mnist_100labels_vae20_flex6 configs/mnist_100labels.yaml - --set pretrain.epochs=20 --set adapt.epochs=6 --set adapt.variants=[flexmatch]"
 )
 
+# Wave 11 (queue 0, after wave 9): plain fine-tuning on the 100 labels from the 10- and 20-epoch VAEs, 7 epochs,
+# so that it pairs by seed with mnist_100labels_15min's fine-tuning from the 3-epoch VAE: does the longer
+# warm start help without the unlabelled images too?
+WAVE11_Q0=(
+  "mnist_100labels_vae10_finetune7 configs/mnist_100labels.yaml mnist_100labels_vae10_flex6 --set adapt.epochs=7 --set adapt.variants=[finetune]"
+  "mnist_100labels_vae20_finetune7 configs/mnist_100labels.yaml mnist_100labels_vae20_flex6 --set adapt.epochs=7 --set adapt.variants=[finetune]"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
