@@ -1,5 +1,6 @@
 """Label-free health checks of an adaptation run. Each reads predictions and source labels only, never a
-target label, and selects nothing: it flags a run in metrics/adapt.json, the stage's log and the report.
+target label: it flags a run in metrics/adapt.json, the stage's log and the report. Only `fallback` acts on
+a flag (adapt.on_flag), and only on the retention check's, by the written rule below.
 
   collapse_check   the share of unlabelled target images predicted as each class, against that class's
                    share of the labelled set. A self-training method can absorb one class into another (a
