@@ -106,9 +106,8 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     if a.trace and cls.schedule(a) > 0:
         trace = lambda al: {"target_test_acc": float((_predict(prepare(al), tgt_test[0]) == tgt_test[1])  # noqa: E731
                                                       .float().mean())}
-    adapt_cfg = {k: v for k, v in a.model_dump().items() if k not in ("variants", "trace", "workers", "on_flag",
-                                                                                  "checkpoint_every_s")}
-    fp = fingerprint(cfg.seed, variant, r, adapt_cfg, ctx["hashes"], parent_fp, "algorithm-v3")
+    # the variant list is not part of one run's fingerprint: a variant's run is the same whatever else is listed
+    fp = fingerprint(cfg.seed, variant, r, a.fingerprint_dump("variants"), ctx["hashes"], parent_fp, "algorithm-v3")
     tag = f"adapt {variant}" + (f" {r + 1}/{a.repeats}" if a.repeats > 1 else "")
     epochs = cls.schedule(a)
     with epoch_bar(tag, max(epochs, 1), show="cls_loss") as advance:

@@ -48,7 +48,7 @@ def train_one(name: str, cfg: Config, paths: Paths, data, device: torch.device) 
     batches = torch.Generator(device=device).manual_seed(cfg.seed + BATCH_SEED_OFFSET)
     a = cfg.ae
     x_val, _ = data.likelihood_split("val")
-    fp = fingerprint(name, cfg.seed, cfg.data.likelihood, cfg.vae.model_dump(), a.model_dump(exclude={"checkpoint_every_s"}), data.hashes)
+    fp = fingerprint(name, cfg.seed, cfg.data.likelihood, cfg.vae.model_dump(), a.fingerprint_dump(), data.hashes)
     with epoch_bar(name, a.epochs, show="val_nelbo") as advance:
         settings = TrainSettings(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, beta=1.0, warmup_epochs=0,
                                  patience=a.patience, likelihood=cfg.data.likelihood, levels=data.levels,

@@ -111,8 +111,7 @@ def run(cfg: Config, paths: Paths) -> dict:
     x_train = to_tensor(data.unlabelled_train(), device)
     x_val, _ = data.likelihood_split("val")
     # The time budget and checkpoint frequency do not change the trajectory: a run resumed with others continues.
-    fp = fingerprint(cfg.seed, lik, vcfg.model_dump(), pcfg.model_dump(exclude={"max_minutes", "checkpoint_every_s"}),
-                     data.hashes)
+    fp = fingerprint(cfg.seed, lik, vcfg.model_dump(), pcfg.fingerprint_dump(), data.hashes)
     with epoch_bar("pretrain", pcfg.epochs, show="val_nelbo") as advance:
         res = train_vae(model, x_train, to_tensor(x_val, device), TrainSettings.from_pretrain(pcfg, lik, data.levels),
                         ckpt_path=paths.checkpoint("pretrain"), fingerprint=fp, on_epoch=advance)

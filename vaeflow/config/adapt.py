@@ -119,6 +119,7 @@ class AdaptConfig(Section):
                          "side by side (tasks/adapt_parallel.py); 0: one per usable core on CPU (cores // threads), "
                          "1 on a GPU. Results are the same for any value")
     augment: AugmentConfig = AugmentConfig()
+    RUN_ONLY = frozenset({"trace", "workers", "on_flag", "checkpoint_every_s"})  # on_flag: scoring, not training
     dann: DANNConfig = DANNConfig()
     self_training: SelfTrainingConfig = SelfTrainingConfig()
     mean_teacher: MeanTeacherConfig = MeanTeacherConfig()

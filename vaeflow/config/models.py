@@ -12,6 +12,7 @@ from vaeflow.config.base import Section
 CKPT_WHY = ("a checkpoint costs ~10-20 ms plus an fsync, a large share of sub-second epochs; a kill loses at "
             "most this much training, and resuming from any epoch is exact")
 
+
 class GMMConfig(Section):
     family: Literal["auto", "gaussian", "bernoulli"] = Field(
         "auto", description="auto follows data.likelihood; naming the other family is an error")
@@ -72,6 +73,7 @@ class PretrainConfig(Section):
     capture: bool = Field(False, description="CUDA: replay the training step as a CUDA graph (no effect on CPU)")
     checkpoint_every_s: float = Field(10.0, ge=0, description="checkpoint at most this often (and after the "
                                       "last epoch); 0: every epoch. Does not change results: " + CKPT_WHY)
+    RUN_ONLY = frozenset({"max_minutes", "checkpoint_every_s"})
 
     @model_validator(mode="after")
     def _k_for_elbo(self) -> PretrainConfig:
@@ -97,6 +99,7 @@ class AEConfig(Section):
     noise: float = Field(0.2, gt=0, le=10, description="dae: std of the Gaussian noise added to its input "
                          "(intensities in [0, 1]); drawn from a generator seeded by `seed`")
     checkpoint_every_s: float = Field(10.0, ge=0, description="as pretrain.checkpoint_every_s")
+    RUN_ONLY = frozenset({"checkpoint_every_s"})
 
 
 class SamplersConfig(Section):
