@@ -52,6 +52,7 @@ def test_every_variant_reaches_the_report_notes_and_the_docs():
     for v in VARIANTS:
         assert f"`{v.name}`" in lines and v.note in lines
         assert f"| `{v.name}` |" in docs, f"docs/variants.md lacks {v.name}: run python -m vaeflow.variants"
+    assert "(AdaBN) (AdaBN)" not in lines and f"`dann`: {BY_NAME['dann'].note} (AdaBN)" in lines
 
 
 def test_the_docs_table_is_the_registry_as_generated():
