@@ -171,6 +171,29 @@ WAVE11_Q0=(
   "mnist_100labels_vae20_finetune7 configs/mnist_100labels.yaml mnist_100labels_vae20_flex6 --set adapt.epochs=7 --set adapt.variants=[finetune]"
 )
 
+# Wave 12 (fifth session), each at ≤ 15 min a seed, paired by seed with the job it extends:
+#   - queue 0: USPS→MNIST, the mean teacher after DANN for 12 epochs instead of 9 (DANN 3 + 12 × ~61 s ≈ 890 s
+#     a seed). Why, before measuring: wave 9's three runs still gained 0.05-0.1 over their last 3 epochs
+#     (the source-validation accuracy is flat, so the schedule, not the source side, is what is short);
+#   - queue 1: MNIST with 100 labels, FlexMatch 7 epochs from the 20-epoch VAE (the warm start its own
+#     validation bound picks), ~126 s an epoch: ~880 s a seed, the 15 min filled. Wave 10 used 6.
+DANNMT12="--set adapt.epochs=3 --set adapt.mean_teacher.epochs=12 --set adapt.variants=[dann,dann_mean_teacher]"
+WAVE12_Q0=(
+  "usps_mnist_convnet_dannmt12 configs/usps_mnist.yaml usps_mnist $MT01 $CONVNET $DANNMT12"
+)
+WAVE12_Q1=(
+  "mnist_100labels_vae20_flex7 configs/mnist_100labels.yaml mnist_100labels_vae20_flex6 --set adapt.epochs=7 --set adapt.variants=[flexmatch]"
+)
+# Wave 13 (after wave 12): MNIST→USPS at wave 5's shifted schedule, both chains, never measured there (wave 5's
+# second job gave its core away, wave 9's was stopped): 3 epochs before the mean teacher, 9 of it, same
+# data and seeds as wave 3's mnist_usps_convnet, so the two chains pair by seed.
+WAVE13_Q0=(
+  "mnist_usps_convnet_dannmt9 configs/mnist_usps.yaml mnist_usps $MT01 $CONVNET $DANNMT9"
+)
+WAVE13_Q1=(
+  "mnist_usps_convnet_mt9 configs/mnist_usps.yaml mnist_usps $MT01 $CONVNET $SHIFTED"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
