@@ -54,7 +54,8 @@ def _timed(label: str, fn):
             return fn(*a, **kw)
         finally:
             RECORD["stages"][label] = {"thread_cpu_s": round(time.thread_time() - c0, 2),
-                                       "wall_s": round(time.perf_counter() - w0, 2)}
+                                       "wall_s": round(time.perf_counter() - w0, 2),
+                                       "start_s": round(w0 - T0_WALL, 2)}  # the timeline: what overlaps what
     return wrapper
 
 

@@ -1,7 +1,9 @@
 """The Prefect flow `training_pipeline`: the stages as tasks, wired as the DAG.
 
 prepare → (gmm ∥ pretrain ∥ autoencoders) → (adapt ∥ samplers) → evaluate, on a two-thread pool: while
-pretrain trains, gmm then autoencoders use the other thread; samplers runs beside adapt.
+pretrain trains, gmm then autoencoders use the other thread; samplers runs beside adapt. Off the critical
+path: each stage's dvc.lock record (a background thread, `_Records`) and, once a thread is free while
+pretrain trains, the start of adapt's worker processes (`_Prewarm`).
 Each task skips its stage when DVC says it is up to date (see vaeflow/uptodate.py), retries transient
 I/O errors with exponential backoff, and never retries a validation error.
 """
@@ -26,7 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
 from vaeflow.flows.artifacts import publish  # noqa: E402
-from vaeflow.tasks import STAGES, UPSTREAM  # noqa: E402
+from vaeflow.tasks import PREWARM, STAGES, UPSTREAM  # noqa: E402
 from vaeflow.tasks import tune as tune_stage  # noqa: E402
 from vaeflow import uptodate  # noqa: E402
 from vaeflow.config import load_config  # noqa: E402
@@ -59,13 +61,47 @@ def run_stage(name: str, params_file: str, overrides: list[str], root: str, trac
         logger.info("stage %s is up to date (dvc.lock); skipped", name)
         return {"stage": name, "skipped": True}
     cfg = load_config(params_file, overrides)
-    result = STAGES[name](cfg, Paths(Path(out or root)))
+    TRAINING.add(name)
+    try:
+        result = STAGES[name](cfg, Paths(Path(out or root)))
+    finally:
+        TRAINING.discard(name)
     if track:
-        uptodate.record(name, root)
+        RECORDS.submit(name, root)
     logger.info("stage %s done", name)
     return {"stage": name, "skipped": False, **(result if isinstance(result, dict) else {})}
 
 
+class _Records:
+    """Each stage's dvc.lock record (`dvc commit`, ~0.4 s of CPU, most of it rewriting dvc.lock) on one
+    background thread, in order, so that the next stage starts at once: on the critical path prepare →
+    pretrain → adapt → evaluate that was ~1.5 s. Safe because a record reads only its own stage's deps and
+    outs, which no later stage writes, and DVC calls are serialised (vaeflow/uptodate.py). The flow waits
+    for every record before it writes the report and before it ends, also when a stage failed (what
+    finished stays recorded), and then raises a record's failure. A process killed in between loses at
+    most the last record: that stage runs again, resuming from its checkpoints."""
+
+    def __init__(self) -> None:
+        self.futures: list = []
+        self.pool: Any = None
+
+    def submit(self, name: str, root: str) -> None:
+        import contextvars
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = self.pool or ThreadPoolExecutor(1, thread_name_prefix="dvc-record")
+        ctx = contextvars.copy_context()  # DVC's log lines stay the stage task's (Prefect's run context)
+        self.futures.append(self.pool.submit(ctx.run, uptodate.record, name, root))
+
+    def wait(self) -> None:
+        futures, self.futures = self.futures, []
+        errors = [e for f in futures if (e := f.exception()) is not None]
+        if errors:
+            raise errors[0]
+
+
+RECORDS = _Records()
+TRAINING: set[str] = set()  # the stages running now that were not up to date (the flow's threads share it)
 STAGE_TASKS = {name: run_stage.with_options(name=name, task_run_name=name) for name in STAGES}
 
 
@@ -134,15 +170,52 @@ def _pipeline(params_file: str, overrides: list[str] | None, root: str, tune: bo
         upstream = {"tune": ["prepare"], **upstream}
         upstream["pretrain"].append("tune")
         submit["tune"] = lambda waits: tune_task.submit(params_file, overrides, root, str(dest), wait_for=waits)
-    results = _run_dag(upstream, submit, logger)
+    warm = _Prewarm(cfg, upstream)
+    try:
+        results = _run_dag(upstream, submit, logger, idle=warm)
+    except BaseException:
+        warm.release()
+        try:  # what finished stays recorded; the stage's failure is the one raised
+            RECORDS.wait()
+        except Exception as e:
+            logger.warning("recording a finished stage in dvc.lock failed too: %s", e)
+        raise
+    warm.release()
+    RECORDS.wait()
     ran = [n for n, r in results.items() if not r.get("skipped")]
     paths = Paths(dest)
     publish(paths, ran, params_file, overrides, track)  # report, tables, provenance: flows/artifacts.py
     return read_json(paths.all_metrics)
 
 
+class _Prewarm:
+    """`idle(pending, running)` for _run_dag: once a thread of the pool is free while an upstream of a pending
+    stage with a PREWARM entry trains (not just checks that it is up to date), start that stage's warm-up,
+    once; `release()` shuts down what no stage took."""
+
+    def __init__(self, cfg: Any, upstream: dict[str, list[str]]) -> None:
+        self.cfg, self.upstream, self.started = cfg, upstream, []
+
+    def _module(self, name: str) -> Any:
+        import importlib
+
+        return importlib.import_module(f"vaeflow.tasks.{PREWARM[name]}")
+
+    def __call__(self, pending: list[str], running: list[str]) -> None:
+        if len(running) >= WORKERS:
+            return
+        for name in pending:
+            if name in PREWARM and name not in self.started and TRAINING & set(self.upstream[name]):
+                self.started.append(name)
+                self._module(name).prewarm(self.cfg)
+
+    def release(self) -> None:
+        for name in self.started:
+            self._module(name).release()
+
+
 def _run_dag(upstream: dict[str, list[str]], submit: dict[str, Any], logger: Any,
-             completed: Any = as_completed) -> dict[str, dict]:
+             completed: Any = as_completed, idle: Any = None) -> dict[str, dict]:
     """Submit each task once its upstream tasks have completed (on the flow's thread pool, so gmm and
     autoencoders share the second thread while pretrain trains, as with Prefect's wait_for). A failed task's
     downstream tasks are never submitted: Prefect would otherwise log one "Upstream task run ... did not
@@ -163,6 +236,8 @@ def _run_dag(upstream: dict[str, list[str]], submit: dict[str, Any], logger: Any
         running = [f for n, f in futures.items() if n not in results and n not in failed]
         if not running:
             break
+        if idle is not None:  # a thread may be free: work ahead for a stage still waiting (_Prewarm)
+            idle(pending, [n for n, f in futures.items() if n not in results and n not in failed])
         done = next(iter(completed(running)))  # the first to finish (Prefect's as_completed; tests pass another)
         name = next(n for n, f in futures.items() if f is done)
         value = done.result(raise_on_failure=False)  # the final state, held in memory (results aren't persisted)

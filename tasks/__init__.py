@@ -25,6 +25,11 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "evaluate": ("gmm", "pretrain", "adapt", "autoencoders", "samplers"),
 }
 
+# Work a stage can start before its upstreams end: module `vaeflow.tasks.<name>` with `prewarm(cfg)` and
+# `release()`. The flow calls prewarm once a core is free while an upstream of the stage still trains
+# (adapt: its worker processes' start, ~2 s of imports, while pretrain ends), and release at its end.
+PREWARM: dict[str, str] = {"adapt": "adapt_parallel"}
+
 
 def dag_text() -> str:
     """The DAG in one line for help texts, e.g. `prepare → (gmm ∥ pretrain) → evaluate`: stages grouped by

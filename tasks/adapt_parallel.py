@@ -61,7 +61,9 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init(cfg: Config, paths: Paths, parent: int, threads: int, queue) -> None:
+def _init(parent: int, threads: int, queue) -> None:
+    """A worker's start: imports and threads only (~2 s of CPU), so that a pool can be started before the
+    stage's inputs exist (`prewarm`); the stage's context is built by the first chain it is given."""
     _die_with_parent(parent)
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(queue)]
@@ -71,10 +73,13 @@ def _init(cfg: Config, paths: Paths, parent: int, threads: int, queue) -> None:
 
     progress.console = progress.Console(stderr=True, force_terminal=False)  # log lines, not a second live bar
     from vaeflow.runtime import set_threads
-    from vaeflow.tasks.adapt import context
+    import vaeflow.tasks.adapt  # noqa: F401  the import is most of a worker's start
 
     set_threads(threads)
-    _worker.update(cfg=cfg, paths=paths, ctx=context(cfg, paths))
+
+
+def _ready() -> int:
+    return os.getpid()
 
 
 class _Array:
@@ -99,42 +104,94 @@ def _convert(obj, leaf, back):
     return obj
 
 
-def _run(chain: list[tuple[str, int]]) -> dict:
-    from vaeflow.tasks.adapt import train_chain
+def _run(chain: list[tuple[str, int]], cfg: Config, paths: Paths) -> dict:
+    from vaeflow.tasks.adapt import context, train_chain
 
     w = _worker
+    key = (cfg.model_dump_json(), str(paths.root))
+    if w.get("key") != key:  # the first chain of a stage: its data, VAE and scoring sets, once per process
+        w.update(key=key, ctx=context(cfg, paths))
     w["ctx"]["trained"].clear()  # a chain's continuations read its own runs only
-    return _convert(train_chain(chain, w["cfg"], w["paths"], w["ctx"]), torch.Tensor, _Array)
+    return _convert(train_chain(chain, cfg, paths, w["ctx"]), torch.Tensor, _Array)
 
 
-def _forward_logs(queue) -> None:
-    while (record := queue.get()) is not None:
-        logging.getLogger(record.name).handle(record)
+class Workers:
+    """A pool of `n` worker processes with `threads` torch threads each, and the thread that re-emits their
+    log records in this process, in the Prefect run context of whoever uses the pool (`emit_in`)."""
+
+    def __init__(self, n: int, threads: int) -> None:
+        self.n, self.threads = n, threads
+        mpc = mp.get_context("spawn")  # never fork a process that has started torch's thread pools
+        self.queue = mpc.Queue()
+        self._ctx = [contextvars.copy_context()]
+        self.forwarder = threading.Thread(target=self._forward, daemon=True)
+        self.forwarder.start()
+        # The creating thread must outlive the workers: PR_SET_PDEATHSIG fires when it ends.
+        self.pool = ProcessPoolExecutor(n, mp_context=mpc, initializer=_init,
+                                        initargs=(os.getpid(), threads, self.queue))
+
+    def start(self) -> None:
+        """Spawn every worker now (a pool spawns them on demand): one no-op task each."""
+        for f in [self.pool.submit(_ready) for _ in range(self.n)]:
+            f.add_done_callback(lambda f: f.exception())  # a failed start is raised by the stage's own tasks
+
+    def emit_in(self, ctx: contextvars.Context) -> None:
+        self._ctx[0] = ctx
+
+    def _forward(self) -> None:
+        while (record := self.queue.get()) is not None:
+            self._ctx[0].run(logging.getLogger(record.name).handle, record)
+
+    def close(self, cancel: bool = False) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=cancel)
+        self.queue.put(None)
+        self.forwarder.join(timeout=5)
+
+
+_prewarmed: dict = {}  # {"workers": Workers} started by `prewarm`, taken by the next stage that fits them
+
+
+def prewarm(cfg: Config) -> None:
+    """Start the adapt stage's workers ahead of the stage (the flow calls it once a core is free while
+    pretrain still trains): their start, ~2 s of imports each, is then off the critical path. The workers
+    hold no input of the stage (those are read by the first chain), so nothing they compute changes.
+    Unused workers are shut down by `release`."""
+    from vaeflow.runtime import select_device
+    from vaeflow.tasks.adapt import chains
+
+    n = n_workers(cfg, select_device(cfg.device), len(chains(cfg.adapt.variants, cfg.adapt.repeats)))
+    if n > 1 and "workers" not in _prewarmed:
+        _prewarmed["workers"] = w = Workers(n, cfg.threads or max(1, usable_cores() // n))
+        w.start()
+        log.info("adapt: %d worker processes started ahead of the stage", n)
+
+
+def release() -> None:
+    """Shut down prewarmed workers that no stage took (the stage was up to date, or failed upstream)."""
+    if (w := _prewarmed.pop("workers", None)) is not None:
+        w.close(cancel=True)
 
 
 def train_in_workers(chains: list[list[tuple[str, int]]], cfg: Config, paths: Paths, n: int,
                      finished: Callable[[dict], None]) -> None:
-    """Train every chain on `n` worker processes; `finished(records)` gets each chain's records, keyed
-    (variant, repeat), in this process as the chain ends. The first error cancels the chains not started
-    and is raised here."""
-    ctx = mp.get_context("spawn")  # never fork a process that has started torch's thread pools
-    queue = ctx.Queue()
-    # In the caller's context (contextvars): a Prefect task's run context reaches the records it re-emits.
-    forwarder = threading.Thread(target=contextvars.copy_context().run, args=(_forward_logs, queue), daemon=True)
-    forwarder.start()
+    """Train every chain on `n` worker processes (prewarmed ones when they fit); `finished(records)` gets each
+    chain's records, keyed (variant, repeat), in this process as the chain ends. The first error cancels
+    the chains not started and is raised here."""
     threads = cfg.threads or max(1, usable_cores() // n)
+    w = _prewarmed.pop("workers", None)
+    if w is not None and (w.n, w.threads) != (n, threads):
+        w.close(cancel=True)
+        w = None
+    w = w or Workers(n, threads)
+    # In the caller's context (contextvars): a Prefect task's run context reaches the records it re-emits.
+    w.emit_in(contextvars.copy_context())
     log.info("adapt: %d trainings in %d chains on %d worker processes (%d thread each)",
              sum(map(len, chains)), len(chains), n, threads)
+    ok = False
     try:
-        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init,
-                                 initargs=(cfg, paths, os.getpid(), threads, queue)) as pool:
-            futures = [pool.submit(_run, c) for c in chains]
-            try:
-                for f in as_completed(futures):
-                    finished(_convert(f.result(), _Array, lambda x: torch.from_numpy(x.a)))
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
+        futures = [w.pool.submit(_run, c, cfg, paths) for c in chains]
+        for f in as_completed(futures):
+            finished(_convert(f.result(), _Array, lambda x: torch.from_numpy(x.a)))
+        ok = True
     finally:
-        queue.put(None)
-        forwarder.join(timeout=5)
+        w.close(cancel=not ok)

@@ -19,7 +19,7 @@ from vaeflow.io import save_npz, write_json
 from vaeflow.metrics import bits_per_dim
 from vaeflow.models.mixture import fit_mixture
 from vaeflow.paths import Paths
-from vaeflow.plots import image_grid
+from vaeflow.plots import image_rows
 from vaeflow.prepared import load_prepared
 from vaeflow.runtime import select_device
 
@@ -85,7 +85,7 @@ def run(cfg: Config, paths: Paths) -> dict:
     }
     save_npz(paths.gmm, **mix.to_arrays())
     samples = np.clip(mix.sample(32, seed=cfg.seed), 0, 1).reshape(-1, *image_shape)
-    image_grid([("GMM", samples[:16]), ("", samples[16:]), ("data", x_test[:16])],
+    image_rows([("GMM", samples[:16]), ("", samples[16:]), ("data", x_test[:16])],
                paths.figures / "gmm_samples.png", title=f"{family} mixture, K={metrics['n_components']}: samples")
     write_json(paths.stage_metrics("gmm"), metrics)
     log.info("gmm: K=%d test NLL %.2f nats (%.3f bits/dim) in %.1fs", metrics["n_components"], nll,

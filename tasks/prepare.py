@@ -15,7 +15,7 @@ from vaeflow.config import Config
 from vaeflow.data import SPLITS, DomainData, build_domains, observe, save_domain
 from vaeflow.io import write_json
 from vaeflow.paths import Paths
-from vaeflow.plots import image_grid
+from vaeflow.plots import image_rows
 
 log = logging.getLogger("vaeflow")
 
@@ -54,7 +54,7 @@ def run(cfg: Config, paths: Paths) -> dict:
             ("target", target.x_train[:16]), ("", target.x_train[16:32]),
             (f"target\n({cfg.data.likelihood})",
              observe(target.x_train[:16], cfg.data.likelihood, target.levels, np.random.default_rng(cfg.seed)))]
-    image_grid(rows, paths.figures / "data_examples.png",
+    image_rows(rows, paths.figures / "data_examples.png",
                title=f"{source.name} (source) vs {target.name} (target): training images")
     return {role: {"counts": m["counts"], "shape": m["shape"]} for role, m in meta["domains"].items()} | {
         "levels": source.levels, "likelihood": cfg.data.likelihood}

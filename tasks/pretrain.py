@@ -17,7 +17,7 @@ from vaeflow.io import ArtifactError, read_json, save_torch, write_json, write_t
 from vaeflow.metrics import bits_per_dim
 from vaeflow.models.vae import VAE
 from vaeflow.paths import Paths
-from vaeflow.plots import curves, image_grid, latent_scatter
+from vaeflow.plots import curves, image_rows, latent_scatter
 from vaeflow.prepared import Prepared, load_prepared, to_tensor
 from vaeflow.progress import epoch_bar, steps
 from vaeflow.runtime import full_fp32, seed_everything, select_device
@@ -81,9 +81,9 @@ def _figures(model: VAE, data: Prepared, x_test: torch.Tensor, dom: np.ndarray, 
         mu = torch.cat([model.encode(x_test[i:i + 512])[0] for i in range(0, len(x_test), 512)]).cpu().numpy()
     src = x_test[dom == 0][:8].cpu().numpy()
     tgt = x_test[dom == 1][:8].cpu().numpy()
-    image_grid([("data", x_test[:16].cpu().numpy()), ("recon", recon)], paths.figures / "vae_reconstructions.png",
+    image_rows([("data", x_test[:16].cpu().numpy()), ("recon", recon)], paths.figures / "vae_reconstructions.png",
                title="VAE reconstructions (decoder mean of z = mu(x))")
-    image_grid([("VAE", samples[:16]), ("", samples[16:]), ("src|tgt", np.concatenate([src, tgt]))],
+    image_rows([("VAE", samples[:16]), ("", samples[16:]), ("src|tgt", np.concatenate([src, tgt]))],
                paths.figures / "vae_samples.png", title="VAE samples, z ~ N(0, I)")
     labels = np.concatenate([data.source.y_test, data.target.y_test])
     with steps(f"pretrain: latent plot ({method}) of {len(mu)} test images"):

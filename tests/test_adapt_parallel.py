@@ -50,7 +50,14 @@ def test_two_workers_give_the_in_process_results_bit_for_bit(tmp_path, monkeypat
     copy_tree(a, b, "data/prepared")
     copy_tree(a, b, "models")
     one = STAGES["adapt"](base, Paths(a))
-    two = STAGES["adapt"](base.model_copy(update={"adapt": base.adapt.model_copy(update={"workers": 2})}), Paths(b))
+    # workers started ahead of the stage, as the flow does while pretrain trains: the stage takes them
+    import vaeflow.tasks.adapt_parallel as ap
+
+    cfg2 = base.model_copy(update={"adapt": base.adapt.model_copy(update={"workers": 2})})
+    ap.prewarm(cfg2)
+    assert "workers" in ap._prewarmed
+    two = STAGES["adapt"](cfg2, Paths(b))
+    assert ap._prewarmed == {}
     assert _strip(one) == _strip(two)
     assert not math.isnan(one["variants"]["shot"]["target_test_acc"])
     # the retention check on the real stage: each continuation against its chain's source-trained network
@@ -83,3 +90,21 @@ def test_two_workers_give_the_in_process_results_bit_for_bit(tmp_path, monkeypat
         assert guarded[var]["fallback"]["unguarded_acc_runs"] == warned[var]["target_test_acc_runs"] == \
             one["variants"][var]["target_test_acc_runs"]
         assert "fallback" not in warned[var] and warned[var]["source_retention"]["flagged"] == fell
+
+
+def test_prewarmed_workers_that_no_stage_takes_are_shut_down():
+    """A flow whose adapt stage turned out up to date: `release` ends the workers it started ahead."""
+    import os
+
+    import vaeflow.tasks.adapt_parallel as ap
+
+    cfg = load_config(REPO / "params.yaml", TINY + ["adapt.workers=2"])
+    ap.prewarm(cfg)
+    w = ap._prewarmed["workers"]
+    pids = {w.pool.submit(ap._ready).result(timeout=120) for _ in range(4)}
+    assert 1 <= len(pids) <= 2 and os.getpid() not in pids
+    ap.release()
+    assert ap._prewarmed == {}
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -27,25 +27,6 @@ def _to_hwc(img: np.ndarray) -> np.ndarray:
     return np.clip(img, 0, 1)
 
 
-def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str = "", ncol: int = 16) -> None:
-    """One labelled row of images per entry; images are N×C×H×W in [0,1]."""
-    plt = pyplot()
-    fig, axes = plt.subplots(len(rows), ncol, figsize=(ncol * 0.6, len(rows) * 0.7 + 0.4), squeeze=False)
-    for r, (label, imgs) in enumerate(rows):
-        for c in range(ncol):
-            ax = axes[r][c]
-            ax.set_xticks([]), ax.set_yticks([])
-            if c < len(imgs):
-                ax.imshow(_to_hwc(imgs[c]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            else:
-                ax.axis("off")
-        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    save_figure(fig, path)
-    plt.close(fig)
-
-
 def latent_scatter(z2: np.ndarray, labels: np.ndarray, domains: np.ndarray, path: Path, title: str) -> None:
     plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.4))
@@ -143,9 +124,10 @@ def _decimals(fmt: str) -> int:
 
 def image_rows(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str = "", ncol: int = 16,
                scale: float = 0.45) -> None:
-    """What image_grid draws (one labelled row per entry, N×C×H×W in [0,1]), as ONE image on one Axes:
-    tiles are pasted into an array with a 1-pixel grey gap. Matplotlib spends ~50 ms per Axes, so a
-    10×16 grid of Axes took seconds; this takes one imshow."""
+    """One labelled row of images per entry (N×C×H×W in [0,1]), as ONE image on one Axes: tiles are pasted
+    into an array with a 1-pixel grey gap. Matplotlib spends ~20-50 ms per Axes, so a grid of 16 Axes a row
+    took 0.3-0.7 s a figure (prepare, gmm and pretrain each draw one or two, on the flow's critical path);
+    this takes one imshow."""
     first = np.asarray(rows[0][1])
     c, h, w = first.shape[1:]
     grid = np.full((len(rows) * (h + 1) - 1, ncol * (w + 1) - 1, 3), 0.5, dtype=np.float32)

@@ -1,0 +1,79 @@
+"""The flow's work ahead of the critical path: prewarmed adapt workers and dvc.lock records in the background.
+Neither may change what a run computes or records, nor hide a failure."""
+from __future__ import annotations
+
+import pytest
+
+import vaeflow.flows.training_pipeline as tp
+from vaeflow.tasks import UPSTREAM
+
+
+class _Module:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def prewarm(self, cfg) -> None:
+        self.calls.append("prewarm")
+
+    def release(self) -> None:
+        self.calls.append("release")
+
+
+@pytest.fixture
+def warm(monkeypatch):
+    mod = _Module()
+    w = tp._Prewarm(cfg=None, upstream={n: list(u) for n, u in UPSTREAM.items()})
+    monkeypatch.setattr(w, "_module", lambda name: mod)
+    monkeypatch.setattr(tp, "WORKERS", 2)
+    monkeypatch.setattr(tp, "TRAINING", set())
+    return w, mod
+
+
+def test_adapt_is_prewarmed_once_when_a_thread_is_free_while_pretrain_trains(warm):
+    w, mod = warm
+    pending = ["adapt", "samplers", "evaluate"]
+    tp.TRAINING.add("pretrain")
+    w(pending, ["pretrain", "autoencoders"])  # both threads busy: not yet
+    assert mod.calls == []
+    w(pending, ["pretrain"])
+    w(pending, ["pretrain"])
+    assert mod.calls == ["prewarm"]  # once
+    w.release()
+    assert mod.calls == ["prewarm", "release"]
+
+
+def test_no_prewarm_while_pretrain_only_checks_that_it_is_up_to_date(warm):
+    """A warm rerun: pretrain is submitted but skipped (never in TRAINING), so no worker starts."""
+    w, mod = warm
+    w(["adapt", "samplers", "evaluate"], ["pretrain"])
+    assert mod.calls == []
+    w.release()
+    assert mod.calls == []
+
+
+def test_one_flow_thread_never_prewarms(warm, monkeypatch):
+    w, mod = warm
+    monkeypatch.setattr(tp, "WORKERS", 1)
+    tp.TRAINING.add("pretrain")
+    w(["adapt"], ["pretrain"])
+    assert mod.calls == []
+
+
+def test_records_run_in_order_and_a_failure_is_raised_by_wait(monkeypatch):
+    done: list[str] = []
+
+    def record(name, root):
+        if name == "bad":
+            raise OSError(f"dvc.lock: cannot record {name}")
+        done.append(name)
+
+    monkeypatch.setattr(tp.uptodate, "record", record)
+    recs = tp._Records()
+    for name in ("prepare", "bad", "pretrain"):
+        recs.submit(name, ".")
+    with pytest.raises(OSError, match="cannot record bad"):
+        recs.wait()
+    assert done == ["prepare", "pretrain"]  # the ones after a failure are still recorded
+    recs.submit("adapt", ".")
+    recs.wait()  # the failure was reported once; a later wait sees only its own records
+    assert done[-1] == "adapt"
