@@ -59,9 +59,18 @@ def _early_server():
     if not local_server.wanted():
         return None
     server = local_server.LocalServer()
-    os.environ["PREFECT_API_URL"] = server.url  # before Prefect is imported: its settings are read then
     log.debug("started Prefect's local API server for this run at %s", server.url)
     return server
+
+
+def _use_server(server) -> None:
+    """Point Prefect at the early server: before Prefect is imported (its settings are read then), and only
+    once the run is going ahead, so that the up-to-date check still sees no PREFECT_API_URL of the user's
+    and a run that stops early leaves the environment as it was."""
+    import os
+
+    if server is not None:
+        os.environ["PREFECT_API_URL"] = server.url
 
 
 def summary_table(metrics: dict) -> Table:
@@ -98,15 +107,21 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     # for the params' validation and then Prefect: started after them, the flow waited ~1.5 s for it. A run
     # that ends early (bad params, nothing to do, the project locked) stops it (also at exit: atexit).
     server = _early_server()
-    cfg = _config(params, set_)
-    dest = run_dir(".", params, set_ or [], out, uptodate.tracks(".", params, set_ or []),
-                   uptodate.is_dvc_project("."))
-    lock = _project_lock(wait)
+    try:
+        cfg = _config(params, set_)
+        dest = run_dir(".", params, set_ or [], out, uptodate.tracks(".", params, set_ or []),
+                       uptodate.is_dvc_project("."))
+        lock = _project_lock(wait)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
     try:
         if dest.resolve() == Path.cwd().resolve() and _nothing_to_do(cfg, params, set_ or []):
             if server is not None:
                 server.stop()
             return _report_up_to_date()
+        _use_server(server)
         from vaeflow.runtime import set_threads
 
         set_threads(cfg.threads)

@@ -239,3 +239,41 @@ def test_early_server_that_cannot_start_is_a_clear_error(monkeypatch):
     with pytest.raises(local_server.ServerError, match=r"exited with code 1.*PREFECT_API_URL"):
         srv.wait(timeout=20)
     assert srv.proc is None
+
+
+def test_a_run_that_stops_early_stops_its_early_server_and_leaves_the_environment(tmp_path, monkeypatch):
+    """`vaeflow run` starts the local server first (it boots while torch imports); bad params end the run
+    before the flow: the server is stopped then, and PREFECT_API_URL was never set (a later up-to-date
+    check, or a later run in the same process, would otherwise take it for a server of the user's)."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from vaeflow.flows import local_server
+    from vaeflow.flows.cli import app
+
+    events = []
+
+    class FakePopen:
+        def __init__(self, cmd, env, **kw):
+            events.append("start")
+
+        def poll(self):
+            return None if events[-1] == "start" else 0
+
+        def terminate(self):
+            events.append("stop")
+
+        def wait(self, timeout=None):
+            return 0
+
+    for var in ("PREFECT_API_URL", "PREFECT_PROFILES_PATH", "VAEFLOW_EARLY_SERVER", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(local_server.subprocess, "Popen", FakePopen)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text("adapt:\n  epochs: -3\n")
+    res = CliRunner().invoke(app, ["run", "--params", "bad.yaml"])
+    assert res.exit_code == 2 and "epochs" in res.output
+    assert events == ["start", "stop"]
+    assert "PREFECT_API_URL" not in os.environ
