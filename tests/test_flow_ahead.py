@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-import vaeflow.flows.training_pipeline as tp
 from vaeflow.tasks import UPSTREAM
+
+
+@pytest.fixture
+def tp():
+    """The flow module, imported in the test: importing it imports Prefect, whose logging setup takes over the
+    "vaeflow" logger (PREFECT_LOGGING_EXTRA_LOGGERS), which would silence later in-process CLI runs in this
+    worker if it happened at collection."""
+    import vaeflow.flows.training_pipeline as tp
+
+    return tp
 
 
 class _Module:
@@ -20,7 +29,7 @@ class _Module:
 
 
 @pytest.fixture
-def warm(monkeypatch):
+def warm(tp, monkeypatch):
     mod = _Module()
     w = tp._Prewarm(cfg=None, upstream={n: list(u) for n, u in UPSTREAM.items()})
     monkeypatch.setattr(w, "_module", lambda name: mod)
@@ -29,7 +38,7 @@ def warm(monkeypatch):
     return w, mod
 
 
-def test_adapt_is_prewarmed_once_when_a_thread_is_free_while_pretrain_trains(warm):
+def test_adapt_is_prewarmed_once_when_a_thread_is_free_while_pretrain_trains(tp, warm):
     w, mod = warm
     pending = ["adapt", "samplers", "evaluate"]
     tp.TRAINING.add("pretrain")
@@ -42,7 +51,7 @@ def test_adapt_is_prewarmed_once_when_a_thread_is_free_while_pretrain_trains(war
     assert mod.calls == ["prewarm", "release"]
 
 
-def test_no_prewarm_while_pretrain_only_checks_that_it_is_up_to_date(warm):
+def test_no_prewarm_while_pretrain_only_checks_that_it_is_up_to_date(tp, warm):
     """A warm rerun: pretrain is submitted but skipped (never in TRAINING), so no worker starts."""
     w, mod = warm
     w(["adapt", "samplers", "evaluate"], ["pretrain"])
@@ -51,7 +60,7 @@ def test_no_prewarm_while_pretrain_only_checks_that_it_is_up_to_date(warm):
     assert mod.calls == []
 
 
-def test_one_flow_thread_never_prewarms(warm, monkeypatch):
+def test_one_flow_thread_never_prewarms(tp, warm, monkeypatch):
     w, mod = warm
     monkeypatch.setattr(tp, "WORKERS", 1)
     tp.TRAINING.add("pretrain")
@@ -59,7 +68,7 @@ def test_one_flow_thread_never_prewarms(warm, monkeypatch):
     assert mod.calls == []
 
 
-def test_records_run_in_order_and_a_failure_is_raised_by_wait(monkeypatch):
+def test_records_run_in_order_and_a_failure_is_raised_by_wait(tp, monkeypatch):
     done: list[str] = []
 
     def record(name, root):
