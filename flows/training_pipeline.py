@@ -174,13 +174,13 @@ def _pipeline(params_file: str, overrides: list[str] | None, root: str, tune: bo
     try:
         results = _run_dag(upstream, submit, logger, idle=warm)
     except BaseException:
-        warm.release()
         try:  # what finished stays recorded; the stage's failure is the one raised
             RECORDS.wait()
         except Exception as e:
             logger.warning("recording a finished stage in dvc.lock failed too: %s", e)
         raise
-    warm.release()
+    finally:
+        warm.release()
     RECORDS.wait()
     ran = [n for n, r in results.items() if not r.get("skipped")]
     paths = Paths(dest)

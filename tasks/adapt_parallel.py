@@ -51,6 +51,11 @@ def n_workers(cfg: Config, device: torch.device, n_chains: int) -> int:
     return max(1, min(want, n_chains))
 
 
+def worker_threads(cfg: Config, n: int) -> int:
+    """Torch threads per worker: the configured count, or with 0 the usable cores shared among `n` workers."""
+    return cfg.threads or max(1, usable_cores() // n)
+
+
 def _die_with_parent(parent: int) -> None:
     try:
         import ctypes
@@ -137,8 +142,8 @@ class Workers:
 
     def start(self) -> None:
         """Spawn every worker now (a pool spawns them on demand): one no-op task each."""
-        for f in [self.pool.submit(_ready) for _ in range(self.n)]:
-            f.add_done_callback(lambda f: f.exception())  # a failed start is raised by the stage's own tasks
+        for _ in range(self.n):  # a worker that fails to start breaks the pool: the stage's submits raise it
+            self.pool.submit(_ready)
 
     def emit_in(self, ctx: contextvars.Context) -> None:
         self._ctx[0] = ctx
@@ -166,7 +171,7 @@ def prewarm(cfg: Config) -> None:
 
     n = n_workers(cfg, select_device(cfg.device), len(chains(cfg.adapt.variants, cfg.adapt.repeats)))
     if n > 1 and "workers" not in _prewarmed:
-        _prewarmed["workers"] = w = Workers(n, cfg.threads or max(1, usable_cores() // n))
+        _prewarmed["workers"] = w = Workers(n, worker_threads(cfg, n))
         w.start()
         log.info("adapt: %d worker processes started ahead of the stage", n)
 
@@ -182,7 +187,7 @@ def train_in_workers(chains: list[list[tuple[str, int]]], cfg: Config, paths: Pa
     """Train every chain on `n` worker processes (prewarmed ones when they fit); `finished(records)` gets each
     chain's records, keyed (variant, repeat), in this process as the chain ends. The first error cancels
     the chains not started and is raised here."""
-    threads = cfg.threads or max(1, usable_cores() // n)
+    threads = worker_threads(cfg, n)
     w = _prewarmed.pop("workers", None)
     if w is not None and (w.n, w.threads) != (n, threads):
         w.close(cancel=True)

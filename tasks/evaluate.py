@@ -123,9 +123,7 @@ def _adapt_notes(a: dict, cfg: Config, m: dict) -> list[str]:
                 f"{'on' if ad.feature_bn else 'off'}, label smoothing {ad.label_smoothing:g}.")
     pipeline += (f" BatchNorm after every trunk layer {'on' if ad.layer_bn else 'off'}; variants marked AdaBN are "
                  "scored with BatchNorm statistics re-estimated on the unlabelled target training images.")
-    # the AdaBN mark once: adabn's own note already ends with it
-    notes = [f"- `{k}`: {BY_NAME[k].note}" + (" (AdaBN)" if BY_NAME[k].target_bn and "(AdaBN)" not in BY_NAME[k].note
-                                               else "") for k in a if k in BY_NAME]
+    notes = [f"- `{k}`: {BY_NAME[k].note}" + (" (AdaBN)" if BY_NAME[k].target_bn else "") for k in a if k in BY_NAME]
     return [*notes, "", pipeline, "", *_paired_lines(m.get("adapt_paired") or {}), *_stability_lines(a),
             *_collapse_lines(a), *_retention_lines(a)]
 

@@ -40,7 +40,7 @@ VARIANTS: tuple[VariantSpec, ...] = (
     VariantSpec("source_only", "vaeflow.training.algorithms:ERM", "source labels only, scored with the statistics it was trained "
                 "with (the source's)", default=True),
     VariantSpec("adabn", "vaeflow.training.algorithms:NoTraining", "source_only's network, its BatchNorm statistics re-estimated "
-                "on the unlabelled target training images (AdaBN)", labelled=None, continues="source_only",
+                "on the unlabelled target training images", labelled=None, continues="source_only",
                 target_bn=True, default=True),
     VariantSpec("dann", "vaeflow.training.algorithms:DANN", "source labels + unlabelled target, domain-adversarial features "
                 "(Ganin et al.)", unlabelled=True, target_bn=True, default=True),
