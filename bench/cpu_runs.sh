@@ -194,6 +194,27 @@ WAVE13_Q1=(
   "mnist_usps_convnet_mt9 configs/mnist_usps.yaml mnist_usps $MT01 $CONVNET $SHIFTED"
 )
 
+# Wave 14 (sixth session): the same 15 minutes a seed with adapt.precision=bf16 (bfloat16 autocast; this CPU has
+# AVX512-BF16), which makes a step 1.4x (convnet mean teacher, DANN) to 1.65x (LeNet FlexMatch) faster
+# (bench/bench_precision.py). The schedules were fixed before any of these runs from the measured step times
+# (~47 s a bf16 mean-teacher epoch, ~39 s a DANN epoch, ~80 s a FlexMatch epoch): the budget filled to ~800 s at
+# idle speed, with no target label involved. One schedule for both digit directions: DANN 3, mean teacher 14
+# (dann_mean_teacher: the chain that did not fail on the colour target, wave 6).
+#   - queue 0: USPS→MNIST, then MNIST→USPS, DANN 3 → mean teacher 14, bf16;
+#   - queue 1: MNIST with 100 labels, FlexMatch 10 epochs from the 20-epoch VAE, bf16; then the control:
+#     USPS→MNIST at wave 12's schedule (DANN 3 → mean teacher 12) in bf16, paired by seed with wave 12's fp32
+#     runs, so what bf16 itself does to accuracy is measured apart from the longer schedule.
+BF16="--set adapt.precision=bf16"
+DANNMT14="--set adapt.epochs=3 --set adapt.mean_teacher.epochs=14 --set adapt.variants=[dann,dann_mean_teacher]"
+WAVE14_Q0=(
+  "usps_mnist_convnet_dannmt14_bf16 configs/usps_mnist.yaml usps_mnist $MT01 $CONVNET $DANNMT14 $BF16"
+  "mnist_usps_convnet_dannmt14_bf16 configs/mnist_usps.yaml mnist_usps $MT01 $CONVNET $DANNMT14 $BF16"
+)
+WAVE14_Q1=(
+  "mnist_100labels_vae20_flex10_bf16 configs/mnist_100labels.yaml mnist_100labels_vae20_flex6 --set adapt.epochs=10 --set adapt.variants=[flexmatch] $BF16"
+  "usps_mnist_convnet_dannmt12_bf16 configs/usps_mnist.yaml usps_mnist $MT01 $CONVNET $DANNMT12 $BF16"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do

@@ -115,7 +115,7 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
                                steps_per_epoch=ctx["steps"], batch_size=a.batch_size, monitor=ctx["monitor"],
                                rule=RULES[a.selection], trace=trace,
                                ckpt_path=paths.checkpoint(f"adapt_{variant}_{r}"), fingerprint=fp, on_epoch=advance,
-                               checkpoint_every_s=a.checkpoint_every_s)
+                               checkpoint_every_s=a.checkpoint_every_s, precision=a.precision)
     if isinstance(algo.predictor(), type(clf)):
         ctx["trained"][(variant, r)] = {"network": {k: v.clone() for k, v in algo.clf.state_dict().items()}, "fp": fp}
         net = prepare(algo, res.state)

@@ -39,6 +39,27 @@ def full_fp32():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Native bfloat16 matmuls and convolutions: AVX512-BF16 or AMX on CPU (oneDNN's check), Ampere+ on CUDA."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast(device: torch.device, precision: str):
+    """The training steps' autocast context for adapt.precision: fp32 is none at all; bf16 runs the
+    convolutions and linear layers in bfloat16 (weights, optimiser state, BatchNorm statistics and losses stay
+    float32). bf16 without native support would be emulated, slower than fp32: refused with the setting named."""
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    if not bf16_supported(device):
+        from vaeflow.config import ConfigError
+
+        raise ConfigError(f"adapt.precision: bf16 needs native bfloat16 on {device.type} (AVX512-BF16/AMX CPUs, "
+                          "Ampere+ GPUs) and this one has none; use adapt.precision=fp32")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def set_threads(n: int) -> None:
     """Threads for torch, BLAS and OpenMP. n=0 leaves the libraries' defaults (all cores). Ray trials pass
     their CPU share so the box is not oversubscribed."""

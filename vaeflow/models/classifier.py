@@ -67,15 +67,20 @@ class Classifier(nn.Module):
         f = self.trunk(standardize(x) if self.standardize else x)
         return self.bn(f) if self.bn is not None else f
 
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits in float32 whatever the autocast precision (adapt.precision): the softmaxes,
+        confidence thresholds and entropies the methods compute from them stay in full precision."""
+        return self.head(features).float()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.logits(self.features(x))
 
     def domain_logits(self, features: torch.Tensor, lambd: float) -> torch.Tensor:
         """Logit of "x is from the target domain". The reversal makes the trunk *maximise* the domain loss
         the domain head minimises, pushing source and target features together."""
         if self.domain_head is None:
             raise RuntimeError("this Classifier has no domain head; build it with domain_hidden=... for DANN")
-        return self.domain_head(grad_reverse(features, lambd)).squeeze(-1)
+        return self.domain_head(grad_reverse(features, lambd)).squeeze(-1).float()
 
 
 def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden: int,

@@ -17,6 +17,7 @@ import torch
 
 from vaeflow import hooks
 from vaeflow.training.algorithms import Algorithm
+from vaeflow.runtime import autocast
 from vaeflow.training.checkpoint import CheckpointClock, NonFiniteLoss, save_checkpoint, try_resume
 from vaeflow.training.model_selection import LastStep, SelectionRule
 
@@ -56,7 +57,8 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
         epochs: int, steps_per_epoch: int, batch_size: int, ckpt_path: Path, fingerprint: str,
         monitor: tuple[torch.Tensor, torch.Tensor] | None = None, rule: SelectionRule | None = None,
         trace: Callable[[Algorithm], dict] | None = None,
-        on_epoch: Callable[[dict], None] | None = None, checkpoint_every_s: float = 0.0) -> AdaptResult:
+        on_epoch: Callable[[dict], None] | None = None, checkpoint_every_s: float = 0.0,
+        precision: str = "fp32") -> AdaptResult:
     """Train `algo` on a fixed schedule: `epochs` × `steps_per_epoch` steps, each on a labelled batch and,
     when the algorithm uses them, an unlabelled batch (batch_size × algo.unlabelled_ratio), both drawn with
     replacement.
@@ -64,7 +66,7 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
     Drawing with replacement gives a labelled set of 50 images as many steps as one of 5,000, so the
     variants differ only in their data and method, not their compute. Checkpoints hold the whole
     algorithm (student, teacher, BN statistics, pseudo-labels), its optimiser, the kept weights and every
-    RNG: resuming is exact. `monitor` (source validation images and labels) feeds the history the rule
+    RNG: resuming is exact. `precision` (adapt.precision) is the steps' autocast; scoring is float32. `monitor` (source validation images and labels) feeds the history the rule
     reads; `trace(algo)` (target test accuracy, diagnosis only) is stored apart from it."""
     if algo.uses_unlabelled and x_unl is None:
         raise ValueError(f"{type(algo).__name__} trains on unlabelled images too; none were given")
@@ -84,6 +86,7 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
     device = x_lab.device
     n_unl = batch_size * getattr(algo, "unlabelled_ratio", 1)
     clock = CheckpointClock(checkpoint_every_s)  # 0: after every epoch
+    cast = autocast(device, precision)  # checked before the first step: an unsupported bf16 fails here
     while st["epoch"] < epochs:
         epoch = st["epoch"]
         t_epoch = time.perf_counter()
@@ -98,8 +101,9 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
             idx = torch.randint(len(x_lab), (batch_size,), device=device)
             iu = torch.randint(len(x_unl), (n_unl,), device=device) if algo.uses_unlabelled else None
             xu = x_unl[iu] if iu is not None else None
-            out = algo.update(x_lab[idx], y_lab[idx], xu, p, check=_loss_check((epoch, s), steps_per_epoch, ckpt_path),
-                              unl_idx=iu)
+            with cast:
+                out = algo.update(x_lab[idx], y_lab[idx], xu, p,
+                                  check=_loss_check((epoch, s), steps_per_epoch, ckpt_path), unl_idx=iu)
             for k, v in out.items():
                 sums[k] = sums.get(k, 0) + v  # tensors: no host sync per step
         row.update({k: float(v) / steps_per_epoch for k, v in sums.items()})

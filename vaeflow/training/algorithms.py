@@ -80,12 +80,15 @@ class Algorithm(nn.Module):
     def supervised(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(features, cross-entropy) of an augmented labelled batch."""
         feats = self.clf.features(self.augment(x))
-        return feats, F.cross_entropy(self.clf.head(feats), y, label_smoothing=self.label_smoothing)
+        return feats, F.cross_entropy(self.clf.logits(feats), y, label_smoothing=self.label_smoothing)
 
     def step(self, loss: torch.Tensor) -> None:
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        # Outside any autocast (adapt.precision=bf16): autocast is for forward passes; the backward follows
+        # the forward's dtypes by itself, and the optimiser updates the float32 weights.
+        with torch.autocast(loss.device.type, enabled=False):
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
 
     def update(self, x: torch.Tensor, y: torch.Tensor, x_unl: torch.Tensor | None, p: float,
                check=lambda loss: loss, unl_idx: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

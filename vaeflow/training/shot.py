@@ -82,7 +82,7 @@ class SHOT(Algorithm):
         which are the target's: only target batches pass through it)."""
         self.clf.eval()
         feats = torch.cat([self.clf.features(c) for c in torch.split(x_unl, 1024)])
-        probs = torch.softmax(self.clf.head(feats), 1)
+        probs = torch.softmax(self.clf.logits(feats), 1)
         self.labels = centroid_pseudo_labels(feats, probs)
         self.clf.train()
         agree = (self.labels == probs.argmax(1)).float().mean().item()
