@@ -29,7 +29,7 @@ from vaeflow.models.classifier import classifier_from_vae, standardize
 from vaeflow.paths import Paths
 from vaeflow.prepared import load_prepared, load_vae, to_tensor
 from vaeflow.progress import epoch_bar
-from vaeflow.runtime import seed_everything, select_device
+from vaeflow.runtime import autocast, seed_everything, select_device
 from vaeflow.training.adapt_trainer import AdaptResult, confusion, fit, steps_for
 from vaeflow.training.algorithms import DANN, resolve
 from vaeflow.training.checkpoint import fingerprint
@@ -135,6 +135,7 @@ def context(cfg: Config, paths: Paths) -> dict:
     """What every training of the stage reads: the data sets, the VAE, the device, the scoring sets. Built
     once per process (the stage's, or each worker's: tasks/adapt_parallel.py)."""
     device = select_device(cfg.device)
+    autocast(device, cfg.adapt.precision)  # an unsupported adapt.precision is refused before anything is read
     data = load_prepared(paths)
     vae = load_vae(paths, device)
     a = cfg.adapt

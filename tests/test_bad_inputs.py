@@ -58,6 +58,7 @@ CASES = [
     ("range-inf", "prepared", ["run", "--set", "pretrain.beta=.inf"], ["pretrain.beta", "finite"]),
     ("range-nan", "prepared", ["validate", "--set", "adapt.lr=.nan"], ["adapt.lr", "finite"]),
     ("range-latent", "prepared", ["stage", "pretrain", "--set", "vae.latent_dim=0"], ["vae.latent_dim"]),
+    ("choice-precision", "prepared", ["validate", "--set", "adapt.precision=fp16"], ["adapt.precision", "bf16"]),
     ("range-subset", "prepared", ["stage", "prepare", "--set", "data.subset=5"], ["data.subset"]),
     ("range-k-empty", "prepared", ["stage", "gmm", "--set", "gmm.n_components=[]"], ["gmm.n_components"]),
     ("range-seed", "prepared", ["validate", "--set", "seed=-1"], ["seed"]),
