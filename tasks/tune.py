@@ -14,6 +14,7 @@ dvc.yaml `tune` stage would run; docs/ray.md says why dvc.yaml has none).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -40,6 +41,23 @@ from vaeflow.tuning.experiment import (TrialCheckpoint, buffered_trainable, expe
 log = logging.getLogger("vaeflow")
 
 
+def trial_settings(cfg: Config, pcfg, data: Prepared) -> TrainSettings:
+    """pretrain's optimisation, but the ELBO with a constant lr and the tune section's epochs and checkpoint
+    frequency, whatever pretrain.objective / lr_schedule / max_minutes say."""
+    return TrainSettings(epochs=cfg.tune.max_epochs, batch_size=pcfg.batch_size, lr=pcfg.lr, beta=pcfg.beta,
+                         warmup_epochs=pcfg.kl_warmup_epochs, patience=pcfg.patience,
+                         likelihood=cfg.data.likelihood, levels=data.levels,
+                         checkpoint_every_s=cfg.tune.checkpoint_every_s)
+
+
+def trial_fingerprint(seed: int, vcfg, settings: TrainSettings, hashes) -> str:
+    """What a trial's checkpoint must match to be resumed: the model and exactly what its training loop is
+    given, less what does not change results (checkpoint frequency). pretrain settings a trial ignores
+    (objective, lr_schedule, max_minutes, ...) do not restart it."""
+    trained = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("checkpoint_every_s", "capture")}
+    return fingerprint(seed, vcfg.fingerprint_dump(), trained, hashes, "trial-v2")
+
+
 def trial(config: dict, *, base: dict, data: Prepared, cpus: float, test_hooks: hooks.Hooks) -> None:
     """One Tune trial: pretrain's model and training loop on the sampled hyperparameters.
 
@@ -58,7 +76,6 @@ def trial(config: dict, *, base: dict, data: Prepared, cpus: float, test_hooks: 
     lik = cfg.data.likelihood
     model = build_vae(vcfg, data.image_shape, lik).to(device)
     x_val, _ = data.likelihood_split("val")
-    fp = fingerprint(cfg.seed, lik, vcfg.model_dump(), pcfg.model_dump(), data.hashes, cfg.tune.max_epochs)
     node_id = ray.get_runtime_context().get_node_id()  # the Ray node this run of the trial is on
     with TrialCheckpoint() as ck:
         def on_epoch(row: dict) -> None:
@@ -69,12 +86,8 @@ def trial(config: dict, *, base: dict, data: Prepared, cpus: float, test_hooks: 
             test_hooks.trial_epoch(row["epoch"], ray.tune.get_context().get_trial_id())
 
         try:
-            # pretrain's optimisation, but the ELBO with a constant lr and the tune section's epochs and
-            # checkpoint frequency, whatever pretrain.objective / lr_schedule / max_minutes say
-            settings = TrainSettings(epochs=cfg.tune.max_epochs, batch_size=pcfg.batch_size, lr=pcfg.lr,
-                                     beta=pcfg.beta, warmup_epochs=pcfg.kl_warmup_epochs, patience=pcfg.patience,
-                                     likelihood=lik, levels=data.levels,
-                                     checkpoint_every_s=cfg.tune.checkpoint_every_s)
+            settings = trial_settings(cfg, pcfg, data)
+            fp = trial_fingerprint(cfg.seed, vcfg, settings, data.hashes)
             train_vae(model, to_tensor(data.unlabelled_train(), device), to_tensor(x_val, device), settings,
                       ckpt_path=ck.path, fingerprint=fp, on_epoch=on_epoch)
         except NonFiniteLoss as e:

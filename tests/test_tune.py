@@ -55,6 +55,31 @@ def test_search_space_becomes_ray_domains():
     assert space["hidden"].categories == [[256, 128], [512, 256], [128, 64]]
 
 
+def test_a_trials_fingerprint_covers_what_it_trains_and_nothing_else():
+    """A trial resumes from its checkpoint only if that matches; pretrain settings a trial ignores must not
+    restart it, and everything it trains with must."""
+    from types import SimpleNamespace
+
+    from vaeflow.tasks.pretrain import apply_tuned
+    from vaeflow.tasks.tune import trial_fingerprint, trial_settings
+
+    data = SimpleNamespace(levels=17)
+
+    def fp(*overrides, config=None):
+        cfg = load_config(REPO / "params.yaml", list(overrides))
+        vcfg, pcfg = apply_tuned(cfg, config or {"lr": 1e-3})
+        return trial_fingerprint(cfg.seed, vcfg, trial_settings(cfg, pcfg, data), ("h",))
+
+    base = fp()
+    for ignored in ("pretrain.max_minutes=3", "pretrain.objective=iwae", "pretrain.epochs=7",
+                    "pretrain.checkpoint_every_s=0", "tune.checkpoint_every_s=1", "tune.num_samples=9"):
+        assert fp(ignored) == base, ignored
+    for trained in ("pretrain.batch_size=32", "pretrain.beta=0.5", "pretrain.patience=3", "tune.max_epochs=50",
+                    "vae.latent_dim=3", "seed=1", "tune.grace_period=5"):
+        assert (fp(trained) != base) == (trained != "tune.grace_period=5"), trained  # ASHA's, not the trial's
+    assert fp(config={"lr": 2e-3}) != base
+
+
 @pytest.mark.parametrize("override, words", [
     ("tune.search_space.epochs={choice: [3]}", ["'epochs' cannot be tuned"]),
     ("tune.search_space.lr={sample: [1, 2]}", ["lr", "unknown sampler 'sample'"]),
