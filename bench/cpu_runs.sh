@@ -215,6 +215,13 @@ WAVE14_Q1=(
   "usps_mnist_convnet_dannmt12_bf16 configs/usps_mnist.yaml usps_mnist $MT01 $CONVNET $DANNMT12 $BF16"
 )
 
+# Wave 15 (sixth session, queue 1, after wave 14): does bf16 hold on 3-channel data? Wave 6's colour-target job
+# (DANN 5 → mean teacher 5, convnet) again in bf16, same data and seeds, so it pairs by seed with wave 6's fp32
+# runs. A check of the arithmetic on another kind of data, not a schedule: nothing else changes.
+WAVE15_Q1=(
+  "mnist_colour_convnet_dannmt_bf16 configs/mnist_usps.yaml mnist_colour $MT01 $CONVNET $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[dann,dann_mean_teacher] $BF16"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
