@@ -113,8 +113,9 @@ class AdaptConfig(Section):
         "network up its chain, e.g. source_only's run for shot (vaeflow/training/health.py); reads source labels only")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="arithmetic of the training steps: fp32, or bf16 autocast (convolutions and linear "
-        "layers in bfloat16; weights, optimiser, BatchNorm statistics, losses and scoring in float32): ~1.3-1.7x "
-        "faster steps on CPUs with AVX512-BF16/AMX (bench/RESULTS_speed.md), refused where bf16 is not native")
+        "layers in bfloat16; weights, optimiser, BatchNorm statistics, losses and scoring in float32): ~1.3-1.6x "
+        "faster steps on CPUs with AVX512-BF16/AMX (bench/RESULTS_speed.md), at some accuracy per epoch "
+        "(bench/RESULTS.md); refused where bf16 is not native")
     checkpoint_every_s: float = Field(10.0, ge=0, description="checkpoint each run at most this often (and "
                                       "after its last epoch); 0: every epoch. Does not change results: " + CKPT_WHY)
     trace: bool = Field(False, description="log the target test accuracy after every epoch, for the stability "
