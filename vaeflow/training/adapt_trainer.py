@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from vaeflow import hooks
-from vaeflow.training.algorithms import Algorithm
 from vaeflow.runtime import autocast
+from vaeflow.training.algorithms import Algorithm
 from vaeflow.training.checkpoint import CheckpointClock, NonFiniteLoss, save_checkpoint, try_resume
 from vaeflow.training.model_selection import LastStep, SelectionRule
 
@@ -66,8 +66,9 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
     Drawing with replacement gives a labelled set of 50 images as many steps as one of 5,000, so the
     variants differ only in their data and method, not their compute. Checkpoints hold the whole
     algorithm (student, teacher, BN statistics, pseudo-labels), its optimiser, the kept weights and every
-    RNG: resuming is exact. `precision` (adapt.precision) is the steps' autocast; scoring is float32. `monitor` (source validation images and labels) feeds the history the rule
-    reads; `trace(algo)` (target test accuracy, diagnosis only) is stored apart from it."""
+    RNG: resuming is exact. `precision` (adapt.precision) is the steps' autocast; scoring is float32.
+    `monitor` (source validation images and labels) feeds the history the rule reads; `trace(algo)` (target
+    test accuracy, diagnosis only) is stored apart from it."""
     if algo.uses_unlabelled and x_unl is None:
         raise ValueError(f"{type(algo).__name__} trains on unlabelled images too; none were given")
     rule = rule or LastStep()
