@@ -10,6 +10,7 @@ Exit codes: 0 ok, 1 a stage failed at run time (NaN loss, full or read-only disk
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -52,8 +53,6 @@ def _report_up_to_date() -> None:
 def _early_server():
     """Prefect's ephemeral API server, started now so that it boots while this process imports torch and
     Prefect (flows/local_server.py); None where Prefect would not start one (PREFECT_API_URL is set)."""
-    import os
-
     from vaeflow.flows import local_server
 
     if not local_server.wanted():
@@ -67,8 +66,6 @@ def _use_server(server) -> None:
     """Point Prefect at the early server: before Prefect is imported (its settings are read then), and only
     once the run is going ahead, so that the up-to-date check still sees no PREFECT_API_URL of the user's
     and a run that stops early leaves the environment as it was."""
-    import os
-
     if server is not None:
         os.environ["PREFECT_API_URL"] = server.url
 
