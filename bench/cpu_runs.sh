@@ -242,6 +242,24 @@ WAVE16_Q1=(
   "usps_mnist_convnet_oracle12 configs/usps_mnist.yaml - $CONVNET $ORACLE12"
 )
 
+# Wave 17 (seventh session): AdaMatch (Berthelot et al. 2022; `adamatch`, new), FixMatch carried over to domain
+# adaptation, the method behind this bench's best few-label result (FlexMatch/FixMatch), from a random
+# start on the deeper trunk, fp32, the paper's settings except mu=1 (CPU budget). Schedules fixed before any
+# run from a measured step (convnet, one thread: AdaMatch 138 ms, the mean teacher 52 ms, DANN 46 ms; 3
+# channels ~1.4× more): 6 epochs on the digit pairs (~730 s a seed at idle speed), 4 on the colour target
+# (~660 s). Same data and seeds as the earlier waves, so each pairs by seed with the chains already measured
+# (MNIST→USPS: waves 13-14; USPS→MNIST: wave 12; colour: wave 6).
+#   - queue 0, after wave 16: MNIST→USPS;
+#   - queue 1, after wave 16: USPS→MNIST, then the colour target (data.channels=3).
+ADAMATCH="--set adapt.variants=[adamatch]"
+WAVE17_Q0=(
+  "mnist_usps_convnet_adamatch6 configs/mnist_usps.yaml mnist_usps_convnet_oracle12 $CONVNET $ADAMATCH --set adapt.epochs=6"
+)
+WAVE17_Q1=(
+  "usps_mnist_convnet_adamatch6 configs/usps_mnist.yaml usps_mnist_convnet_oracle12 $CONVNET $ADAMATCH --set adapt.epochs=6"
+  "mnist_colour_convnet_adamatch4 configs/mnist_usps.yaml - $CONVNET $ADAMATCH --set pretrain.epochs=1 --set adapt.epochs=4 --set data.target=npz:$colour --set data.channels=3"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do

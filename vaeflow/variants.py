@@ -61,6 +61,9 @@ VARIANTS: tuple[VariantSpec, ...] = (
                 "mean teacher: the same second stage as shot_mean_teacher, after an adaptation that keeps "
                 "training on source labels (so it cannot lose the source as SHOT can)", unlabelled=True,
                 continues="dann"),
+    VariantSpec("adamatch", "vaeflow.training.adamatch:AdaMatch", "source labels + FixMatch-style pseudo-labels "
+                "on unlabelled target images, with random logit interpolation, a relative confidence threshold "
+                "and distribution alignment (Berthelot et al.)", unlabelled=True),
     VariantSpec("finetune", "vaeflow.training.algorithms:ERM", "the pretrained encoder on the few target labels", labelled="few",
                 default=True),
     VariantSpec("scratch", "vaeflow.training.algorithms:ERM", "the same network and labels, random initialisation", labelled="few",

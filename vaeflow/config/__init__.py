@@ -7,7 +7,7 @@ One module per section: data, models (gmm, vae, pretrain, eval, ae, samplers), a
 search-space schema); root holds the whole file and its cross-section checks; loading reads YAML and
 applies `--set` overrides. Everything is re-exported here: `from vaeflow.config import X` is the interface.
 """
-from vaeflow.config.adapt import (AdaptConfig, AugmentConfig, DANNConfig, FixMatchConfig, MeanTeacherConfig,
+from vaeflow.config.adapt import (AdaMatchConfig, AdaptConfig, AugmentConfig, DANNConfig, FixMatchConfig, MeanTeacherConfig,
                                   SelfTrainingConfig, ShotConfig)
 from vaeflow.config.base import ConfigError, Section
 from vaeflow.config.data import DATASETS, DataConfig, ShiftConfig
@@ -16,7 +16,7 @@ from vaeflow.config.models import AEConfig, EvalConfig, GMMConfig, PretrainConfi
 from vaeflow.config.root import DEFAULTS_DIFFER_FROM_PARAMS_YAML, Config
 from vaeflow.config.tune import TUNABLE, TuneConfig
 
-__all__ = ["AEConfig", "AdaptConfig", "AugmentConfig", "Config", "ConfigError", "DANNConfig", "DATASETS",
+__all__ = ["AEConfig", "AdaMatchConfig", "AdaptConfig", "AugmentConfig", "Config", "ConfigError", "DANNConfig", "DATASETS",
            "DEFAULTS_DIFFER_FROM_PARAMS_YAML", "DataConfig", "EvalConfig", "FixMatchConfig", "GMMConfig",
            "MeanTeacherConfig", "PretrainConfig", "SamplersConfig", "Section", "SelfTrainingConfig", "ShiftConfig",
            "ShotConfig", "TUNABLE", "TuneConfig", "VAEConfig", "apply_overrides", "load_config", "parse_override",

@@ -76,6 +76,18 @@ class FixMatchConfig(Section):
     strong: AugmentConfig = AugmentConfig(translate=0.15, rotate_deg=30.0, scale=0.25, shear_deg=30.0, noise=0.1)
 
 
+class AdaMatchConfig(Section):
+    """AdaMatch (Berthelot et al., 2022): the paper's τ, EMA and ramp; mu set by the CPU budget. Its strong
+    view is FixMatch's (fixmatch.strong, fixmatch.cutout)."""
+    threshold: float = Field(0.9, gt=0, le=1, description="relative confidence threshold: a pseudo-label counts "
+                             "when its confidence is ≥ threshold × the mean top-1 confidence on weak source views")
+    unlabelled_weight: float = Field(1.0, ge=0)
+    mu: int = Field(1, ge=1, le=16, description="target images per source image in a step (paper: 3)")
+    warmup: float = Field(0.5, ge=0, le=1, description="share of training over which the unlabelled weight "
+                          "ramps up from 0 (a half cosine)")
+    ema: float = Field(0.999, ge=0, lt=1, description="score an EMA of the weights (0: the weights themselves)")
+
+
 class AdaptConfig(Section):
     # Every variant, its data and its note: vaeflow/variants.py (the registry). Opt-in ones: see `default` there.
     variants: list[Literal[registry.NAMES]] = list(registry.DEFAULT)
@@ -130,6 +142,7 @@ class AdaptConfig(Section):
     mean_teacher: MeanTeacherConfig = MeanTeacherConfig()
     shot: ShotConfig = ShotConfig()
     fixmatch: FixMatchConfig = FixMatchConfig()
+    adamatch: AdaMatchConfig = AdaMatchConfig()
 
     @field_validator("variants")
     @classmethod
