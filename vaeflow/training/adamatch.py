@@ -5,7 +5,9 @@ and a strong one (FixMatch's: fixmatch.strong + cutout). Three additions to FixM
   - random logit interpolation: the source logits of a pass on source + target together (BatchNorm with
     the joint batch's statistics) and of a pass on the source alone (the source's statistics) are mixed
     with a uniform random weight per logit, so the classifier must be right under both normalisations;
-    the running statistics are the joint pass's (the source-only pass's are put back);
+    the running statistics are the joint pass's (the source-only pass's are dropped). So unlike the other
+    methods here, its target batches are normalised together with the source's, by the paper's design, and
+    it is scored with those mixed statistics;
   - a relative confidence threshold: τ times the mean top-1 confidence on the weak source views, so the
     threshold follows how confident this network can be (label smoothing included) instead of a constant;
   - distribution alignment: the weak target predictions are multiplied by (source label distribution,
