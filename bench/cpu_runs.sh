@@ -267,6 +267,22 @@ WAVE18_Q0=(
   "mnist_usps_convnet_joint_oracle36 configs/mnist_usps.yaml mnist_usps_convnet_joint_oracle12 $CONVNET --set adapt.epochs=36 --set adapt.variants=[oracle] --set data.target=npz:$joint"
 )
 
+# Wave 19 (seventh session): bf16's first suspect. Wave 15 found bf16 costing DANN 1.99 ± 0.33 points on the
+# colour target at an equal schedule. Since then the domain head (DANN's adversary) runs in float32 under
+# bf16 autocast (Classifier.domain_logits), kept whatever this measures: the same principle as the float32
+# class logits. Wave 15's DANN (convnet, 5 epochs, bf16, same data and seeds) again with that change, paired
+# by seed with the same job run from a worktree of efffd75 (the code before the change; this script copied
+# into it), which also checks that wave 15's DANN mean (68.34) reproduces:
+#   - queue 1: with the float32 domain head (this commit's code);
+#   - queue 0, from the efffd75 worktree: without it.
+DANN_BF16="$MT01 $CONVNET $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[dann] $BF16"
+WAVE19_Q0=(
+  "mnist_colour_convnet_dann_bf16_before configs/mnist_usps.yaml mnist_colour_convnet_adamatch4 $DANN_BF16"
+)
+WAVE19_Q1=(
+  "mnist_colour_convnet_dann_bf16_fp32head configs/mnist_usps.yaml mnist_colour_convnet_adamatch4 $DANN_BF16"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do

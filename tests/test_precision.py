@@ -90,6 +90,22 @@ def test_logits_are_float32_under_bf16_autocast():
         assert algo.clf(x).dtype == torch.float32
 
 
+def test_the_domain_head_runs_in_float32_under_bf16_autocast():
+    algo = _algo(DANN)
+    seen = []
+    for m in algo.clf.domain_head.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.register_forward_hook(lambda mod, inp, out: seen.append((inp[0].dtype, out.dtype)))
+    x, _ = _data(8)
+    with runtime.autocast(torch.device("cpu"), "bf16"):
+        feats = algo.clf.features(x)
+        assert feats.dtype == torch.bfloat16
+        out = algo.clf.domain_logits(feats, 1.0)
+    assert out.dtype == torch.float32 and seen and all(d == (torch.float32, torch.float32) for d in seen)
+    out.sum().backward()  # the reversed gradient reaches the bfloat16 trunk
+    assert all(q.grad is not None for q in algo.clf.trunk.parameters() if q.requires_grad)
+
+
 @native
 def test_a_killed_bf16_run_resumes_bit_identically(tmp_path):
     _, ref = _fit(tmp_path, "bf16", name="whole")

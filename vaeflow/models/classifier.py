@@ -77,10 +77,14 @@ class Classifier(nn.Module):
 
     def domain_logits(self, features: torch.Tensor, lambd: float) -> torch.Tensor:
         """Logit of "x is from the target domain". The reversal makes the trunk *maximise* the domain loss
-        the domain head minimises, pushing source and target features together."""
+        the domain head minimises, pushing source and target features together. The head runs in float32
+        under any autocast (adapt.precision=bf16): it is the adversary, and the gradient it sends back
+        through the reversal is all that aligns the domains, so it gets full precision as the class logits
+        do. (A no-op in fp32.)"""
         if self.domain_head is None:
             raise RuntimeError("this Classifier has no domain head; build it with domain_hidden=... for DANN")
-        return self.domain_head(grad_reverse(features, lambd)).squeeze(-1).float()
+        with torch.autocast(features.device.type, enabled=False):
+            return self.domain_head(grad_reverse(features.float(), lambd)).squeeze(-1)
 
 
 def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden: int,
