@@ -63,7 +63,8 @@ VARIANTS: tuple[VariantSpec, ...] = (
                 continues="dann"),
     VariantSpec("adamatch", "vaeflow.training.adamatch:AdaMatch", "source labels + FixMatch-style pseudo-labels "
                 "on unlabelled target images, with random logit interpolation, a relative confidence threshold "
-                "and distribution alignment (Berthelot et al.)", unlabelled=True),
+                "and distribution alignment to the source's class frequencies (Berthelot et al.; assumes the domains "
+                "share them)", unlabelled=True),
     VariantSpec("finetune", "vaeflow.training.algorithms:ERM", "the pretrained encoder on the few target labels", labelled="few",
                 default=True),
     VariantSpec("scratch", "vaeflow.training.algorithms:ERM", "the same network and labels, random initialisation", labelled="few",
