@@ -130,3 +130,17 @@ def test_it_adapts_and_a_killed_run_resumes_bit_identically(tmp_path):
     assert torch.equal(resumed.p_target_hist, algo.p_target_hist)
     for k in ref.state:
         assert torch.equal(ref.state[k], res.state[k]), k
+
+
+def test_the_scored_average_warms_up_so_a_short_run_is_not_its_random_start():
+    algo = _algo(ema=0.999, lr=0.1)
+    algo.train()
+    g = torch.Generator().manual_seed(4)
+    x, y, xu = torch.rand(6, 1, 4, 4, generator=g), torch.randint(0, 3, (6,), generator=g), torch.rand(6, 1, 4, 4, generator=g)
+    snapshots = []
+    for _ in range(3):
+        algo.update(x, y, xu, 0.5)
+        snapshots.append([q.detach().clone() for q in algo.clf.parameters()])
+    # decay min(0.999, 1 − 1/t): after step 1 the average is the weights, after step 3 the mean of the three
+    for t, s in zip(algo.teacher.parameters(), zip(*snapshots)):
+        assert torch.allclose(t, sum(s) / 3, atol=1e-6)

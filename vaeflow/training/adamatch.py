@@ -15,7 +15,8 @@ and a strong one (FixMatch's: fixmatch.strong + cutout). Three additions to FixM
     last 128 batches) and renormalised before the pseudo-labels are taken, so the pseudo-labels keep the
     source's class balance rather than the over-confident classes'.
 The unlabelled weight ramps up over the first half of training (a half cosine), and an EMA of the weights
-is scored, as in the paper's code (google-research/adamatch, domain_adaptation/adamatch.py).
+is scored, as in the paper's code (google-research/adamatch, domain_adaptation/adamatch.py), with the decay
+warmed up over the first steps (below).
 
 Where vaeflow differs from that code: Adam with the shared annealing (the paper: SGD with cosine decay),
 `adamatch.mu` target images per source image set by the CPU budget (the paper: 3), and label smoothing on
@@ -114,5 +115,9 @@ class AdaMatch(FixMatch):
         check(loss)
         self.step(loss)
         if self.teacher is not None:
-            ema_update(self.teacher, self.clf, self.ema, buffers=True)
+            # The paper's 0.999 averages over ~1,000 steps, more than a short run has (the digits default: 540),
+            # whose scored EMA would still be half its random start. So the decay warms up as in Tarvainen &
+            # Valpola's code, min(ema, 1 − 1/t) at step t: the mean of every weight so far until the horizon
+            # is reached, then the constant EMA (a long run is all but unchanged).
+            ema_update(self.teacher, self.clf, min(self.ema, 1.0 - 1.0 / float(self.n_batches)), buffers=True)
         return {"cls_loss": sup.detach(), "unlabelled_loss": unsup.detach(), "confident": mask.mean()}
