@@ -107,7 +107,8 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
         trace = lambda al: {"target_test_acc": float((_predict(prepare(al), tgt_test[0]) == tgt_test[1])  # noqa: E731
                                                       .float().mean())}
     # the variant list is not part of one run's fingerprint: a variant's run is the same whatever else is listed
-    fp = fingerprint(cfg.seed, variant, r, a.fingerprint_dump("variants"), ctx["hashes"], parent_fp, "algorithm-v3")
+    # "algorithm-vN": bumped when an Algorithm's checkpointed state changes shape (v4: FixMatch's step count)
+    fp = fingerprint(cfg.seed, variant, r, a.fingerprint_dump("variants"), ctx["hashes"], parent_fp, "algorithm-v4")
     tag = f"adapt {variant}" + (f" {r + 1}/{a.repeats}" if a.repeats > 1 else "")
     epochs = cls.schedule(a)
     with epoch_bar(tag, max(epochs, 1), show="cls_loss") as advance:

@@ -47,7 +47,7 @@ def test_pseudo_labels_use_the_aligned_target_predictions_and_a_threshold_relati
     assert torch.equal(pseudo, q.argmax(1))
     assert torch.equal(mask, (q.max(1).values >= 0.8 * ps.max(1).values.mean()).float())
     assert 0 < mask.sum() < 10  # the threshold splits this batch, so the rule is exercised both ways
-    assert int(algo.n_batches) == 1 and torch.allclose(algo.p_source, p_source)
+    assert int(algo.steps) == 0 and torch.allclose(algo.p_source, p_source)  # update() counts the step
 
 
 def test_source_logits_lie_between_the_two_normalisations_and_keep_only_the_joint_statistics():
@@ -121,7 +121,7 @@ def _adapt(tmp_path, stop_at=None):
 def test_it_adapts_and_a_killed_run_resumes_bit_identically(tmp_path):
     algo, ref, xt, yt = _adapt(tmp_path / "a")
     assert (algo.predict(xt) == yt).float().mean() > 0.9
-    assert algo.predictor() is algo.teacher and int(algo.n_batches) == 90
+    assert algo.predictor() is algo.teacher and int(algo.steps) == 90
     (tmp_path / "b").mkdir()
     with pytest.raises(KeyboardInterrupt):
         _adapt(tmp_path / "b", stop_at="step:a:1:7")

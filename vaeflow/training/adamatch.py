@@ -16,7 +16,7 @@ and a strong one (FixMatch's: fixmatch.strong + cutout). Three additions to FixM
     source's class balance rather than the over-confident classes'.
 The unlabelled weight ramps up over the first half of training (a half cosine), and an EMA of the weights
 is scored, as in the paper's code (google-research/adamatch, domain_adaptation/adamatch.py), with the decay
-warmed up over the first steps (below).
+warmed up over the first steps (FixMatch.average).
 
 Where vaeflow differs from that code: Adam with the shared annealing (the paper: SGD with cosine decay),
 `adamatch.mu` target images per source image set by the CPU budget (the paper: 3), and label smoothing on
@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaeflow.training.fixmatch import FixMatch
-from vaeflow.training.mean_teacher import ema_update
 
 HISTORY = 128  # batches in the target prediction distribution (the paper's MovingAverage buffer)
 
@@ -74,7 +73,6 @@ class AdaMatch(FixMatch):
         # Buffers, so that a checkpoint holds them and a resumed run aligns with the same distributions.
         self.register_buffer("p_source", torch.full((c,), 1.0 / c))
         self.register_buffer("p_target_hist", torch.full((HISTORY, c), 1.0 / c))
-        self.register_buffer("n_batches", torch.zeros((), dtype=torch.long))
 
     @classmethod
     def from_config(cls, clf, a, **ctx):
@@ -96,8 +94,7 @@ class AdaMatch(FixMatch):
         """(pseudo-labels, mask) of the target batch from its weak view's logits."""
         ps, pt = torch.softmax(src_weak.float(), 1), torch.softmax(tgt_weak.float(), 1)
         self.p_source.mul_(0.999).add_(ps.mean(0), alpha=0.001)
-        self.p_target_hist[int(self.n_batches) % HISTORY] = pt.mean(0)
-        self.n_batches += 1
+        self.p_target_hist[int(self.steps) % HISTORY] = pt.mean(0)  # this step's slot (average() counts it)
         q = align(pt, self.p_source, self.p_target_hist.mean(0))
         conf, pseudo = q.max(1)
         return pseudo, (conf >= self.threshold * ps.max(1).values.mean()).float()
@@ -114,10 +111,5 @@ class AdaMatch(FixMatch):
         loss = sup + self.unlabelled_weight * ramp(p, self.warmup) * unsup
         check(loss)
         self.step(loss)
-        if self.teacher is not None:
-            # The paper's 0.999 averages over ~1,000 steps, more than a short run has (the digits default: 540),
-            # whose scored EMA would still be half its random start. So the decay warms up as in Tarvainen &
-            # Valpola's code, min(ema, 1 − 1/t) at step t: the mean of every weight so far until the horizon
-            # is reached, then the constant EMA (a long run is all but unchanged).
-            ema_update(self.teacher, self.clf, min(self.ema, 1.0 - 1.0 / float(self.n_batches)), buffers=True)
+        self.average()  # FixMatch's scored EMA, its decay warmed up
         return {"cls_loss": sup.detach(), "unlabelled_loss": unsup.detach(), "confident": mask.mean()}

@@ -10,7 +10,7 @@ FixMatch's code does.
 
 Where vaeflow differs from FixMatch's code: Adam with the shared annealing (FixMatch: SGD 0.03, cosine), and
 `fixmatch.mu` unlabelled images per labelled one (FixMatch: 7) set by the CPU budget. An EMA of the
-weights is scored, as FixMatch's code evaluates its EMA model.
+weights is scored, as FixMatch's code evaluates its EMA model, with its decay warmed up (`average`).
 """
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ class FixMatch(Algorithm):
         self.strong, self.cutout = strong, cutout
         self.ema = ema
         self.teacher = copy.deepcopy(clf) if ema > 0 else None
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # in the checkpoint: resume is exact
 
     @classmethod
     def from_config(cls, clf, a, **ctx):
@@ -59,9 +60,17 @@ class FixMatch(Algorithm):
         loss = sup + self.unlabelled_weight * unsup
         check(loss)
         self.step(loss)
-        if self.teacher is not None:
-            ema_update(self.teacher, self.clf, self.ema, buffers=True)
+        self.average()
         return {"cls_loss": sup.detach(), "unlabelled_loss": unsup.detach(), "confident": mask.mean()}
+
+    def average(self) -> None:
+        """One step of the scored EMA of the weights. The decay warms up, min(ema, 1 − 1/t) at step t, as in
+        Tarvainen & Valpola's code: 0.999 averages over ~1,000 steps, more than a short run has (the digits
+        default: 540), whose scored average would otherwise still be half its random start. Until the
+        horizon is reached it is the mean of every weight so far; after it, the constant EMA."""
+        self.steps += 1
+        if self.teacher is not None:
+            ema_update(self.teacher, self.clf, min(self.ema, 1.0 - 1.0 / float(self.steps)), buffers=True)
 
     def pseudo_label_mask(self, conf: torch.Tensor, pseudo: torch.Tensor, unl_idx) -> torch.Tensor:
         return (conf >= self.confidence_threshold(self.threshold, self.clf.n_classes)).float()
