@@ -7,10 +7,13 @@ Two ideas from the adaptation literature, used by every adapt variant alike:
   - `reestimate_bn` (AdaBN, Li et al. 2017): before scoring on the target, every BatchNorm's running
     statistics are recomputed on the unlabelled target training images, so the network is normalised as
     the domain it is tested on. No label is read.
+  - `scratch_statistics`: forward passes whose batch statistics must not enter the running ones (AdaMatch's
+    source-only pass).
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -87,3 +90,21 @@ def preserve_function(net: nn.Module, x: torch.Tensor, batch_size: int = 1024) -
         reestimate_bn(net, x, batch_size)  # upstream ones are identities by now: `m` sees original inputs
         m.weight.copy_(torch.sqrt(m.running_var + m.eps))
         m.bias.copy_(m.running_mean)
+
+
+@contextmanager
+def scratch_statistics(net: nn.Module):
+    """Forward passes inside update copies of the BatchNorm running statistics, which are dropped after: the
+    module's own statistics are left as they were. (Swapped, not copied back: a copy back would modify, in
+    place, tensors the pass saved for its backward.)"""
+    saved = []
+    for m in net.modules():
+        if isinstance(m, _BatchNorm) and m.track_running_stats:
+            saved.append((m, m.running_mean, m.running_var, m.num_batches_tracked))
+            m.running_mean, m.running_var = m.running_mean.clone(), m.running_var.clone()
+            m.num_batches_tracked = m.num_batches_tracked.clone()
+    try:
+        yield
+    finally:
+        for m, mean, var, n in saved:
+            m.running_mean, m.running_var, m.num_batches_tracked = mean, var, n

@@ -25,12 +25,11 @@ the source loss when adapt.label_smoothing sets it, as for every method.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from vaeflow.models.batchnorm import scratch_statistics
 from vaeflow.training.fixmatch import FixMatch
 
 HISTORY = 128  # batches in the target prediction distribution (the paper's MovingAverage buffer)
@@ -45,24 +44,6 @@ def align(p_target: torch.Tensor, p_source_dist: torch.Tensor, p_target_dist: to
 def ramp(p: float, warmup: float) -> float:
     """0 → 1 along a half cosine over the first `warmup` of training, then 1."""
     return 1.0 if warmup <= 0 else 0.5 - 0.5 * math.cos(math.pi * min(p / warmup, 1.0))
-
-
-@contextmanager
-def scratch_statistics(net: nn.Module):
-    """Forward passes inside update copies of the BatchNorm running statistics, which are dropped after: the
-    module's own statistics are left as they were. (Swapped, not copied back: a copy back would modify, in
-    place, tensors the pass saved for its backward.)"""
-    saved = []
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-            saved.append((m, m.running_mean, m.running_var, m.num_batches_tracked))
-            m.running_mean, m.running_var = m.running_mean.clone(), m.running_var.clone()
-            m.num_batches_tracked = m.num_batches_tracked.clone()
-    try:
-        yield
-    finally:
-        for m, mean, var, n in saved:
-            m.running_mean, m.running_var, m.num_batches_tracked = mean, var, n
 
 
 class AdaMatch(FixMatch):
