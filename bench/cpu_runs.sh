@@ -283,6 +283,20 @@ WAVE19_Q1=(
   "mnist_colour_convnet_dann_bf16_fp32head configs/mnist_usps.yaml mnist_colour_convnet_adamatch4 $DANN_BF16"
 )
 
+# Wave 20 (eighth session): the joint bound with each domain normalised on its own. Wave 16's joint oracle trained on
+# one target made of both domains, so BatchNorm mixed MNIST and USPS images in every batch, which no adaptation
+# method here does. `joint_oracle` (new) reads the same labels (source labels + every target training label) but
+# passes a source batch and a target batch separately, and is scored with the target's statistics (AdaBN), as
+# DANN is. 12 epochs of 844 steps, the chain's step count; same data, VAE file and seeds as wave 16's oracles.
+#   - queue 0: MNIST→USPS; queue 1: USPS→MNIST.
+JOINT12="--set pretrain.epochs=1 --set adapt.epochs=12 --set adapt.variants=[joint_oracle]"
+WAVE20_Q0=(
+  "mnist_usps_convnet_joint_oracle_dbn12 configs/mnist_usps.yaml mnist_usps_convnet_oracle12 $CONVNET $JOINT12"
+)
+WAVE20_Q1=(
+  "usps_mnist_convnet_joint_oracle_dbn12 configs/usps_mnist.yaml usps_mnist_convnet_oracle12 $CONVNET $JOINT12"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do

@@ -98,7 +98,9 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
         clf.load_state_dict({k: v for k, v in parent["network"].items() if k in own or not k.startswith("domain_head.")})
         parent_fp = parent["fp"]
     cls = resolve(spec.algorithm)
-    algo = cls.from_config(clf, a, vae=vae).to(ctx["device"])
+    # "joint" (joint_oracle): an oracle's every target training label, for the target batches of its own
+    joint = {"y_unl": sets["target"][1]} if spec.labelled == "joint" else {}
+    algo = cls.from_config(clf, a, vae=vae, **joint).to(ctx["device"])
     x_lab, y_lab = sets[spec.labelled] if spec.labelled else sets["source"]
     x_unl = sets["unlabelled"]
     prepare = _scorer(spec, x_unl)
@@ -107,8 +109,9 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
         trace = lambda al: {"target_test_acc": float((_predict(prepare(al), tgt_test[0]) == tgt_test[1])  # noqa: E731
                                                       .float().mean())}
     # the variant list is not part of one run's fingerprint: a variant's run is the same whatever else is listed
-    # "algorithm-vN": bumped when an Algorithm's checkpointed state changes shape (v4: FixMatch's step count)
-    fp = fingerprint(cfg.seed, variant, r, a.fingerprint_dump("variants"), ctx["hashes"], parent_fp, "algorithm-v4")
+    # "algorithm-vN": bumped when an Algorithm's checkpointed state changes shape or meaning (v4: FixMatch's step
+    # count; v5: the warmed-up EMA of the mean teacher and SHOT, with their step counts)
+    fp = fingerprint(cfg.seed, variant, r, a.fingerprint_dump("variants"), ctx["hashes"], parent_fp, "algorithm-v5")
     tag = f"adapt {variant}" + (f" {r + 1}/{a.repeats}" if a.repeats > 1 else "")
     epochs = cls.schedule(a)
     with epoch_bar(tag, max(epochs, 1), show="cls_loss") as advance:
@@ -144,10 +147,10 @@ def context(cfg: Config, paths: Paths) -> dict:
     t = lambda x: to_tensor(x, device)  # noqa: E731
     xs, ys, xt = t(src.x_train), t(src.y_train), t(tgt.x_train)
     lab = few_labels(tgt.y_train, a.labels_per_class, cfg.seed)
-    # Target training labels are read only where a variant's row asks for them ("few", "target"): the
+    # Target training labels are read only where a variant's row asks for them ("few", "target", "joint"): the
     # unsupervised variants never touch them (tests/test_adapt_protocol.py permutes them to check).
     sets = {"source": (xs, ys), "unlabelled": xt,
-            "few": (xt[lab], t(tgt.y_train[lab])), "target": (xt, t(tgt.y_train))}
+            "few": (xt[lab], t(tgt.y_train[lab])), "target": (xt, t(tgt.y_train)), "joint": (xs, ys)}
     return {"sets": sets, "vae": vae, "device": device, "n_classes": src.n_classes, "trained": {}, "data": data,
             "steps": steps_for(len(xs), len(xt), a.batch_size), "monitor": (t(src.x_val), t(src.y_val)),
             "target_test": (t(tgt.x_test), t(tgt.y_test)), "source_test": (t(src.x_test), t(src.y_test)),
@@ -257,13 +260,15 @@ def _summary(variant: str, runs: list[dict], sets: dict, tgt, n_classes: int) ->
     spec = BY_NAME[variant]
     accs = np.array([u["acc"] for u in runs])
     lab = [s.labelled for s in (spec, *(() if not spec.continues else (BY_NAME[spec.continues],))) if s.labelled]
+    kind = lab[0] if lab else None
+    n_labelled = 0 if kind is None else len(sets[kind][1]) + (len(sets["target"][1]) if kind == "joint" else 0)
     out = {
         "target_test_acc": float(accs.mean()),
         "target_test_acc_std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
         "target_test_acc_runs": accs.tolist(),
         "source_test_acc": float(np.mean([u["source_test_acc"] for u in runs])),
-        "n_labelled": int(len(sets[lab[0]][1])) if lab else 0,
-        "labelled_domain": "source" if lab and lab[0] == "source" else ("target" if lab else "none"),
+        "n_labelled": n_labelled,
+        "labelled_domain": {"source": "source", "joint": "both", None: "none"}.get(kind, "target"),
         "train_seconds": float(sum(u["seconds"] for u in runs)),
         "seconds_per_run": [float(u["seconds"]) for u in runs],
         "selected_epochs": [u["res"].selected_epoch for u in runs],

@@ -191,7 +191,8 @@ def figures(m: dict, paths: Paths) -> None:
          groups={k: _labels_used(k, r) for k, r in a.items()}, ref="source_only")
 
 
-_LABELS = {"source": "source labels", "few": "a few target labels", "target": "all target labels"}
+_LABELS = {"source": "source labels", "few": "a few target labels", "target": "all target labels",
+           "joint": "source + all target labels"}
 
 
 def _labels_used(name: str, r: dict) -> str:

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 
 from vaeflow.config import Config
-from vaeflow.data import SPLITS, DomainData, build_domains, observe, save_domain
+from vaeflow.data import SPLITS, DataError, DomainData, build_domains, observe, save_domain
 from vaeflow.io import write_json
 from vaeflow.paths import Paths
 from vaeflow.plots import image_rows
@@ -35,8 +35,26 @@ def describe(d: DomainData) -> dict:
     }
 
 
+def check_architectures(cfg: Config, shape: tuple[int, ...]) -> None:
+    """Refuse image sizes the configured networks cannot take (LeNet and the convnet shrink a side by two
+    5×5/3×3 convolutions and two poolings), here rather than minutes later in pretrain or adapt. The size
+    rules are the networks' own."""
+    from vaeflow.models.convnet import convnet_sizes
+    from vaeflow.models.lenet import lenet_sizes
+
+    _, h, w = shape
+    rules = {"lenet": lambda: (lenet_sizes(h), lenet_sizes(w)), "convnet": lambda: convnet_sizes(h, w)}
+    for key, arch in (("vae.arch", cfg.vae.arch), ("adapt.backbone", cfg.adapt.backbone)):
+        try:
+            rules.get(arch, lambda: None)()
+        except ValueError:
+            raise DataError(f"{key}={arch} needs images of at least 16×16 and the prepared images are {h}×{w}; "
+                            "set data.image_size (e.g. 28), or choose another architecture") from None
+
+
 def run(cfg: Config, paths: Paths) -> dict:
     source, target = build_domains(cfg)
+    check_architectures(cfg, source.image_shape)  # both domains share one shape (build_domains checks it)
     meta: dict = {"likelihood": cfg.data.likelihood, "seed": cfg.seed, "data": cfg.section("data"), "domains": {}}
     for role, d in (("source", source), ("target", target)):
         rng = np.random.default_rng(cfg.seed + OBS_SEED_OFFSET[role])

@@ -60,10 +60,12 @@ def test_every_unsupervised_variant_is_blind_to_the_target_training_labels(two_r
 
 
 def test_a_variant_that_reads_target_labels_does_change(two_runs):
-    """The check above can fail: finetune, which trains on target labels, ends elsewhere."""
+    """The check above can fail: finetune, which trains on target labels, ends elsewhere; so does joint_oracle,
+    whose target labels come to it beside the unlabelled stream."""
     _, _, a, b = two_runs
-    wa, wb = load_torch(Paths(a).adapt_model("finetune")), load_torch(Paths(b).adapt_model("finetune"))
-    assert not all(torch.equal(wa[k], wb[k]) for k in wa)
+    for v in ("finetune", "joint_oracle"):
+        wa, wb = load_torch(Paths(a).adapt_model(v)), load_torch(Paths(b).adapt_model(v))
+        assert not all(torch.equal(wa[k], wb[k]) for k in wa), v
 
 
 def test_the_selection_rule_is_written_down(two_runs):

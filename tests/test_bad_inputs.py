@@ -77,6 +77,10 @@ CASES = [
     ("variants-empty", "prepared", ["validate", "--set", "adapt.variants=[]"], ["adapt.variants"]),
     ("grace-over-max", "prepared", ["validate", "--set", "tune.grace_period=50"], ["grace_period", "max_epochs"]),
     ("lenet-backbone-mlp-vae", "prepared", ["stage", "adapt", "--set", "adapt.backbone=lenet"], ["adapt.backbone"]),
+    ("images-too-small-for-lenet", "prepared", ["stage", "prepare", *sets(TINY), "--set", "vae.arch=lenet"],
+     ["vae.arch=lenet", "8×8", "data.image_size"]),
+    ("images-too-small-for-convnet", "prepared", ["run", *sets(TINY), "--set", "adapt.backbone=convnet", "--set",
+                                                  "adapt.warm_start=false"], ["adapt.backbone=convnet", "data.image_size"]),
     # missing files
     ("npz-source-missing", "prepared", ["stage", "prepare", *sets(TINY), "--set", "data.source=npz:/nonexistent/dir"],
      ["/nonexistent/dir"]),

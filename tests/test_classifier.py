@@ -115,3 +115,18 @@ def test_convnet_refuses_small_images_and_a_warm_start():
         classifier_from_vae(None, {"input_shape": (1, 12, 12)}, 10, 64, pretrained=False, backbone="convnet")
     with pytest.raises(ValueError, match="warm_start=false"):
         classifier_from_vae(_vae(), {"input_shape": (1, 28, 28)}, 10, 64, pretrained=True, backbone="convnet")
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 20, 31), (1, 33, 16)])
+def test_lenet_classifier_warm_starts_from_a_lenet_vae_of_any_image_size(shape):
+    """LeNet's size rule ((s − 4)//2 − 4)//2 applies per side, so non-square images work in the VAE (encoder
+    and decoder) and in the classifier it warm-starts."""
+    torch.manual_seed(0)
+    vae = VAE(shape, 4, [], "gaussian", arch="lenet")
+    clf = classifier_from_vae(vae, vae.spec, 10, 32, pretrained=True, backbone="lenet")
+    h, w = (((s - 4) // 2 - 4) // 2 for s in shape[1:])
+    assert clf.trunk.feature_dim == vae.feature_dim == 50 * h * w
+    for k, v in vae.encoder_trunk.state_dict().items():
+        assert torch.equal(clf.trunk.state_dict()[k], v)
+    x = torch.rand(3, *shape)
+    assert clf(x).shape == (3, 10) and vae.decode(torch.randn(3, 4)).shape == (3, 2 * math.prod(shape))

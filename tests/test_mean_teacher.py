@@ -43,12 +43,23 @@ def test_ema_update_matches_its_closed_form():
         assert torch.allclose(t, b, atol=1e-6)
 
 
-def test_mean_teacher_step_moves_the_teacher_by_the_ema_of_the_updated_student():
+def test_mean_teacher_step_moves_the_teacher_by_the_warmed_up_ema_of_the_updated_student():
+    """Decay min(ema, 1 − 1/t) at step t: the mean of the students so far for the first 1/(1 − ema) = 20 steps,
+    then the constant EMA."""
     x, y = _data()
     algo = MeanTeacher(_clf(), ema=0.95, threshold=0.0, lr=1e-2, weight_decay=0.0, augment=AUG)
-    t0 = [p.detach().clone() for p in algo.teacher.parameters()]
     algo.train()
+    students = []
+    for _ in range(3):
+        algo.update(x[:32], y[:32], x[32:64], 0.0)
+        students.append([p.detach().clone() for p in algo.clf.parameters()])
+    for t, s in zip(algo.teacher.parameters(), zip(*students)):
+        assert torch.allclose(t, sum(s) / 3, atol=1e-6)
+    for _ in range(30):
+        algo.update(x[:32], y[:32], x[32:64], 0.0)
+    t0 = [p.detach().clone() for p in algo.teacher.parameters()]
     algo.update(x[:32], y[:32], x[32:64], 0.0)
+    assert int(algo.steps) == 34
     for t, a, s in zip(algo.teacher.parameters(), t0, algo.clf.parameters()):
         assert torch.allclose(t, 0.95 * a + 0.05 * s.detach(), atol=1e-6)
     assert not any(p.requires_grad for p in algo.teacher.parameters())  # no gradient reaches the teacher

@@ -15,7 +15,7 @@ from vaeflow.variants import BY_NAME, DEFAULT, NAMES, VARIANTS, lineage, reads_s
 def test_every_row_names_an_algorithm_and_known_data():
     for v in VARIANTS:
         assert issubclass(resolve(v.algorithm), Algorithm), v.name
-        assert v.labelled in (None, "source", "few", "target") and v.init in ("pretrained", "random")
+        assert v.labelled in (None, "source", "few", "target", "joint") and v.init in ("pretrained", "random")
         assert v.continues is None or v.continues in BY_NAME
         assert v.note and not v.note.endswith(".")
 

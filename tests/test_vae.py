@@ -221,7 +221,8 @@ def test_iwae_chunking(trained_vae):
 # ------------------------------------------------------------------------------------ persistence & images
 
 @pytest.mark.parametrize("arch,shape,hidden", [("mlp", (1, 8, 8), [32, 16]), ("conv", (1, 28, 28), [4, 8]),
-                                               ("conv", (3, 9, 7), [4, 8, 8])])
+                                               ("conv", (3, 9, 7), [4, 8, 8]), ("lenet", (1, 28, 28), []),
+                                               ("lenet", (3, 20, 31), [])])  # LeNet needs no square image
 @pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
 def test_spec_state_dict_round_trip(arch, shape, hidden, likelihood):
     torch.manual_seed(0)

@@ -10,6 +10,7 @@ Columns:
   algorithm   "module:Class" of the Algorithm that trains it
   labelled    whose labels the supervised loss reads: "source" (source training labels), "few"
               (adapt.labels_per_class target labels per class), "target" (all target training labels),
+              "joint" (source labels, and every target training label for the unlabelled target batches),
               None (no labels of its own: a continuation, or a method that reads none)
   unlabelled  whether it also trains on the unlabelled target training images
   continues   the variant (same repeat) whose trained weights it starts from, instead of the VAE encoder
@@ -71,6 +72,9 @@ VARIANTS: tuple[VariantSpec, ...] = (
                 init="random", default=True),
     VariantSpec("oracle", "vaeflow.training.algorithms:ERM", "all target training labels (an upper bound)", labelled="target",
                 default=True),
+    VariantSpec("joint_oracle", "vaeflow.training.algorithms:JointERM", "source labels + all target training "
+                "labels, each domain's batch through BatchNorm on its own (the bound for a method that has the "
+                "source's labels too)", labelled="joint", unlabelled=True, target_bn=True),
     VariantSpec("mean_teacher_few", "vaeflow.training.mean_teacher:MeanTeacher", "the mean teacher on the few "
                 "target labels + the unlabelled target training set", labelled="few", unlabelled=True),
     VariantSpec("fixmatch", "vaeflow.training.fixmatch:FixMatch", "the few target labels + confident "
@@ -98,11 +102,11 @@ def lineage(name: str) -> list[VariantSpec]:
 def reads_source_labels(name: str) -> bool:
     """Trained on source labels, itself or through a variant it continues. Under `data.pools: shared` the
     source's labels are the target's, so such a variant would read target labels."""
-    return any(v.labelled == "source" for v in lineage(name))
+    return any(v.labelled in ("source", "joint") for v in lineage(name))
 
 
 def reads_target_labels(name: str) -> bool:
-    return any(v.labelled in ("few", "target") for v in lineage(name))
+    return any(v.labelled in ("few", "target", "joint") for v in lineage(name))
 
 
 def markdown_table() -> str:
@@ -111,7 +115,8 @@ def markdown_table() -> str:
             "|---|---|---|---|---|---|---|"]
     for v in VARIANTS:
         start = f"`{v.continues}`'s network" if v.continues else ("VAE encoder" if v.init == "pretrained" else "random")
-        labels = {"source": "source", "few": "few target", "target": "all target", None: "none of its own"}[v.labelled]
+        labels = {"source": "source", "few": "few target", "target": "all target", "joint": "source + all target",
+                  None: "none of its own"}[v.labelled]
         rows.append(f"| `{v.name}` | {labels} | {'yes' if v.unlabelled else 'no'} | {start} | "
                     f"{'target BN statistics (AdaBN)' if v.target_bn else 'its own statistics'} | "
                     f"{'yes' if v.default else 'opt-in'} | {v.note} |")

@@ -40,7 +40,7 @@ class AugmentConfig(Section):
 
 class MeanTeacherConfig(Section):
     """Self-ensembling (French et al., 2018): an EMA teacher, confidence-thresholded consistency."""
-    ema: float = Field(0.99, gt=0, lt=1, description="teacher = ema·teacher + (1-ema)·student after each step")
+    ema: float = Field(0.99, gt=0, lt=1, description="teacher = d·teacher + (1-d)·student after each step, d = min(ema, 1 - 1/step): the mean of the students until 1/(1-ema) steps, then the EMA")
     threshold: float = Field(0.968, ge=0, lt=1, description="teacher confidence an unlabelled image needs "
                              "to count in the consistency loss (French et al.'s 0.968)")
     consistency_weight: float = Field(3.0, ge=0, description="weight of the squared-difference consistency loss")

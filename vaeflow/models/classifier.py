@@ -116,8 +116,8 @@ def _classifier(vae, spec, n_classes, head_hidden, domain_hidden, pretrained, ba
         trunk = ConvNetTrunk(c, h, w)
         return Classifier(trunk, trunk.feature_dim, n_classes, head_hidden, domain_hidden, **options)
     if backbone == "lenet":
-        c, h, _ = spec["input_shape"]
-        trunk = LeNetTrunk(c, h)
+        c, h, w = spec["input_shape"]
+        trunk = LeNetTrunk(c, (h, w))
         if pretrained:
             if vae is None or spec.get("arch") != "lenet":
                 raise ValueError("adapt.backbone=lenet warm-starts from the VAE encoder, which needs vae.arch=lenet "

@@ -36,14 +36,19 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 def lenet_sizes(size: int) -> list[int]:
-    """Spatial sizes: input, after conv1, after pool1, after conv2, after pool2."""
+    """Spatial sizes along one axis: input, after conv1, after pool1, after conv2, after pool2."""
     s1 = size - K + 1
     s2 = s1 // 2
     s3 = s2 - K + 1
     s4 = s3 // 2
     if s4 < 1:
-        raise ValueError(f"LeNet needs images of at least 16×16, got {size}×{size}; set data.image_size")
+        raise ValueError(f"LeNet needs images of at least 16×16, got a side of {size}; set data.image_size")
     return [size, s1, s2, s3, s4]
+
+
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(H, W) from a side (square images) or an (H, W) pair: LeNet works on any image of at least 16×16."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 class _FewChannelConvTranspose(torch.autograd.Function):
@@ -82,15 +87,16 @@ class LeNetTrunk(nn.Module):
     # Class-wide switch (tests and bench/bench_classifier_step.py set it False for the NCHW reference path).
     channels_last = True
 
-    def __init__(self, in_channels: int, size: int, dropout: float = 0.5, act: type[nn.Module] = nn.ReLU):
+    def __init__(self, in_channels: int, size: int | tuple[int, int], dropout: float = 0.5,
+                 act: type[nn.Module] = nn.ReLU):
         super().__init__()
-        s = lenet_sizes(size)
+        h, w = (lenet_sizes(n) for n in _hw(size))
         self.conv1 = nn.Conv2d(in_channels, C1, K)
         self.conv2 = nn.Conv2d(C1, C2, K)
         self.drop = nn.Dropout2d(dropout)
         self.pool = nn.MaxPool2d(2)
         self.act = act()
-        self.feature_dim = C2 * s[4] * s[4]
+        self.feature_dim = C2 * h[4] * w[4]
 
     def forward(self, x):
         if self.channels_last and x.device.type == "cpu":  # measured on CPU only; cuDNN keeps its own choice
@@ -104,14 +110,15 @@ class LeNetDecoder(nn.Module):
     """z → (B, out_channels·H·W), mirroring LeNetTrunk: unpool by stride-2 transposed convs (output_padding
     restores the row a floor-halving dropped), un-conv by 5×5 transposed convs."""
 
-    def __init__(self, latent_dim: int, out_channels: int, size: int, act: type[nn.Module] = nn.ReLU):
+    def __init__(self, latent_dim: int, out_channels: int, size: int | tuple[int, int],
+                 act: type[nn.Module] = nn.ReLU):
         super().__init__()
-        s = lenet_sizes(size)
+        h, w = (lenet_sizes(n) for n in _hw(size))
         self.net = nn.Sequential(
-            nn.Linear(latent_dim, C2 * s[4] * s[4]), act(), nn.Unflatten(1, (C2, s[4], s[4])),
-            nn.ConvTranspose2d(C2, C2, 2, stride=2, output_padding=s[3] - 2 * s[4]), act(),
+            nn.Linear(latent_dim, C2 * h[4] * w[4]), act(), nn.Unflatten(1, (C2, h[4], w[4])),
+            nn.ConvTranspose2d(C2, C2, 2, stride=2, output_padding=(h[3] - 2 * h[4], w[3] - 2 * w[4])), act(),
             nn.ConvTranspose2d(C2, C1, K), act(),
-            nn.ConvTranspose2d(C1, C1, 2, stride=2, output_padding=s[1] - 2 * s[2]), act(),
+            nn.ConvTranspose2d(C1, C1, 2, stride=2, output_padding=(h[1] - 2 * h[2], w[1] - 2 * w[2])), act(),
             nn.ConvTranspose2d(C1, out_channels, K), nn.Flatten())
 
     channels_last = True  # as LeNetTrunk.channels_last

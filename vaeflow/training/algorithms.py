@@ -14,6 +14,7 @@ Hooks a method may override (all no-ops here):
   ERM          cross-entropy on the labelled batch (source_only, finetune, scratch, oracle)
   NoTraining   no step at all: a continuation scored as it is (adabn)
   DANN         + a domain classifier behind gradient reversal (Ganin et al., 2016)
+  JointERM     source labels + every target training label, each domain its own batch (joint_oracle)
 """
 from __future__ import annotations
 
@@ -150,6 +151,34 @@ class DANN(Algorithm):
         check(loss)
         self.step(loss)
         return {"cls_loss": cls_loss.detach(), "domain_loss": dom_loss.detach()}
+
+
+class JointERM(Algorithm):
+    """Cross-entropy on a source batch and on a target batch, each in its own forward pass, so that every
+    BatchNorm normalises each domain by its own statistics as the adaptation methods do. The bound for a
+    method that has the source's labels too: an oracle trained on one mixed set normalises both domains
+    together, which a method scored on the target alone never does. The target batch is the unlabelled
+    stream's; its labels are looked up by index (`y_unl`, every target training label: an oracle's)."""
+    uses_unlabelled = True
+
+    def __init__(self, clf: Classifier, *, y_unl: torch.Tensor, **kw) -> None:
+        super().__init__(clf, **kw)
+        self.y_unl = y_unl  # not a buffer: the labels are an input, not state a checkpoint must carry
+
+    @classmethod
+    def from_config(cls, clf, a, y_unl: torch.Tensor | None = None, **ctx):
+        if y_unl is None:
+            raise ValueError("JointERM reads every target training label; adapt hands them only to a registry "
+                             "row with labelled='joint'")
+        return cls(clf, y_unl=y_unl, **cls.common(a))
+
+    def update(self, x, y, x_unl, p, check=lambda loss: loss, unl_idx=None):
+        _, src_loss = self.supervised(x, y)
+        _, tgt_loss = self.supervised(x_unl, self.y_unl[unl_idx])
+        loss = src_loss + tgt_loss
+        check(loss)
+        self.step(loss)
+        return {"cls_loss": src_loss.detach(), "target_cls_loss": tgt_loss.detach()}
 
 
 def resolve(path: str) -> type[Algorithm]:

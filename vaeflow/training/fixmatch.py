@@ -23,7 +23,7 @@ from vaeflow.config import AugmentConfig
 from vaeflow.models.classifier import Classifier
 from vaeflow.training.algorithms import Algorithm
 from vaeflow.training.augment import augment, cutout
-from vaeflow.training.mean_teacher import ema_update
+from vaeflow.training.mean_teacher import average_teacher
 
 
 class FixMatch(Algorithm):
@@ -64,13 +64,9 @@ class FixMatch(Algorithm):
         return {"cls_loss": sup.detach(), "unlabelled_loss": unsup.detach(), "confident": mask.mean()}
 
     def average(self) -> None:
-        """One step of the scored EMA of the weights. The decay warms up, min(ema, 1 − 1/t) at step t, as in
-        Tarvainen & Valpola's code: 0.999 averages over ~1,000 steps, more than a short run has (the digits
-        default: 540), whose scored average would otherwise still be half its random start. Until the
-        horizon is reached it is the mean of every weight so far; after it, the constant EMA."""
-        self.steps += 1
-        if self.teacher is not None:
-            ema_update(self.teacher, self.clf, min(self.ema, 1.0 - 1.0 / float(self.steps)), buffers=True)
+        """One step of the scored EMA of the weights, warmed up (mean_teacher.average_teacher): 0.999 averages
+        over ~1,000 steps, more than a short run has (the digits default: 540)."""
+        average_teacher(self, buffers=True)
 
     def pseudo_label_mask(self, conf: torch.Tensor, pseudo: torch.Tensor, unl_idx) -> torch.Tensor:
         return (conf >= self.confidence_threshold(self.threshold, self.clf.n_classes)).float()

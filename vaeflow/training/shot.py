@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from vaeflow.models.classifier import Classifier
 from vaeflow.training.algorithms import Algorithm
-from vaeflow.training.mean_teacher import ema_update
+from vaeflow.training.mean_teacher import average_teacher
 
 
 def information_maximisation(logits: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -65,6 +65,7 @@ class SHOT(Algorithm):
         self.cls_weight, self.ent_weight, self.ema = cls_weight, ent_weight, ema
         self.teacher = copy.deepcopy(clf) if ema > 0 else None
         self.register_buffer("labels", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # the EMA's warm-up; in checkpoints
 
     @classmethod
     def from_config(cls, clf, a, **ctx):
@@ -95,8 +96,7 @@ class SHOT(Algorithm):
         loss = self.ent_weight * im + self.cls_weight * pl
         check(loss)
         self.step(loss)
-        if self.teacher is not None:
-            ema_update(self.teacher, self.clf, self.ema, buffers=True)
+        average_teacher(self, buffers=True)
         return {"im_loss": im.detach(), "pseudo_label_loss": pl.detach()}
 
     def predictor(self):

@@ -71,11 +71,9 @@ class VAE(nn.Module):
             self.encoder_trunk, self.feature_dim, self.decoder = self._conv(list(hidden), act)
         elif arch == "lenet":  # `hidden` unused: LeNet's widths are fixed; dropout 0 keeps the encoder deterministic
             c, h, w = self.input_shape
-            if h != w:
-                raise ValueError(f"arch 'lenet' needs square images, got {h}×{w}")
-            self.encoder_trunk = LeNetTrunk(c, h, dropout=0.0, act=act)
+            self.encoder_trunk = LeNetTrunk(c, (h, w), dropout=0.0, act=act)
             self.feature_dim, self.decoder = self.encoder_trunk.feature_dim, LeNetDecoder(
-                self.latent_dim, self.out_mult * c, h, act=act)
+                self.latent_dim, self.out_mult * c, (h, w), act=act)
         else:
             raise ValueError(f"arch must be 'mlp', 'conv' or 'lenet', got {arch!r}")
         # One head for (mu, logvar): a single matmul instead of two.
