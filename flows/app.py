@@ -9,6 +9,7 @@ Keeping the app here, below the commands, is what keeps the imports one-way (no 
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -95,7 +96,9 @@ def guarded(fn: Callable[[], object]) -> object:
         if e.errno not in DISK_ERRNOS:
             raise  # anything else is a bug worth its traceback
         _fail(1, f"{e}; checkpoints and finished artifacts are intact, free space and re-run to resume")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or a SIGTERM (vaeflow/stop.py): 128 + the signal's number
+        if getattr(e, "signum", signal.SIGINT) == signal.SIGTERM:
+            _fail(143, "terminated (SIGTERM); re-run the same command to resume from the last checkpoint")
         _fail(130, "interrupted; re-run the same command to resume from the last checkpoint")
 
 

@@ -5,7 +5,7 @@ commands (run, serve, stage, validate) and imports the modules that register the
 report, tune, submit).
 
 Exit codes: 0 ok, 1 a stage failed at run time (NaN loss, full or read-only disk), 2 invalid params or input,
-3 another run holds the project lock, 130 interrupted (Ctrl-C).
+3 another run holds the project lock, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 from __future__ import annotations
 
@@ -224,6 +224,9 @@ def validate(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> No
 
 
 def main() -> None:
+    from vaeflow import stop
+
+    stop.raise_on_sigterm()  # a `kill PID` exits through the cleanup, with 143 and a message, as Ctrl-C does
     try:
         app()
     finally:

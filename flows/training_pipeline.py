@@ -33,6 +33,7 @@ from vaeflow.tasks import tune as tune_stage  # noqa: E402
 from vaeflow import uptodate  # noqa: E402
 from vaeflow.config import load_config  # noqa: E402
 from vaeflow.io import DISK_ERRNOS, read_json  # noqa: E402
+from vaeflow import stop  # noqa: E402
 from vaeflow.lock import project_lock  # noqa: E402
 from vaeflow.paths import Paths, run_dir  # noqa: E402
 
@@ -139,7 +140,9 @@ def training_pipeline(params_file: str = "params.yaml", overrides: list[str] | N
     def waiting(path: Path) -> None:
         logging.getLogger("vaeflow").info("waiting up to %gs for another vaeflow run (lock %s)", lock_wait, path)
 
-    with project_lock(root, lock_wait, waiting, hint="raise the flow's lock_wait parameter"):
+    # stop.forwarding: here, inside the flow, where Prefect's SIGTERM bridge is already in place (it raises in this
+    # thread only); the stages' threads see the flag and stop within a step (vaeflow/stop.py)
+    with project_lock(root, lock_wait, waiting, hint="raise the flow's lock_wait parameter"), stop.forwarding():
         try:
             return _pipeline(params_file, overrides, root, tune, out)
         except Exception as e:

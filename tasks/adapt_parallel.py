@@ -21,11 +21,12 @@ import multiprocessing as mp
 import os
 import signal
 import threading
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Callable
 
 import torch
 
+from vaeflow import stop
 from vaeflow.config import Config
 from vaeflow.paths import Paths
 
@@ -153,6 +154,13 @@ class Workers:
             self._ctx[0].run(logging.getLogger(record.name).handle, record)
 
     def close(self, cancel: bool = False) -> None:
+        """Shut the pool down; with `cancel` (an error, a stop), the running chains are killed rather than waited
+        for: each has checkpointed at most checkpoint_every_s ago, which is where a re-run resumes."""
+        if cancel:
+            # ProcessPoolExecutor has no public way to end running work; its process table has been `_processes`
+            # since Python 3.2 (tests/test_adapt_parallel.py fails if it goes).
+            for p in list(getattr(self.pool, "_processes", {}).values()):
+                p.kill()
         self.pool.shutdown(wait=True, cancel_futures=cancel)
         self.queue.put(None)
         self.forwarder.join(timeout=5)
@@ -199,9 +207,12 @@ def train_in_workers(chains: list[list[tuple[str, int]]], cfg: Config, paths: Pa
              sum(map(len, chains)), len(chains), n, threads)
     ok = False
     try:
-        futures = [w.pool.submit(_run, c, cfg, paths) for c in chains]
-        for f in as_completed(futures):
-            finished(_convert(f.result(), _Array, lambda x: torch.from_numpy(x.a)))
+        pending = {w.pool.submit(_run, c, cfg, paths) for c in chains}
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for f in done:
+                finished(_convert(f.result(), _Array, lambda x: torch.from_numpy(x.a)))
+            stop.check()  # a signal reaches this process's main thread only; the flag reaches this one
         ok = True
     finally:
         w.close(cancel=not ok)

@@ -108,3 +108,24 @@ def test_prewarmed_workers_that_no_stage_takes_are_shut_down():
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_cancelled_pool_kills_its_running_chain_instead_of_waiting_for_it():
+    """Workers.close(cancel=True) (an error, or a stop: vaeflow/stop.py) ends a running chain at once; it reads
+    ProcessPoolExecutor's private process table, so this fails if a Python release renames it."""
+    import time
+    from concurrent.futures import wait
+
+    from vaeflow.tasks.adapt_parallel import Workers
+
+    w = Workers(1, 1)
+    w.start()
+    f = w.pool.submit(time.sleep, 600)  # a chain that would hold the pool for ten minutes
+    while not f.running():
+        time.sleep(0.05)
+    assert len(w.pool._processes) == 1
+    procs = list(w.pool._processes.values())
+    w.close(cancel=True)
+    done, _ = wait([f], timeout=0)
+    assert done and f.exception() is not None  # broken by the kill, not finished
+    assert all(not p.is_alive() for p in procs)

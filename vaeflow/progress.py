@@ -17,6 +17,8 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from vaeflow import stop
+
 console = Console(stderr=True)
 log = logging.getLogger("vaeflow")
 LOG_EVERY_S = 30.0  # without a terminal: at most one progress line per step this often (plus start and end)
@@ -92,7 +94,9 @@ def steps(label: str, total: int | None = None, unit: str = "steps") -> Iterator
 
 
 def tick(info: str) -> None:
-    """Say where the innermost step of this thread is (an EM iteration deep inside a fit); free without one."""
+    """Say where the innermost step of this thread is (an EM iteration deep inside a fit); free without one.
+    Also where such a loop stops when the process is asked to (vaeflow/stop.py)."""
+    stop.check()
     step = getattr(_active, "step", None)
     if step is not None:
         step.update(info)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaeflow import stop
 from vaeflow.models.mixture import Mixture, fit_mixture
 
 
@@ -78,6 +79,7 @@ def train_feature_net(x: np.ndarray, y: np.ndarray, hidden: list[int], n_classes
     g = torch.Generator().manual_seed(seed)
     net.train()
     for _ in range(epochs):
+        stop.check()  # seconds an epoch: no checkpoint, a stopped stage trains it again
         for idx in torch.randperm(len(xt), generator=g).split(batch_size):
             idx = idx.to(device)
             loss = F.cross_entropy(net(xt[idx]), yt[idx])

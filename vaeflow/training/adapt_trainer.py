@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vaeflow import hooks
+from vaeflow import hooks, stop
 from vaeflow.runtime import autocast
 from vaeflow.training.algorithms import Algorithm
 from vaeflow.training.checkpoint import CheckpointClock, NonFiniteLoss, save_checkpoint, try_resume
@@ -97,6 +97,7 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
         sums: dict[str, torch.Tensor] = {}
         for s in range(steps_per_epoch):
             h.pause(f"step:{ckpt_path.stem}:{epoch}:{s}")
+            stop.check()  # a SIGTERM / Ctrl-C ends the run here; the last checkpoint is where it resumes
             p = (epoch * steps_per_epoch + s) / total
             algo.set_progress(p)
             idx = torch.randint(len(x_lab), (batch_size,), device=device)

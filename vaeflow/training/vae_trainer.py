@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from vaeflow import hooks
+from vaeflow import hooks, stop
 from vaeflow.data import observe
 from vaeflow.models.vae import VAE
 from vaeflow.training.bounds import iwae_batch, mean_nelbo, val_bound  # noqa: F401  (re-exported)
@@ -265,6 +265,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, settin
             where = f"{run}:{epoch}:{s}" if test_hooks.active else None  # no string per step without hooks
             if where is not None:
                 test_hooks.pause(f"step:{where}")
+            stop.check()  # a SIGTERM / Ctrl-C ends the run here; the last checkpoint is where it resumes
             loss = step(perm[s * batch_size:(s + 1) * batch_size],
                         kl_weight(epoch, s, steps_per_epoch, beta, t.warmup_epochs), where=where)
             # On CUDA a per-step check would stall the pipeline: the step records the first bad step on
