@@ -373,3 +373,18 @@ def test_validate_refuses_a_missing_data_root(tmp_path):
     p = run_cli(tmp_path, "validate", "--params", str(REPO / "params.yaml"), "--set", f"data.target=folder:{missing}")
     assert p.returncode == 2, p.stdout
     assert str(missing) in p.stdout.replace("\n", "")
+
+
+def test_two_folders_must_name_their_classes_alike(tmp_path):
+    """Labels are each folder's sorted class names: "0", "1" against "0", "one" would number one class 1 in the
+    source and another in the target. Refused before anything is read, naming both lists."""
+    from vaeflow.data import build_domains
+    from vaeflow.data.files import check_same_classes
+
+    _tiny_folder(tmp_path / "a")
+    _tiny_folder(tmp_path / "b")
+    check_same_classes(f"folder:{tmp_path / 'a'}", f"folder:{tmp_path / 'b'}")  # the same names: fine
+    for split in ("train", "test"):
+        (tmp_path / "b" / split / "1").rename(tmp_path / "b" / split / "one")
+    with pytest.raises(DataError, match=r"\['0', '1'\] against \['0', 'one'\]"):
+        build_domains(cfg_with(source=f"folder:{tmp_path / 'a'}", target=f"folder:{tmp_path / 'b'}"))

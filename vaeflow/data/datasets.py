@@ -22,7 +22,7 @@ import numpy as np
 from vaeflow.config import Config, DataConfig
 from vaeflow.data.digits import Pool, load_digits_pool
 from vaeflow.data.domain import DataError, DomainData
-from vaeflow.data.files import decode, load_folder_pool, load_npz_pool, load_npz_raw
+from vaeflow.data.files import check_same_classes, decode, load_folder_pool, load_npz_pool, load_npz_raw
 from vaeflow.data.images import resize, to_channels
 from vaeflow.data.mnist import load_idx_pool
 from vaeflow.data.shift import digits_shifted
@@ -147,6 +147,7 @@ def _domain(name: str, spec: DatasetSpec, pool: Pool, cfg: Config, role: int) ->
 def build_domains(cfg: Config) -> tuple[DomainData, DomainData]:
     """(source, target) as configured by cfg.data; a deterministic function of cfg."""
     dc = cfg.data
+    check_same_classes(dc.source, dc.target)
     s_pool, t_pool = build_pools(cfg)
     if s_pool.levels != t_pool.levels or s_pool.n_classes != t_pool.n_classes:
         raise DataError(f"{dc.source} and {dc.target} differ in intensity levels or classes "

@@ -135,6 +135,22 @@ def _folder_split(split_dir: Path, classes: list[str],
     return images, files, np.array(labels, dtype=np.int64)
 
 
+def folder_classes(name: str) -> list[str]:
+    """The class names of a `folder:` dataset, in label order (its train/ sub-folders, sorted)."""
+    return _class_dirs(Path(name.removeprefix("folder:")) / "train", [])
+
+
+def check_same_classes(source: str, target: str) -> None:
+    """Two `folder:` datasets number their classes by sorted folder name, each on its own: with different names
+    ("0".."9" against "zero".."nine") label 3 would mean two classes, silently. Refuse that, naming both."""
+    if not (source.startswith("folder:") and target.startswith("folder:")):
+        return
+    a, b = folder_classes(source), folder_classes(target)
+    if a != b:
+        raise DataError(f"{source} and {target} name their classes differently ({a} against {b}); labels are the "
+                        "sorted class-folder names of each, so the same class must have the same folder name in both")
+
+
 def load_folder_pool(name: str, dc: DataConfig) -> Pool:
     root = Path(name.removeprefix("folder:"))
     for split in ("train", "test"):
