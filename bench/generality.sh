@@ -4,7 +4,8 @@
 # imbalanced, a class missing from a test split, 30 images), at a smoke budget (1 epoch, 1 seed): does the
 # whole flow run and exit cleanly, or refuse with a message naming the setting? Accuracies here mean nothing.
 #
-# usage: bench/generality.sh OUT [CASE...]   (default: every case; run two in parallel by splitting the list)
+# usage: bench/generality.sh OUT [CASE...]   (default: every case; start it twice, e.g. under taskset -c 0
+#        and -c 1, and the two share the list: each case is claimed once, under OUT/claimed)
 # Each case runs `vaeflow run` in its own scratch project OUT/proj/<case> (a copy of params.yaml; not a DVC
 # project, so cases do not queue on one project lock); OUT/summary.txt gets "case rc seconds tracebacks".
 set -u
@@ -42,7 +43,9 @@ declare -A CASES=(
   [too_small_lenet]="--set data.source=npz:$D/tiny_src --set data.target=npz:$D/tiny_tgt $LENET --set data.image_size=12"  # exit 2
 )
 names=("$@"); [ ${#names[@]} -eq 0 ] && names=($(printf '%s\n' "${!CASES[@]}" | sort))
+mkdir -p "$out/claimed"
 for c in "${names[@]}"; do
+  mkdir "$out/claimed/$c" 2>/dev/null || continue  # atomic: two queues given the same list share it
   proj=$out/proj/$c; mkdir -p "$proj"; cp "$root/params.yaml" "$proj/"
   t0=$(date +%s)
   (cd "$proj" && $vaeflow run ${CASES[$c]} $SMOKE > "$out/$c.log" 2>&1)
