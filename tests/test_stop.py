@@ -43,6 +43,14 @@ def test_a_signal_sets_the_flag_and_still_reaches_the_handler_before_it():
         signal.signal(SIG, before)
 
 
+def test_a_new_run_in_the_same_process_is_not_stopped_by_the_last_ones_signal():
+    """A notebook's Ctrl-C stops one run; the next call of the flow in that kernel must train."""
+    stop.request()
+    with stop.forwarding((SIG,)):
+        assert not stop.requested()
+        stop.check()
+
+
 def test_an_ignored_signal_stays_ignored():
     before = signal.signal(SIG, signal.SIG_IGN)  # a nohup'd run ignores SIGHUP; a background one, Ctrl-C
     try:

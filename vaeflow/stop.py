@@ -7,7 +7,7 @@ manager's grace period would end in a SIGKILL anyway.
 
 `forwarding()` wraps the handlers in place (Python's Ctrl-C, Prefect's SIGTERM bridge inside a flow) so that a
 signal first sets a flag, then does what it did before. Every training loop calls `check()` once a step, and
-adapt's wait for its workers polls `requested()`: the training ends within a step by raising `Stopped`, and
+so does adapt's wait for its workers (which it then kills): the training ends within a step by raising `Stopped`, and
 the same command resumes from the last checkpoint (at most `checkpoint_every_s` old), as after a kill -9
 (docs/reliability.md).
 """
@@ -76,6 +76,7 @@ def forwarding(signals: tuple[int, ...] = SIGNALS) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _requested.clear()  # a stop asked of an earlier run in this process (a notebook's Ctrl-C) is not this one's
     before = {s: signal.getsignal(s) for s in signals}
 
     def handler(signum, frame):
