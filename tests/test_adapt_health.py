@@ -41,6 +41,14 @@ def test_a_target_prior_unlike_the_source_prior_is_not_a_collapse():
     assert out["flagged"] == [] and abs(out["min_share_ratio_runs"][0] - 0.52) < 1e-9
 
 
+def test_a_class_without_labelled_images_is_not_a_collapse():
+    # labels 1..3 (numbered from 1): class 0 exists in the network but has no image, labelled or predicted
+    prior = np.array([0.0, 1 / 3, 1 / 3, 1 / 3])
+    pred = np.repeat(np.arange(1, 4), [300, 300, 400])
+    out = collapse_check("dann", [{"shares": class_shares(pred, 4)}], prior)
+    assert out["flagged"] == [] and abs(out["min_share_ratio_runs"][0] - 0.9) < 1e-9
+
+
 def test_the_report_names_flagged_variants_only():
     from vaeflow.tasks.evaluate import _collapse_lines
     a = {"mean_teacher": {"collapse": {"flagged": [1], "min_share_ratio_runs": [0.75, 0.008, 0.74]}},

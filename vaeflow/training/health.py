@@ -40,8 +40,10 @@ def class_shares(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 def collapse_check(variant: str, runs: list[dict], prior: np.ndarray) -> dict:
     """Per run: min over classes of (predicted share on unlabelled target) / (labelled share); a warning
-    for each run below COLLAPSE_RATIO, naming the class."""
-    ratios = [u["shares"] / np.maximum(prior, 1e-12) for u in runs]
+    for each run below COLLAPSE_RATIO, naming the class. A class without labelled images (labels numbered from
+    1, or with gaps: the classes are 0..max) cannot collapse: it has no share to lose, and is left out."""
+    seen = prior > 0
+    ratios = [np.where(seen, u["shares"] / np.maximum(prior, 1e-12), np.inf) for u in runs]
     out = {"min_share_ratio_runs": [float(r.min()) for r in ratios], "flagged": [], "threshold": COLLAPSE_RATIO}
     for i, r in enumerate(ratios):
         if r.min() < COLLAPSE_RATIO:
