@@ -8,6 +8,8 @@ generator, so every model (GMM, VAE, every epoch) is scored on exactly the same 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -52,9 +54,43 @@ def check_architectures(cfg: Config, shape: tuple[int, ...]) -> None:
                             "set data.image_size (e.g. 28), or choose another architecture") from None
 
 
+def memory_bytes() -> int | None:
+    """This machine's memory, or its container's limit where that is lower (cgroup v2); None if unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        return min(total, int(limit)) if limit.isdigit() else total
+    except OSError:
+        return total
+
+
+def check_gmm_memory(cfg: Config, shape: tuple[int, ...], device: str) -> None:
+    """Full (or tied) Gaussian mixtures hold K covariance matrices of D × D float64, twice at least during an EM
+    step (the sums and the Cholesky factors). On 3×64×64 images (D = 12,288) the default K = 40 needs ~90 GiB,
+    and the process would be killed minutes in, without a message; refuse that here, naming the settings.
+    On a GPU the mixture lives in its memory, which this does not know: only CPU runs are checked."""
+    from vaeflow.tasks.gmm import family_of
+
+    if family_of(cfg) != "gaussian" or cfg.gmm.covariance_type not in ("full", "tied") or device != "cpu":
+        return
+    d, k = int(np.prod(shape)), max(cfg.gmm.n_components) if cfg.gmm.covariance_type == "full" else 1
+    need, have = 2 * k * d * d * 8, memory_bytes()
+    if have is not None and need > have:
+        raise DataError(f"gmm: {k} {cfg.gmm.covariance_type} covariances over D = {d:,} pixels need at least "
+                        f"{need / 2**30:.0f} GiB ({k} × D² float64, twice), more than this machine's "
+                        f"{have / 2**30:.0f} GiB; set gmm.covariance_type=diag, lower gmm.n_components, or set "
+                        "data.image_size smaller")
+
+
 def run(cfg: Config, paths: Paths) -> dict:
+    from vaeflow.runtime import select_device
+
     source, target = build_domains(cfg)
     check_architectures(cfg, source.image_shape)  # both domains share one shape (build_domains checks it)
+    check_gmm_memory(cfg, source.image_shape, select_device(cfg.device).type)
     meta: dict = {"likelihood": cfg.data.likelihood, "seed": cfg.seed, "data": cfg.section("data"), "domains": {}}
     for role, d in (("source", source), ("target", target)):
         rng = np.random.default_rng(cfg.seed + OBS_SEED_OFFSET[role])

@@ -178,3 +178,19 @@ def test_run_reports_a_missing_data_file_from_inside_the_flow_without_traceback(
     assert "Traceback" not in out and "error: stage prepare failed: /nonexistent/dir/train.npz" in out, out
     assert out.count("/nonexistent/dir/train.npz") <= 2, out  # one failure line (and Prefect's own, once)
     assert tree_hash(root) == before
+
+
+def test_a_gaussian_mixture_too_big_for_memory_is_refused_before_anything_runs(monkeypatch):
+    """Full covariances are K × D² float64: the default K = 40 on 3×64×64 images needs ~90 GiB. Refused by
+    prepare with the settings to change, instead of a process killed minutes in; what fits is not refused."""
+    from vaeflow.data import DataError
+    from vaeflow.tasks import prepare
+
+    monkeypatch.setattr(prepare, "memory_bytes", lambda: 24 * 2**30)
+    cfg = load_config(REPO / "params.yaml", [])
+    with pytest.raises(DataError, match=r"gmm\.covariance_type=diag.*gmm\.n_components"):
+        prepare.check_gmm_memory(cfg, (3, 64, 64), "cpu")
+    prepare.check_gmm_memory(cfg, (3, 32, 32), "cpu")   # 2 × 40 × 3072² × 8 B = 5.6 GiB: fits
+    for fits in (["gmm.covariance_type=diag"], ["data.likelihood=bernoulli"], ["gmm.n_components=[1]"]):
+        prepare.check_gmm_memory(load_config(REPO / "params.yaml", fits), (3, 64, 64), "cpu")
+    prepare.check_gmm_memory(cfg, (3, 64, 64), "cuda")  # a GPU's memory is not this check's to judge
