@@ -388,3 +388,27 @@ def test_two_folders_must_name_their_classes_alike(tmp_path):
         (tmp_path / "b" / split / "1").rename(tmp_path / "b" / split / "one")
     with pytest.raises(DataError, match=r"\['0', '1'\] against \['0', 'one'\]"):
         build_domains(cfg_with(source=f"folder:{tmp_path / 'a'}", target=f"folder:{tmp_path / 'b'}"))
+
+
+def test_colour_data_made_grey_by_the_default_is_said_once(tmp_path, caplog):
+    """data.channels=1 (the default) turns RGB into luma: one log line per dataset read, not one per image."""
+    from PIL import Image
+
+    from vaeflow.config import DataConfig
+    from vaeflow.data.files import load_folder_pool
+
+    for split in ("train", "test"):
+        for c in ("0", "1"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.full((8, 8, 3), 60 * i + 100 * int(c), np.uint8)).save(tmp_path / split / c / f"{i}.png")
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="vaeflow"), _Lines() as lines:
+        pool = load_folder_pool(f"folder:{tmp_path}", DataConfig())
+        assert pool.x.shape[1] == 1
+        assert [ln for ln in lines if "turned grey" in ln] == [
+            "data: 12 colour images turned grey (data.channels=1, the default); data.channels=3 keeps colour"]
+        lines.clear()
+        load_folder_pool(f"folder:{tmp_path}", DataConfig(channels=3))
+        assert not [ln for ln in lines if "turned grey" in ln]
