@@ -60,7 +60,7 @@ def _common(images: list[np.ndarray], files: list[Path], dc: DataConfig) -> np.n
     """One N×C×H×W uint8-grid float array from images of possibly different channels and sizes."""
     # Each image is converted on its own (same values as before) straight into the output, or into its
     # size group when resizing: a list of float copies plus a stacked copy would be ~2× the data on top.
-    conv = lambda a: to_channels(a[None].astype(np.float32) / (LEVELS - 1), dc.channels, LEVELS, say=False)[0]  # noqa: E731
+    conv = lambda a: to_channels(a[None].astype(np.float32) / (LEVELS - 1), dc.channels, LEVELS)[0]  # noqa: E731
     if dc.channels == 1 and (n := sum(a.shape[0] == 3 for a in images)):
         said_grey(n)
     sizes = {a.shape[1:] for a in images}
@@ -229,6 +229,8 @@ def _to_float(parts: list[np.ndarray], channels: int) -> np.ndarray:
             else:
                 b[...] = quantize(p[j:j + BLOCK], LEVELS)
         i += len(p)
+    if c == 3 and channels == 1:
+        said_grey(n)
     return to_channels(out, channels, LEVELS)
 
 

@@ -33,11 +33,12 @@ def resize(x: np.ndarray, size: int | None, levels: int) -> np.ndarray:
 
 
 def said_grey(n: int) -> None:
-    """Colour data made grey by the default is easy to miss: said once per dataset read."""
+    """Colour data made grey by the default is easy to miss: said once per dataset read, by the readers of
+    `npz:` and `folder:` files (files.py), which are where colour images arrive."""
     log.info("data: %d colour images turned grey (data.channels=1, the default); data.channels=3 keeps colour", n)
 
 
-def to_channels(x: np.ndarray, channels: int, levels: int | None = None, say: bool = True) -> np.ndarray:
+def to_channels(x: np.ndarray, channels: int, levels: int | None = None) -> np.ndarray:
     """N×C×H×W to `channels`. 1 -> 3 repeats the grey channel (as MNIST is made RGB for MNIST→MNIST-M);
     the content stays grey, so a likelihood over 3 channels counts every pixel three times: compare NLLs
     only at equal channels. 3 -> 1 is the luma 0.299 R + 0.587 G + 0.114 B, re-quantized to `levels`."""
@@ -46,8 +47,6 @@ def to_channels(x: np.ndarray, channels: int, levels: int | None = None, say: bo
     if x.shape[1] == 1 and channels == 3:
         return np.repeat(x, channels, axis=1)
     if x.shape[1] == 3 and channels == 1:
-        if say:
-            said_grey(len(x))
         grey = np.tensordot(LUMA, np.asarray(x, dtype=np.float32), axes=([0], [1]))[:, None]
         return quantize(grey, levels) if levels else grey.astype(np.float32)
     raise DataError(f"cannot turn {x.shape[1]}-channel images into {channels} channels")
