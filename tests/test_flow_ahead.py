@@ -86,3 +86,42 @@ def test_records_run_in_order_and_a_failure_is_raised_by_wait(tp, monkeypatch):
     recs.submit("adapt", ".")
     recs.wait()  # the failure was reported once; a later wait sees only its own records
     assert done[-1] == "adapt"
+
+
+def test_a_background_record_never_removes_an_out_that_a_running_stage_reads(tmp_path, monkeypatch):
+    """DVC's commit re-checks-out each out by default (delete, then copy from the cache): a stage reading it
+    on another thread meanwhile found it missing ("models/vae.json: missing", samplers beside pretrain's
+    record). The record must leave the very file in place: same inode, never absent."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from vaeflow import uptodate
+
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], check=True)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  s:\n    cmd: echo a > out.txt\n    outs:\n      - out.txt\n")
+    out = tmp_path / "out.txt"
+    gone, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            if not out.exists():
+                gone.append(1)
+
+    for text in ("a\n", "b\n"):  # the first record and a rerun's (which replaces a cached out)
+        out.write_text(text)
+        inode = out.stat().st_ino
+        t = threading.Thread(target=watch)
+        t.start()
+        try:
+            uptodate.record("s", tmp_path)
+        finally:
+            done.set()
+            t.join()
+        done.clear()
+        assert not gone and out.stat().st_ino == inode and out.read_text() == text
+    assert uptodate.is_up_to_date("s", tmp_path)
+    assert "out.txt" in (tmp_path / "dvc.lock").read_text()

@@ -86,9 +86,14 @@ def is_up_to_date(stage: str, root: str | Path) -> bool:
 
 
 def record(stage: str, root: str | Path) -> None:
-    """Write the stage's deps, params and outs hashes into dvc.lock and cache its outs."""
+    """Write the stage's deps, params and outs hashes into dvc.lock and cache its outs.
+
+    relink=False: DVC's default re-checks-out each out from the cache after caching it, which deletes the
+    file and writes it again. The flow records on a background thread while the next stages run, so a
+    stage reading that out (samplers reads models/vae.json) could find it missing. The file left in place
+    is the one just hashed, so nothing differs but the link type (a copy, DVC's default cache.type)."""
     with _dvc_lock, _repo()(str(root)) as repo:
-        repo.commit(stage, force=True)
+        repo.commit(stage, force=True, relink=False)
 
 
 def all_up_to_date(root: str | Path) -> bool:
