@@ -74,6 +74,7 @@ def run(cfg: Config, paths: Paths) -> dict:
     metrics = {
         "family": family,
         "n_components": int(info["n_components"]),
+        "covariance_type": info["covariance_type"],  # None for the Bernoulli family
         "bic": {str(k): float(v) for k, v in info.get("bic", {}).items()},
         "test_nll_nats": nll,
         "test_bits_per_dim": bits_per_dim(nll, dim, levels),

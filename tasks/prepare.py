@@ -67,19 +67,23 @@ def memory_bytes() -> int | None:
         return total
 
 
-def check_gmm_memory(cfg: Config, shape: tuple[int, ...], device: str) -> None:
+def check_gmm_memory(cfg: Config, shape: tuple[int, ...], device: str, n: int = 1) -> None:
     """Full (or tied) Gaussian mixtures hold K covariance matrices of D × D float64, twice at least during an EM
     step (the sums and the Cholesky factors). On 3×64×64 images (D = 12,288) the default K = 40 needs ~90 GiB,
     and the process would be killed minutes in, without a message; refuse that here, naming the settings.
     On a GPU the mixture lives in its memory, which this does not know: only CPU runs are checked."""
+    from vaeflow.models.mixture import covariance_type
     from vaeflow.tasks.gmm import family_of
 
-    if family_of(cfg) != "gaussian" or cfg.gmm.covariance_type not in ("full", "tied") or device != "cpu":
+    d = int(np.prod(shape))
+    cov = covariance_type(cfg.gmm, n, d)  # auto picks diag long before memory runs out; n: training images
+    if family_of(cfg) != "gaussian" or cov not in ("full", "tied") or device != "cpu":
         return
-    d, k = int(np.prod(shape)), max(cfg.gmm.n_components) if cfg.gmm.covariance_type == "full" else 1
+    ks = cfg.gmm.n_components if isinstance(cfg.gmm.n_components, list) else [cfg.gmm.n_components]
+    k = max(ks) if cov == "full" else 1
     need, have = 2 * k * d * d * 8, memory_bytes()
     if have is not None and need > have:
-        raise DataError(f"gmm: {k} {cfg.gmm.covariance_type} covariances over D = {d:,} pixels need at least "
+        raise DataError(f"gmm: {k} {cov} covariances over D = {d:,} pixels need at least "
                         f"{need / 2**30:.0f} GiB ({k} × D² float64, twice), more than this machine's "
                         f"{have / 2**30:.0f} GiB; set gmm.covariance_type=diag, lower gmm.n_components, or set "
                         "data.image_size smaller")
@@ -90,7 +94,7 @@ def run(cfg: Config, paths: Paths) -> dict:
 
     source, target = build_domains(cfg)
     check_architectures(cfg, source.image_shape)  # both domains share one shape (build_domains checks it)
-    check_gmm_memory(cfg, source.image_shape, select_device(cfg.device).type)
+    check_gmm_memory(cfg, source.image_shape, select_device(cfg.device).type, len(source.x_train) + len(target.x_train))
     meta: dict = {"likelihood": cfg.data.likelihood, "seed": cfg.seed, "data": cfg.section("data"), "domains": {}}
     for role, d in (("source", source), ("target", target)):
         rng = np.random.default_rng(cfg.seed + OBS_SEED_OFFSET[role])

@@ -187,9 +187,14 @@ def test_a_gaussian_mixture_too_big_for_memory_is_refused_before_anything_runs(m
     from vaeflow.tasks import prepare
 
     monkeypatch.setattr(prepare, "memory_bytes", lambda: 24 * 2**30)
-    cfg = load_config(REPO / "params.yaml", [])
+    cfg = load_config(REPO / "params.yaml", ["gmm.covariance_type=full"])
     with pytest.raises(DataError, match=r"gmm\.covariance_type=diag.*gmm\.n_components"):
         prepare.check_gmm_memory(cfg, (3, 64, 64), "cpu")
+    with pytest.raises(DataError, match=r"1 full covariances"):  # one K given as a number, not a list
+        prepare.check_gmm_memory(load_config(REPO / "params.yaml", ["gmm.covariance_type=full",
+                                                                    "gmm.n_components=1"]), (3, 128, 128), "cpu")
+    # the default, auto, picks diag for 50,000 such images: nothing to refuse
+    prepare.check_gmm_memory(load_config(REPO / "params.yaml", []), (3, 64, 64), "cpu", n=50_000)
     prepare.check_gmm_memory(cfg, (3, 32, 32), "cpu")   # 2 × 40 × 3072² × 8 B = 5.6 GiB: fits
     for fits in (["gmm.covariance_type=diag"], ["data.likelihood=bernoulli"], ["gmm.n_components=[1]"]):
         prepare.check_gmm_memory(load_config(REPO / "params.yaml", fits), (3, 64, 64), "cpu")

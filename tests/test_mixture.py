@@ -138,3 +138,39 @@ def test_bernoulli_sample_frequencies():
     assert np.abs(np.outer(marg, marg) - pair)[off].max() > 10 * np.sqrt(0.25 / n)
     np.testing.assert_array_equal(model.sample(100, seed=0), model.sample(100, seed=0))
     assert not np.array_equal(model.sample(100, seed=0), model.sample(100, seed=1))
+
+
+def test_auto_covariance_is_full_while_an_em_iteration_is_cheap_and_diag_beyond():
+    """The rule counts N·K·D² (an iteration's multiply-adds with full covariances) against AUTO_FULL_MACS: the
+    digits default keeps full covariances; 50,000 colour images of 3×32×32 (hours per K in full) get diag."""
+    from vaeflow.models.mixture import AUTO_FULL_MACS, covariance_type
+
+    auto = GMMConfig(n_components=[5, 40], covariance_type="auto")
+    assert covariance_type(auto, 1_500, 64) == "full"
+    assert covariance_type(auto, 50_000, 3 * 32 * 32) == "diag"
+    edge = int(AUTO_FULL_MACS // (40 * 100**2))  # N at which N·40·100² reaches the limit
+    assert covariance_type(auto, edge, 100) == "full" and covariance_type(auto, edge + 1, 100) == "diag"
+    assert covariance_type(GMMConfig(n_components=7, covariance_type="auto"), edge, 100) == "full"  # K = 7 < 40
+    for explicit in ("full", "diag", "tied", "spherical"):  # a type the user names is kept, whatever the cost
+        assert covariance_type(GMMConfig(n_components=40, covariance_type=explicit), 50_000, 3072) == explicit
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_auto_covariance_fits_exactly_what_the_type_it_picks_fits(big, monkeypatch, caplog):
+    import logging
+
+    import vaeflow.models.mixture as mixture
+
+    x = clusters()
+    if big:  # the same data over a lowered limit: auto must pick diag and say so
+        monkeypatch.setattr(mixture, "AUTO_FULL_MACS", 10)
+    picked = "diag" if big else "full"
+    with caplog.at_level(logging.INFO, logger="vaeflow"):
+        model, info = fit_mixture("gaussian", x, GMMConfig(n_components=[2, 3], covariance_type="auto"), seed=0)
+    twin, _ = fit_mixture("gaussian", x, GMMConfig(n_components=[2, 3], covariance_type=picked), seed=0)
+    assert info["covariance_type"] == picked == str(model.to_arrays()["covariance_type"])
+    np.testing.assert_array_equal(model.log_prob(x), twin.log_prob(x))
+    said = [r.getMessage() for r in caplog.records if "covariance_type auto" in r.getMessage()]
+    assert len(said) == 1 and f"auto -> {picked}" in said[0]  # once per fit, not once per K
+    assert fit_mixture("bernoulli", (x > x.mean()).astype(np.float32), GMMConfig(n_components=2), seed=0)[1][
+        "covariance_type"] is None

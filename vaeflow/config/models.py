@@ -17,7 +17,9 @@ class GMMConfig(Section):
     family: Literal["auto", "gaussian", "bernoulli"] = Field(
         "auto", description="auto follows data.likelihood; naming the other family is an error")
     n_components: int | list[int] = Field(10, description="K, or a list of K to choose from by BIC")
-    covariance_type: Literal["full", "diag", "tied", "spherical"] = "full"
+    covariance_type: Literal["auto", "full", "diag", "tied", "spherical"] = Field(
+        "auto", description="auto: full while N x K x D^2 (an EM iteration's cost) is at most 5e10, else diag "
+        "(vaeflow/models/mixture/__init__.py)")
     reg_covar: float = Field(1e-3, gt=0)
     max_iter: int = Field(200, ge=1)
     tol: float = Field(1e-4, gt=0)
