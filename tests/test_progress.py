@@ -37,6 +37,7 @@ def test_without_a_terminal_a_long_step_logs_plain_lines(lines, monkeypatch):
     assert lines[0] == "pretrain: started (3 epochs)"
     assert lines[1].startswith("pretrain: epoch 1/3, val_nelbo=-60.500 (")
     assert lines[3].startswith("pretrain: epoch 3/3, val_nelbo=-62.500 (")
+    assert "more if the other 2 epochs run)" in lines[1] and "more if" not in lines[3]  # nothing left
     assert lines[-1].startswith("pretrain: done, val_nelbo=-62.500 in ")
 
 
@@ -83,3 +84,14 @@ def test_on_a_terminal_two_threads_share_one_live_display(monkeypatch):
     assert not errors, errors
     assert "gmm: EM" in out.getvalue() and "pretrain: IWAE" in out.getvalue()
     assert progress._live["progress"] is None  # the display stops with the last step
+
+
+def test_the_time_left_is_the_rate_of_this_process_times_the_units_left(lines, monkeypatch):
+    """A resumed run jumps its epoch counter: the rate counts only the epochs this process trained."""
+    clock = iter([0.0, 0.0, 100.0, 100.0, 100.0])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
+    with progress.epoch_bar("pretrain", 500) as advance:
+        advance({"epoch": 99})  # resumed at epoch 100: 1 epoch trained here in 100 s, 400 left
+        assert lines[-1] == "pretrain: epoch 100/500 (100 s; ~11.1 h more if the other 400 epochs run)"
+    assert [progress._duration(s) for s in (59, 119.4, 120, 7199, 7200)] == ["59 s", "119 s", "2 min", "120 min", "2.0 h"]

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from vaeflow import stop
 
@@ -33,6 +33,7 @@ def _acquire_display() -> Progress:
         if _live["progress"] is None:
             _live["progress"] = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                          TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                         TimeRemainingColumn(),
                                          console=console, transient=False)
             _live["progress"].start()
         _live["users"] += 1
@@ -52,6 +53,7 @@ class _Step:
 
     def __init__(self, label: str, total: int | None, unit: str) -> None:
         self.label, self.total, self.unit, self.done, self.info = label, total, unit, 0, ""
+        self.counted = 0  # units done by this process (a resumed run's epoch counter jumps; its rate must not)
         self.t0 = self.last = time.monotonic()
         self.bar = _acquire_display() if console.is_terminal else None
         self.task = self.bar.add_task(label, total=total, info="") if self.bar else None
@@ -61,6 +63,7 @@ class _Step:
 
     def advance(self, n: int = 1, info: str = "") -> None:
         self.done += n
+        self.counted += n
         self.update(info)
 
     def update(self, info: str = "") -> None:
@@ -70,7 +73,18 @@ class _Step:
         elif time.monotonic() - self.last >= LOG_EVERY_S:
             self.last = time.monotonic()
             of = f"{self.unit} {self.done}/{self.total}" if self.total else f"{self.done} {self.unit}"
-            log.info("%s: %s%s (%.0f s)", self.label, of, f", {self.info}" if self.info else "", self.last - self.t0)
+            log.info("%s: %s%s (%.0f s%s)", self.label, of, f", {self.info}" if self.info else "", self.last - self.t0,
+                     self._left(self.last - self.t0))
+
+    def _left(self, elapsed: float) -> str:
+        """At this rate, how long the units not yet done would take: on a user's large dataset a default of
+        500 epochs or 200 EM iterations can mean hours, and a log line should say so early. An upper bound
+        where the step may stop early (early stopping, EM convergence)."""
+        left = (self.total or 0) - self.done
+        if self.counted <= 0 or left <= 0:
+            return ""
+        plural = self.unit if left == 1 or self.unit.endswith("s") or len(self.unit) < 2 else self.unit + "s"
+        return f"; ~{_duration(elapsed / self.counted * left)} more if the other {left} {plural} run"
 
     def close(self) -> None:
         if self.bar:
@@ -79,6 +93,11 @@ class _Step:
         else:
             log.info("%s: done%s in %.1f s", self.label, f", {self.info}" if self.info else "",
                      time.monotonic() - self.t0)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
 
 
 @contextmanager
