@@ -297,6 +297,26 @@ WAVE20_Q1=(
   "usps_mnist_convnet_joint_oracle_dbn12 configs/usps_mnist.yaml usps_mnist_convnet_oracle12 $CONVNET $JOINT12"
 )
 
+# Wave 21 (ninth session): the recommendation in docs/variants.md ("On data of your own": list dann_mean_teacher)
+# checked out of sample, on a domain pair no earlier run has seen: printed colour digits (bench/make_printed_digits.py,
+# SynNumbers/SVHN-like: fonts of this machine, neighbours at the sides, random colours, rotation, blur; 20,000
+# training images) as the source, MNIST (read as 3 channels) as the target. Fixed before any run: the colour
+# runs' budget and trunk (convnet from a random start, 5 epochs of 844 steps each, SHOT 3; DANN 5 → mean
+# teacher 5 ~660 s a seed, source 5 → SHOT 3 → mean teacher 5 ~810 s), the mean teacher's class_balance 0.1,
+# 3 seeds. The prediction it tests: dann_mean_teacher above dann on every seed, no failed seed; whatever the
+# other variants do is reported beside it.
+#   - queue 0: dann and dann_mean_teacher, then the mean teacher alone;
+#   - queue 1: source_only, adabn, shot, shot_mean_teacher (the same data, VAE file and seeds).
+printed=$out/printed_digits
+PRINTED="$MT01 $CONVNET $UDA --set pretrain.epochs=1 --set data.source=npz:$printed --set data.channels=3 --set data.image_size=28"
+WAVE21_Q0=(
+  "printed_mnist_convnet_dannmt configs/usps_mnist.yaml - $PRINTED --set adapt.variants=[dann,dann_mean_teacher]"
+  "printed_mnist_convnet_mt configs/usps_mnist.yaml printed_mnist_convnet_dannmt $PRINTED --set adapt.variants=[mean_teacher]"
+)
+WAVE21_Q1=(
+  "printed_mnist_convnet_shotmt configs/usps_mnist.yaml printed_mnist_convnet_dannmt $PRINTED --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher]"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
@@ -342,6 +362,8 @@ case $cmd in
     for w in ${4:-1 2}; do declare -n q="WAVE${w}_Q${3:-0}"; [ -v q ] && jobs+=("${q[@]}"); done
     [[ " ${jobs[*]} " == *"npz:$joint "* ]] && { [ -f "$joint/test.npz" ] || "$py" "$root/bench/make_joint_target.py" \
       "$joint" --params "$root/configs/mnist_usps.yaml" --set "data.root=$data"; }
+    [[ " ${jobs[*]} " == *"npz:$printed "* ]] && { [ -f "$printed/test.npz" ] || "$py" "$root/bench/make_printed_digits.py" \
+      "$printed"; }
     set -f  # the job lines hold [a,b] lists: split into words, never glob
     # shellcheck disable=SC2086
     for j in "${jobs[@]}"; do
