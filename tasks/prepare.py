@@ -76,7 +76,7 @@ def check_gmm_memory(cfg: Config, shape: tuple[int, ...], device: str, n: int = 
     from vaeflow.tasks.gmm import family_of
 
     d = int(np.prod(shape))
-    cov = covariance_type(cfg.gmm, n, d)  # auto picks diag long before memory runs out; n: training images
+    cov = covariance_type(cfg.gmm, n, d)  # n training images (1: auto judged as full, the costlier)
     if family_of(cfg) != "gaussian" or cov not in ("full", "tied") or device != "cpu":
         return
     ks = cfg.gmm.n_components if isinstance(cfg.gmm.n_components, list) else [cfg.gmm.n_components]

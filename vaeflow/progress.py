@@ -58,8 +58,7 @@ class _Step:
         self.bar = _acquire_display() if console.is_terminal else None
         self.task = self.bar.add_task(label, total=total, info="") if self.bar else None
         if not self.bar:
-            plural = unit if total == 1 or unit.endswith("s") or len(unit) < 2 else unit + "s"
-            log.info("%s: started%s", label, f" ({total} {plural})" if total else "")
+            log.info("%s: started%s", label, f" ({total} {_plural(unit, total)})" if total else "")
 
     def advance(self, n: int = 1, info: str = "") -> None:
         self.done += n
@@ -83,8 +82,7 @@ class _Step:
         left = (self.total or 0) - self.done
         if self.counted <= 0 or left <= 0:
             return ""
-        plural = self.unit if left == 1 or self.unit.endswith("s") or len(self.unit) < 2 else self.unit + "s"
-        return f"; ~{_duration(elapsed / self.counted * left)} more if the other {left} {plural} run"
+        return f"; ~{_duration(elapsed / self.counted * left)} more if the other {left} {_plural(self.unit, left)} run"
 
     def close(self) -> None:
         if self.bar:
@@ -93,6 +91,10 @@ class _Step:
         else:
             log.info("%s: done%s in %.1f s", self.label, f", {self.info}" if self.info else "",
                      time.monotonic() - self.t0)
+
+
+def _plural(unit: str, n: int | None) -> str:
+    return unit if n == 1 or unit.endswith("s") or len(unit) < 2 else unit + "s"  # "K" stays "K"
 
 
 def _duration(seconds: float) -> str:
