@@ -37,7 +37,8 @@ def test_without_a_terminal_a_long_step_logs_plain_lines(lines, monkeypatch):
     assert lines[0] == "pretrain: started (3 epochs)"
     assert lines[1].startswith("pretrain: epoch 1/3, val_nelbo=-60.500 (")
     assert lines[3].startswith("pretrain: epoch 3/3, val_nelbo=-62.500 (")
-    assert "more if the other 2 epochs run)" in lines[1] and "more if" not in lines[3]  # nothing left
+    assert "more if the other 2 epochs run)" in lines[1] and "more if the last epoch runs)" in lines[2]
+    assert "more if" not in lines[3]  # nothing left
     assert lines[-1].startswith("pretrain: done, val_nelbo=-62.500 in ")
 
 

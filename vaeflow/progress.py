@@ -82,7 +82,8 @@ class _Step:
         left = (self.total or 0) - self.done
         if self.counted <= 0 or left <= 0:
             return ""
-        return f"; ~{_duration(elapsed / self.counted * left)} more if the other {left} {_plural(self.unit, left)} run"
+        rest = f"the last {self.unit} runs" if left == 1 else f"the other {left} {_plural(self.unit, left)} run"
+        return f"; ~{_duration(elapsed / self.counted * left)} more if {rest}"
 
     def close(self) -> None:
         if self.bar:
