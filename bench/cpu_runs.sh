@@ -317,6 +317,22 @@ WAVE21_Q1=(
   "printed_mnist_convnet_shotmt configs/usps_mnist.yaml printed_mnist_convnet_dannmt $PRINTED --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher]"
 )
 
+# Wave 22 (ninth session, after wave 21): the revised advice (list both chains, read the label-free flags) checked
+# on a fifth pair, the reverse one: MNIST (read as 3 channels) → the printed colour digits, like MNIST → SVHN,
+# where published methods mostly fail. Same trunk, budget and seeds as wave 21, fixed before any run. The
+# prediction it tests: every run of the two chains that ends below source-only's run of the same seed is
+# flagged by a label-free check (collapse or source retention).
+#   - queue 0: dann and dann_mean_teacher, then the mean teacher alone;
+#   - queue 1: source_only, adabn, shot, shot_mean_teacher.
+TO_PRINTED="$MT01 $CONVNET $UDA --set pretrain.epochs=1 --set data.target=npz:$printed --set data.channels=3 --set data.image_size=28"
+WAVE22_Q0=(
+  "mnist_printed_convnet_dannmt configs/mnist_usps.yaml - $TO_PRINTED --set adapt.variants=[dann,dann_mean_teacher]"
+  "mnist_printed_convnet_mt configs/mnist_usps.yaml mnist_printed_convnet_dannmt $TO_PRINTED --set adapt.variants=[mean_teacher]"
+)
+WAVE22_Q1=(
+  "mnist_printed_convnet_shotmt configs/mnist_usps.yaml mnist_printed_convnet_dannmt $TO_PRINTED --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher]"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
