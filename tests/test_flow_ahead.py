@@ -92,7 +92,6 @@ def test_a_background_record_never_removes_an_out_that_a_running_stage_reads(tmp
     """DVC's commit re-checks-out each out by default (delete, then copy from the cache): a stage reading it
     on another thread meanwhile found it missing ("models/vae.json: missing", samplers beside pretrain's
     record). The record must leave the very file in place: same inode, never absent."""
-    import os
     import subprocess
     import sys
     import threading

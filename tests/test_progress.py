@@ -89,8 +89,13 @@ def test_on_a_terminal_two_threads_share_one_live_display(monkeypatch):
 
 def test_the_time_left_is_the_rate_of_this_process_times_the_units_left(lines, monkeypatch):
     """A resumed run jumps its epoch counter: the rate counts only the epochs this process trained."""
-    clock = iter([0.0, 0.0, 100.0, 100.0, 100.0])
-    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    reads = []
+
+    def clock() -> float:  # the first two reads (the step's start, the first rate-limit check): 0 s; then 100 s
+        reads.append(1)
+        return 0.0 if len(reads) <= 2 else 100.0
+
+    monkeypatch.setattr(progress.time, "monotonic", clock)
     monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)
     with progress.epoch_bar("pretrain", 500) as advance:
         advance({"epoch": 99})  # resumed at epoch 100: 1 epoch trained here in 100 s, 400 left
