@@ -13,11 +13,12 @@ from vaeflow.config import Config
 from vaeflow.io import read_json, write_json, write_text
 from vaeflow.paths import Paths
 from vaeflow.plots import dots
+from vaeflow.results_table import gmm_name
 from vaeflow.variants import BY_NAME, lineage
 
 log = logging.getLogger("vaeflow")
 GMM_KEYS = ("family", "n_components", "test_nll_nats", "test_bits_per_dim", "test_nll_nats_source",
-            "test_nll_nats_target", "train_nll_nats", "fit_seconds", "n_test")
+            "test_nll_nats_target", "train_nll_nats", "fit_seconds", "n_test", "covariance_type")
 VAE_KEYS = ("test_nelbo_nats", "test_nll_nats", "test_nll_stderr", "iwae_samples", "test_bits_per_dim",
             "test_nelbo_bits_per_dim", "test_nll_nats_source", "test_nll_nats_target", "best_epoch", "epochs_run",
             "train_seconds", "n_test")
@@ -48,7 +49,7 @@ def collect(paths: Paths) -> dict:
         checks["finetune_gt_scratch"] = acc["finetune"] > acc["scratch"]
     gen = sampler_report.collect(paths)  # issue 14: autoencoders and latent samplers
     checks.update(sampler_report.checks(gen))
-    return {**gen, "gmm": {k: gmm[k] for k in GMM_KEYS}, "vae": {k: vae[k] for k in VAE_KEYS}, "adapt": variants,
+    return {**gen, "gmm": {k: gmm[k] for k in GMM_KEYS if k in gmm}, "vae": {k: vae[k] for k in VAE_KEYS}, "adapt": variants,
             "adapt_paired": adapt.get("paired", {}), "checks": checks,
             "seconds": {"gmm_fit": gmm["fit_seconds"], "vae_train": vae["train_seconds"],
                         "adapt_train": sum(r["train_seconds"] for r in variants.values())}}
@@ -74,6 +75,8 @@ def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
         "## 2. Baseline: a mixture model fitted by EM (maximum likelihood)", "",
         f"A {g['family']} mixture with K = {g['n_components']} components"
         + (f", chosen by BIC from {cfg.gmm.n_components}" if isinstance(cfg.gmm.n_components, list) else "")
+        + (f", and {g['covariance_type']} covariances (`gmm.covariance_type: {cfg.gmm.covariance_type}`)"
+           if g.get("covariance_type") else "")
         + ". It is a density estimator and a sampler: each component is one template image with a "
           "covariance, every pixel modelled in place, so its samples show how far K templates go.", "",
         "![gmm samples](figures/gmm_samples.png)", "",
@@ -92,7 +95,7 @@ def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
         "## 4. Likelihoods in the same units, on the same test images", "",
         f"Units: nats per image and {unit}.", "",
         "| model | test NLL (nats) | bits/dim | source test | target test |", "|---|---|---|---|---|",
-        f"| {g['family']} mixture (K={g['n_components']}) | {g['test_nll_nats']:.2f} | {g['test_bits_per_dim']:.4f} "
+        f"| {gmm_name(g)} | {g['test_nll_nats']:.2f} | {g['test_bits_per_dim']:.4f} "
         f"| {g['test_nll_nats_source']:.2f} | {g['test_nll_nats_target']:.2f} |",
         f"| VAE, −ELBO (upper bound on NLL) | {v['test_nelbo_nats']:.2f} | {v['test_nelbo_bits_per_dim']:.4f} | | |",
         f"| VAE, IWAE k={v['iwae_samples']} | {v['test_nll_nats']:.2f} ± {v['test_nll_stderr']:.2f} "
@@ -179,7 +182,7 @@ def figures(m: dict, paths: Paths) -> None:
     """Dot plots (vaeflow.plots.dots): best first, error bars where there is a spread, axes fitted to the values."""
     g, v, a = m["gmm"], m["vae"], m["adapt"]
     iwae = f"VAE, IWAE k={v['iwae_samples']}"
-    dots({f"{g['family']} mixture, K={g['n_components']} (EM)": g["test_nll_nats"], "VAE, −ELBO (a bound)":
+    dots({f"{gmm_name(g)} (EM)": g["test_nll_nats"], "VAE, −ELBO (a bound)":
           v["test_nelbo_nats"], iwae: v["test_nll_nats"]}, paths.figures / "likelihoods.png",
          "test NLL (nats/image); error bar: s.e. of the IWAE estimate",
          f"Likelihood on the same {v['n_test']} test images (lower is better)",

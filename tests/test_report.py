@@ -11,7 +11,7 @@ from vaeflow import results_table as rt
 
 METRICS = {
     "gmm": {"family": "gaussian", "n_components": 5, "test_nll_nats": -65.0612, "test_bits_per_dim": 2.6213,
-            "fit_seconds": 17.0},
+            "fit_seconds": 17.0, "covariance_type": "full"},
     "vae": {"n_test": 448, "test_nelbo_nats": -64.3649, "test_nelbo_bits_per_dim": 2.6371, "iwae_samples": 1000,
             "test_nll_nats": -68.5712, "test_nll_stderr": 0.8123, "test_bits_per_dim": 2.5421},
     "adapt": {"source_only": {"n_labelled": 540, "target_test_acc": 0.504, "target_test_acc_std": 0.059,
@@ -27,7 +27,9 @@ METRICS = {
 
 def test_render_has_every_figure_variant_and_section_from_the_metrics():
     text = rt.render(METRICS)
-    assert "| Gaussian mixture, K = 5 (EM) | −65.06 | 2.621 |" in text
+    assert "| Gaussian mixture, K = 5, full covariances (EM) | −65.06 | 2.621 |" in text
+    assert rt.gmm_name({"family": "bernoulli", "n_components": 3, "covariance_type": None}) == "Bernoulli mixture, K = 3"
+    assert rt.gmm_name({"family": "gaussian", "n_components": 3}) == "Gaussian mixture, K = 3"  # metrics of before
     assert "| VAE, IWAE k = 1000 (NLL estimate ± s.e.) | **−68.57** ± 0.81 | **2.542** |" in text
     assert "| source_only | 540 | 0.504 ± 0.059 (3 seeds) | 0.908 |" in text
     assert "| a_new_variant | 20 | 0.700 ± 0.010 (2 seeds) | 0.900 |" in text  # a variant nobody told it about

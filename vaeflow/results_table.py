@@ -27,6 +27,13 @@ def _g(x: object) -> str:
     return str(x) if isinstance(x, int) else f"{x:.4g}".replace("-", "−")
 
 
+def gmm_name(g: dict) -> str:
+    """The baseline's name in every table: family, K and, for the Gaussian family, the covariance type (which
+    gmm.covariance_type=auto picks from the data's size, so a reader must be told)."""
+    cov = g.get("covariance_type")
+    return f"{g['family'].capitalize()} mixture, K = {g['n_components']}" + (f", {cov} covariances" if cov else "")
+
+
 def likelihoods(m: dict) -> list[str]:
     g, v = m.get("gmm"), m.get("vae")
     if not g or not v:
@@ -34,7 +41,7 @@ def likelihoods(m: dict) -> list[str]:
     return [
         f"| likelihood on the same {v['n_test']} test images (both domains) | nats / image | bits/dim |",
         "|---|---|---|",
-        f"| {g['family'].capitalize()} mixture, K = {g['n_components']} (EM) | {_num(g['test_nll_nats'])} | "
+        f"| {gmm_name(g)} (EM) | {_num(g['test_nll_nats'])} | "
         f"{_num(g['test_bits_per_dim'], 3)} |",
         f"| VAE, −ELBO (upper bound on the NLL) | {_num(v['test_nelbo_nats'])} | {_num(v['test_nelbo_bits_per_dim'], 3)} |",
         f"| VAE, IWAE k = {v['iwae_samples']} (NLL estimate ± s.e.) | **{_num(v['test_nll_nats'])}** ± "
