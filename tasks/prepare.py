@@ -72,15 +72,14 @@ def check_gmm_memory(cfg: Config, shape: tuple[int, ...], device: str, n: int = 
     step (the sums and the Cholesky factors). On 3×64×64 images (D = 12,288) the default K = 40 needs ~90 GiB,
     and the process would be killed minutes in, without a message; refuse that here, naming the settings.
     On a GPU the mixture lives in its memory, which this does not know: only CPU runs are checked."""
-    from vaeflow.models.mixture import covariance_type
+    from vaeflow.models.mixture import components, covariance_type
     from vaeflow.tasks.gmm import family_of
 
     d = int(np.prod(shape))
     cov = covariance_type(cfg.gmm, n, d)  # n training images (1: auto judged as full, the costlier)
     if family_of(cfg) != "gaussian" or cov not in ("full", "tied") or device != "cpu":
         return
-    ks = cfg.gmm.n_components if isinstance(cfg.gmm.n_components, list) else [cfg.gmm.n_components]
-    k = max(ks) if cov == "full" else 1
+    k = max(components(cfg.gmm)) if cov == "full" else 1
     need, have = 2 * k * d * d * 8, memory_bytes()
     if have is not None and need > have:
         raise DataError(f"gmm: {k} {cov} covariances over D = {d:,} pixels need at least "

@@ -22,12 +22,21 @@ log = logging.getLogger("vaeflow")
 AUTO_FULL_MACS = 5e10
 
 
+def components(gmm_cfg) -> list[int]:
+    """gmm.n_components as a list: one K, or the K to choose from by BIC."""
+    return gmm_cfg.n_components if isinstance(gmm_cfg.n_components, list) else [gmm_cfg.n_components]
+
+
+def full_em_macs(gmm_cfg, n: int, d: int) -> int:
+    """Multiply-adds of one EM iteration with full covariances at the largest K, for n images of d values."""
+    return n * max(components(gmm_cfg)) * d * d
+
+
 def covariance_type(gmm_cfg, n: int, d: int) -> str:
     """gmm.covariance_type for n training images of d values: as set, or auto made concrete."""
     if gmm_cfg.covariance_type != "auto":
         return gmm_cfg.covariance_type
-    ks = gmm_cfg.n_components if isinstance(gmm_cfg.n_components, list) else [gmm_cfg.n_components]
-    return "full" if n * max(ks) * d * d <= AUTO_FULL_MACS else "diag"
+    return "full" if full_em_macs(gmm_cfg, n, d) <= AUTO_FULL_MACS else "diag"
 
 
 class Mixture:
@@ -77,15 +86,14 @@ def fit_mixture(family: str, x_train: np.ndarray, gmm_cfg, seed: int, device: st
     if family not in _FAMILIES:
         raise ValueError(f"family must be 'gaussian' or 'bernoulli' (resolve 'auto' first), got {family!r}")
     x_train = np.asarray(x_train).reshape(len(x_train), -1)  # a view: the Gaussian EM reads it in chunks
-    ks = gmm_cfg.n_components if isinstance(gmm_cfg.n_components, list) else [gmm_cfg.n_components]
+    ks = components(gmm_cfg)
     too_big = [k for k in ks if k > len(x_train)]
     if too_big:
         raise ValueError(f"gmm.n_components {too_big} exceed the {len(x_train)} training images")
     cov = covariance_type(gmm_cfg, *x_train.shape) if family == "gaussian" else None
     if family == "gaussian" and gmm_cfg.covariance_type == "auto":
-        n, d = x_train.shape
         log.info("%s: covariance_type auto -> %s (N*K*D^2 = %.1e multiply-adds an EM iteration at K=%d; full up "
-                 "to %.0e)", label, cov, n * max(ks) * d * d, max(ks), AUTO_FULL_MACS)
+                 "to %.0e)", label, cov, full_em_macs(gmm_cfg, *x_train.shape), max(ks), AUTO_FULL_MACS)
         gmm_cfg = gmm_cfg.model_copy(update={"covariance_type": cov})
     best, best_info, bics = None, None, {}
     with steps(f"{label}: EM for K in {ks} on {len(x_train)} images", total=len(ks), unit="K") as step:
@@ -101,4 +109,5 @@ def fit_mixture(family: str, x_train: np.ndarray, gmm_cfg, seed: int, device: st
     return best, {"n_components": best.n_components, "covariance_type": cov, "bic": bics, **best_info}
 
 
-__all__ = ["AUTO_FULL_MACS", "covariance_type", "Mixture", "GaussianMixtureModel", "BernoulliMixture", "fit_mixture", "mixture_from_arrays"]
+__all__ = ["AUTO_FULL_MACS", "components", "covariance_type", "full_em_macs", "Mixture", "GaussianMixtureModel",
+           "BernoulliMixture", "fit_mixture", "mixture_from_arrays"]
