@@ -235,6 +235,55 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+class _Trial:
+    """What Ray's CSV and JSON loggers read of a trial: a folder, and no checkpoint to copy logs back from."""
+
+    def __init__(self, path: Path):
+        self.local_path, self.checkpoint, self.config, self.evaluated_params = str(path), None, {}, {}
+        path.mkdir(parents=True)
+
+    def init_local_path(self):
+        pass
+
+
+def test_tunes_files_hold_each_epoch_once_written_when_it_can_no_longer_rerun(tmp_path):
+    """progress.csv and result.json: a result is written when a checkpoint at or after it is registered, or
+    its trial completes; results held when the trial fails are dropped (the retry reports them again)."""
+    from vaeflow.tuning.progress import ProgressCSV, ResultJSON
+
+    trial = _Trial(tmp_path / "trial")
+    loggers = [ProgressCSV(), ResultJSON()]
+    files = lambda: (pd.read_csv(tmp_path / "trial" / "progress.csv")["epoch"].tolist()  # noqa: E731
+                     if (tmp_path / "trial" / "progress.csv").exists() else [],
+                     [json.loads(line)["epoch"] for line in (tmp_path / "trial" / "result.json").read_text().splitlines()]
+                     if (tmp_path / "trial" / "result.json").exists() else [])
+    kw = dict(iteration=0, trials=[trial], trial=trial)
+    for log in loggers:
+        log.on_trial_start(**kw)
+    def report(*epochs):
+        for e in epochs:
+            for log in loggers:
+                log.on_trial_result(**kw, result={"epoch": e, "val_nelbo": 1.0 / (e + 1)})
+
+    report(0, 1)
+    assert files() == ([], [])  # nothing is safe yet: a failure now would rerun epochs 0 and 1
+    for log in loggers:
+        log.on_checkpoint(**kw, checkpoint=None)
+    assert files() == ([0, 1], [0, 1])
+    report(2, 3)
+    for log in loggers:
+        log.on_trial_recover(**kw)  # killed before epoch 3's checkpoint was registered: retried from epoch 1
+    assert files() == ([0, 1], [0, 1])
+    report(2, 3, 4)
+    for log in loggers:
+        log.on_trial_complete(**kw)
+    assert files() == ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4])
+    for log in loggers:
+        log.on_trial_result(**kw, result={"epoch": 9, "val_nelbo": 0.0})
+        log.on_trial_error(**kw)  # a failure for good: a --resume would rerun it from the checkpoint
+    assert files() == ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4])
+
+
 def _results_per_step():
     """A Tune callback: how many results Tune's driver took in each step of its loop that had any. A step
     handles one event (ray/tune/execution/tune_controller.py: `step`), so this is results per reply of a
@@ -429,9 +478,10 @@ def test_job_submitted_to_a_local_head_writes_its_outputs(project, ray_head):
 def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_unsaved_ones(tmp_path):
     """tune.checkpoint_every_s > 0: metrics every epoch (ASHA's input), a checkpoint at most that often and
     after the last epoch. A trial that fails before its first checkpoint starts again from epoch 0, and
-    the trials table counts each epoch once. Tune's result buffering is on, with a window long enough that
-    only a checkpoint, the failure or the end of a trial ends a buffer: the trial's actor sends its epochs
-    in two replies (one with the epochs before the failure, all of them logged; one up to the checkpoint)."""
+    progress.csv and the trials table hold each epoch once: the run's. Tune's result buffering is on, with
+    a window long enough that only a checkpoint, the failure or the end of a trial ends a buffer: the
+    trial's actor sends its epochs in two replies (one with the epochs before the failure, all of them
+    seen by Tune's callbacks; one up to the checkpoint)."""
     import ray
 
     from vaeflow.tasks import prepare
@@ -459,8 +509,9 @@ def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_uns
         os.environ.update(old_env)
     (trial_dir,) = (tmp_path / "runs" / "tune" / "vae_tune").glob("trial_*")
     df = pd.read_csv(trial_dir / "progress.csv")
-    # epochs 0-2, the fault, then from epoch 0 again: there was no checkpoint to resume from
-    assert list(df["epoch"]) == [0, 1, 2, 0, 1, 2, 3] and not df["resumed"].any()
+    # epochs 0-2, the fault, then from epoch 0 again (there was no checkpoint to resume from): the first
+    # run's epochs were never written, since the retry reports them again (vaeflow/tuning/progress.py)
+    assert list(df["epoch"]) == [0, 1, 2, 3] and not df["resumed"].any() and df["started"].nunique() == 1
     assert per_reply.sizes == [3, 4]  # unbuffered: seven replies of one result each
     assert len(list(trial_dir.glob("checkpoint_*"))) == 1  # the one after the last epoch
     table = pd.read_csv(tmp_path / "metrics" / "tune_trials.csv")

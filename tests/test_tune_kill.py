@@ -1,10 +1,12 @@
 """kill -9 of Ray Tune trial processes: each killed trial is retried from its last checkpoint and ends with
 weights bit-identical (CPU) to a trial of the same config that was never killed.
 
-Two trials share one config and seed, so they must end identical. Two SIGKILLs hit them: one from outside,
+Two trials share one config and seed, so they must end identical. Three SIGKILLs hit them: one from outside,
 at a random moment inside the epoch after a report (mid-batch, or while the checkpoint is being written or
 handed to Tune), and one from inside, right after a report (between two epochs), of the other trial (under
-load the outside kill can land late; had both hit one process, one restart would be missing).
+load the outside kill can land late; had both hit one process, one restart would be missing). The third comes
+from the driver, in the window between Tune logging a result and fetching its checkpoint from the trial
+(vaeflow/tuning/progress.py): the retry runs that epoch again, and it must still be in progress.csv once.
 """
 from __future__ import annotations
 
@@ -25,13 +27,22 @@ from vaeflow.config import load_config
 from vaeflow.io import load_torch
 from vaeflow.paths import Paths
 
-def _kill_mid_epoch(marker: Path):
+WINDOW_EPOCH = 4
+
+
+def _killer(marker: Path, window: Path):
     """A Tune callback that, once, SIGKILLs the first trial to report epoch 1, a random fraction of an
-    epoch after that report: the process is then somewhere inside epoch 2 or its checkpoint."""
+    epoch after that report: the process is then somewhere inside epoch 2 or its checkpoint. And, once, the
+    first trial to report epoch WINDOW_EPOCH at once, from inside Tune's handling of that result: after the
+    result is logged and before Tune asks the trial for the checkpoint it carries (a SIGKILLed process runs
+    no more code, so that request fails)."""
     from ray import tune
 
     class Killer(tune.Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
+            if result.get("epoch") == WINDOW_EPOCH and not window.exists():
+                window.write_text(json.dumps({"trial_id": trial.trial_id, "pid": result["pid"]}))
+                os.kill(result["pid"], signal.SIGKILL)
             if result.get("epoch") != 1 or marker.exists():
                 return
             marker.write_text(json.dumps({"trial_id": trial.trial_id, "pid": result["pid"]}))
@@ -53,13 +64,13 @@ def test_trials_killed_with_sigkill_resume_and_end_bit_identical(tmp_path):
     cfg = load_config(tmp_path / "params.yaml", KILL)
     paths = Paths(tmp_path)
     prepare.run(cfg, paths)
-    outside, inside = tmp_path / "outside.kill", tmp_path / "inside.kill"
+    outside, inside, window = (tmp_path / f"{k}.kill" for k in ("outside", "inside", "window"))
     old_env = dict(os.environ)
     start_local(num_cpus=2, num_gpus=0)
     try:
         kill = Hooks(trial_fault={"marker": str(inside), "epoch": 3, "kind": "kill", "spare": str(outside)})
         with hooks.installed(kill):
-            summary = tune(cfg, paths, callbacks=[_kill_mid_epoch(outside)])
+            summary = tune(cfg, paths, callbacks=[_killer(outside, window)])
     finally:
         ray.shutdown()
         os.environ.clear()
@@ -68,7 +79,7 @@ def test_trials_killed_with_sigkill_resume_and_end_bit_identical(tmp_path):
     exp = tmp_path / "runs" / "tune" / "vae_tune"
     trials = progress_by_trial(exp)
     assert summary["n_trials"] == 2 and len(trials) == 2
-    assert outside.exists() and inside.exists()  # both kills happened
+    assert outside.exists() and inside.exists() and window.exists()  # all three kills happened
     runs = 0
     for df in trials.values():
         # Every epoch reported exactly once across the restarts, all of them, from epoch 0.
@@ -77,7 +88,7 @@ def test_trials_killed_with_sigkill_resume_and_end_bit_identical(tmp_path):
         runs += len(starts)
         for s in starts[1:]:  # each restart began from a restored checkpoint, not from scratch
             assert df.loc[df["started"] == s, "resumed"].iloc[0]
-    assert runs == 4  # 2 trials + 2 restarts after the 2 kills
+    assert runs == 5  # 2 trials + 3 restarts after the 3 kills
     a, b = (final_weights(exp, t) for t in trials)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     table = (tmp_path / "metrics" / "tune_trials.csv").read_text()

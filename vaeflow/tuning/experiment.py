@@ -136,10 +136,13 @@ def make_tuner(trainable: Any, cfg: Config, root: Path, *, resume: bool,
     # Tune's default loggers are CSV (progress.csv, which the trials table and curves read), JSON and, when
     # tensorboardX is importable, TensorBoard. With epochs of tens of milliseconds the driver's work on every
     # result competes with the trials, so TensorBoard is opt-in: name the loggers, switch off the automatic ones.
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+    # The CSV and JSON files are Tune's own, less the epochs a retry would report twice (vaeflow/tuning/progress.py).
+    from ray.tune.logger import TBXLoggerCallback
+
+    from vaeflow.tuning.progress import ProgressCSV, ResultJSON
 
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    callbacks = [CSVLoggerCallback(), JsonLoggerCallback(), *([TBXLoggerCallback()] if cfg.tune.tensorboard else []),
+    callbacks = [ProgressCSV(), ResultJSON(), *([TBXLoggerCallback()] if cfg.tune.tensorboard else []),
                  *(callbacks or [])]
     path = experiment_path(cfg, root)
     if resume:

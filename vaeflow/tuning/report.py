@@ -50,7 +50,8 @@ def _progress(r: Any) -> Any:
 def _trial(r: Any, max_epochs: int) -> dict:
     """One trial's row. Epochs count from 0 as in pretrain's history; a trial that never started has no metrics."""
     m, df = r.metrics or {}, _progress(r)
-    # A trial retried from a checkpoint older than its last report reports those epochs again: keep the last.
+    # progress.csv holds each epoch once (progress.py), but an experiment another logger wrote (Tune's own,
+    # e.g. a --resume of one started elsewhere) has a retried trial's rerun epochs twice: keep the last.
     hist = [] if df is None or METRIC not in df else sorted(
         {int(e): float(v) for e, v in zip(df["epoch"], df[METRIC]) if math.isfinite(v)}.items())
     best = min(hist, key=lambda h: h[1]) if hist else (-1, math.inf)
