@@ -136,8 +136,8 @@ def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool 
 # trial's every `tune.report` waits for the driver to fetch it: with epochs of ~30 ms, two trials and the
 # driver on two cores, each epoch waited for the driver's turn on a core (the pairing loss in
 # bench/RESULTS_tune.md). Buffered, the trial's actor collects reports for up to 0.5 s and sends them in
-# one call; Tune still logs and schedules every epoch. A report with a checkpoint ends a buffer, so nothing
-# before a checkpoint waits; ASHA (which supports buffering) ignores results after its stop decision, so a
+# one call; Tune still logs and schedules every epoch. A report with a checkpoint ends a buffer and goes in
+# the next call, alone (BufferedResults says why), so nothing before a checkpoint waits; ASHA (which supports buffering) ignores results after its stop decision, so a
 # stopped trial's history is unchanged and it runs at most 0.5 s longer (a checkpoint it writes in that
 # time stays in its folder, unregistered). The variables alone do nothing in Ray 2.60: its controller passes
 # the two values to the actor in the wrong order, so each call returned one result; the trainable's

@@ -141,7 +141,8 @@ class _Scripted:
 
 def test_tunes_controller_call_buffers_a_trials_results():
     """Tune's controller, on the buffer settings tasks/tune.py gives it, asks a trial's actor for results; the
-    actor of vaeflow's trainable sends all of them up to the checkpoint in one reply. (Ray 2.60's controller
+    actor of vaeflow's trainable sends all of them before the checkpoint in one reply, and the checkpoint's
+    alone in the next (why: BufferedResults' docstring). (Ray 2.60's controller
     passes the two settings in the order Trainable.train_buffered does not take them: Ray's own method sends
     one result per reply. If this starts to fail with 1 result below, Ray changed that call: see
     vaeflow/tuning/experiment.py's BufferedResults.) No timing: train() returns at once, well inside 0.5 s."""
@@ -169,7 +170,13 @@ def test_tunes_controller_call_buffers_a_trials_results():
     class Trial(BufferedResults, _Scripted):
         pass
 
-    assert [r["epoch"] for r in getattr(Trial(epochs), method)(*args)] == [0, 1, 2, 3, 4, 5]
+    trial = Trial(epochs)
+    replies = [[r["epoch"] for r in getattr(trial, method)(*args)] for _ in range(3)]
+    assert replies == [[0, 1, 2, 3, 4], [5], [6]]
+    trial = Trial([{"epoch": 0}, {"epoch": 1, "should_checkpoint": True}, {"epoch": 0}])
+    assert [r["epoch"] for r in trial.train_buffered(*args)] == [0]
+    assert trial.reset_config({}) and trial.train_buffered(*args) == [{"epoch": 0}]  # reused: not the last trial's
+    assert Trial([{"epoch": 0, "should_checkpoint": True}]).train_buffered(*args) == [{"epoch": 0, "should_checkpoint": True}]
     assert len(Trainable.train_buffered(_Scripted(epochs), *args)) == 1  # the cause: Ray's loop, as called
 
     class Own(_Scripted):
@@ -480,8 +487,8 @@ def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_uns
     after the last epoch. A trial that fails before its first checkpoint starts again from epoch 0, and
     progress.csv and the trials table hold each epoch once: the run's. Tune's result buffering is on, with
     a window long enough that only a checkpoint, the failure or the end of a trial ends a buffer: the
-    trial's actor sends its epochs in two replies (one with the epochs before the failure, all of them
-    seen by Tune's callbacks; one up to the checkpoint)."""
+    trial's actor sends its epochs in three replies (the epochs before the failure, all of them seen by
+    Tune's callbacks; the epochs before the checkpoint; the checkpoint's)."""
     import ray
 
     from vaeflow.tasks import prepare
@@ -512,7 +519,7 @@ def test_sparse_checkpoints_still_report_every_epoch_and_a_retry_redoes_only_uns
     # epochs 0-2, the fault, then from epoch 0 again (there was no checkpoint to resume from): the first
     # run's epochs were never written, since the retry reports them again (vaeflow/tuning/progress.py)
     assert list(df["epoch"]) == [0, 1, 2, 3] and not df["resumed"].any() and df["started"].nunique() == 1
-    assert per_reply.sizes == [3, 4]  # unbuffered: seven replies of one result each
+    assert per_reply.sizes == [3, 3, 1]  # the failure ends one reply, the checkpoint goes alone; unbuffered: 7 of 1
     assert len(list(trial_dir.glob("checkpoint_*"))) == 1  # the one after the last epoch
     table = pd.read_csv(tmp_path / "metrics" / "tune_trials.csv")
     assert list(table["status"]) == ["completed"] and list(table["epochs"]) == [4]

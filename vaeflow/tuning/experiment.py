@@ -69,12 +69,19 @@ class BufferedResults:
     length: one result per call, unbuffered as before, nothing lost) fails a test instead of slowing down
     unnoticed.
 
-    One difference to Ray's loop: Ray's drops the results it has collected when training fails (a buffered
-    trial's last epochs before a failure would be missing from its progress.csv and from ASHA). Here they
-    are returned and the error is raised by the next call, as it is without buffering.
+    Two differences to Ray's loop:
+    - Ray's drops the results it has collected when training fails (a buffered trial's last epochs before a
+      failure would be missing from its progress.csv and from ASHA). Here they are returned and the error is
+      raised by the next call, as it is without buffering.
+    - A result that carries a checkpoint goes alone, in the next reply. Tune's controller queues a "continue"
+      for each earlier result of a reply and acts on it while it fetches the checkpoint, then continues again
+      once the checkpoint is in: two train calls in flight. At a trial's end the second one finds the
+      function returned and waits 1.2 s in the actor (Ray's result and error fetch timeouts) before the actor
+      can be stopped or reused: 1.2 s of every trial, measured (bench/RESULTS_tune.md).
     """
 
     _deferred_error: BaseException | None = None
+    _held: dict | None = None  # a checkpoint's result, held back for the next reply
 
     def train(self):
         if self._deferred_error is not None:
@@ -88,6 +95,9 @@ class BufferedResults:
         if kwargs or len(args) != 2:
             return super().train_buffered(*args, **kwargs)
         buffer_length, buffer_time_s = args
+        if self._held is not None:
+            held, self._held = self._held, None
+            return [held]
         results: list[dict] = []
         send_at = time.time() + buffer_time_s
         while not results or time.time() < send_at:
@@ -98,6 +108,9 @@ class BufferedResults:
                     raise
                 self._deferred_error = e
                 break
+            if result.get(SHOULD_CHECKPOINT, False) and results:
+                self._held = result
+                break
             results.append(result)
             if (result.get(DONE, False) or result.get(SHOULD_CHECKPOINT, False) or result.get(RESULT_DUPLICATE)
                     or len(results) >= buffer_length):
@@ -105,7 +118,8 @@ class BufferedResults:
         return results
 
     def reset_config(self, new_config: dict) -> bool:
-        self._deferred_error = None  # a reused actor: the stopped trial's error is not the next one's
+        # a reused actor: the stopped trial's error, or result, is not the next one's
+        self._deferred_error = self._held = None
         return super().reset_config(new_config)
 
 
