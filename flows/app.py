@@ -17,6 +17,7 @@ import click
 import typer
 from typer.core import TyperGroup
 from rich.console import Console
+from rich.markup import escape
 from rich.logging import RichHandler
 
 from vaeflow.config import Config, ConfigError, load_config
@@ -42,7 +43,7 @@ log = logging.getLogger("vaeflow")
 
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", "-p", help="params file (validated before anything runs)")
 SetOpt = typer.Option(None, "--set", "-s", help="override a param, e.g. --set vae.latent_dim=8 (repeatable)")
-WaitOpt = typer.Option(0.0, "--wait", help="seconds to wait for another run in this directory")
+WaitOpt = typer.Option(0.0, "--wait", min=0, help="seconds to wait for another run in this directory")
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -53,7 +54,8 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _fail(code: int, msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}", highlight=False)
+    # escaped: a message quotes paths and YAML, whose square brackets Rich would read as markup and drop
+    console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -113,7 +115,7 @@ def _project_lock(wait: float, hint: str = "pass --wait SECONDS to queue behind 
 
     def waiting(path: Path) -> None:
         console.print(f"waiting up to {wait:g}s for another vaeflow run in this directory (lock {path})",
-                      highlight=False)
+                      highlight=False, markup=False)
     try:
         lock = acquire(".", wait, waiting, hint)
     except ProjectLocked as e:

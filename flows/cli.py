@@ -95,7 +95,7 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
         out: Optional[Path] = typer.Option(None, "--out", help="where this run's artifacts go; default: the "
                                            "project for params.yaml as is, runs/<name> for --set or another "
                                            "params file (in a DVC project), so the default results stay"),
-        verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="debug-level log lines")) -> None:
     from vaeflow import uptodate
     from vaeflow.paths import run_dir
 
@@ -106,6 +106,9 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     server = _early_server()
     try:
         cfg = _config(params, set_)
+        from vaeflow.data.files import check_roots
+
+        guarded(lambda: check_roots(cfg.data))  # a missing folder:/npz: path stops here, before the flow starts
         dest = run_dir(".", params, set_ or [], out, uptodate.tracks(".", params, set_ or []),
                        uptodate.is_dvc_project("."))
         lock = _project_lock(wait)
@@ -141,7 +144,7 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     finally:
         lock.release()
     console.print(summary_table(metrics))
-    console.print(f"done in {time.perf_counter() - t0:.1f}s: {Paths(dest).all_metrics}, {Paths(dest).report}")
+    console.print(f"done in {time.perf_counter() - t0:.1f}s: {Paths(dest).all_metrics}, {Paths(dest).report}", markup=False)
 
 
 def _failed_once(e: BaseException) -> None:
@@ -181,6 +184,8 @@ def serve(cron: Optional[str] = typer.Option(None, "--cron", help='cron schedule
     _config(params, set_)
     if (cron is None) == (interval is None):
         _fail(2, "give exactly one of --cron or --interval")
+    if cron is not None:
+        _check_cron(cron)
     if not api_url_configured():
         _fail(2, "PREFECT_API_URL is not set (environment or Prefect profile): start a server (prefect server "
                  "start --host 127.0.0.1) and export PREFECT_API_URL=http://127.0.0.1:4200/api")
@@ -191,15 +196,36 @@ def serve(cron: Optional[str] = typer.Option(None, "--cron", help='cron schedule
                                         "root": str(Path.cwd().resolve()), "lock_wait": lock_wait})
 
 
+def _check_cron(cron: str) -> None:
+    """A bad --cron is refused here, with exit 2, before anything is registered (Prefect would raise a
+    pydantic traceback from inside `serve`)."""
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    try:
+        CronSchedule(cron=cron)
+    except ValidationError:
+        _fail(2, f"--cron {cron!r} is not a valid cron schedule: five fields, minute hour day-of-month month "
+                 "day-of-week, e.g. \"0 3 * * *\" (03:00 every day)")
+
+
 @app.command()
 def stage(name: str = typer.Argument(..., help=" | ".join(UPSTREAM)),
           params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt, wait: float = WaitOpt,
-          verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="debug-level log lines")) -> None:
     """Run one stage (what dvc.yaml calls). Holds the same project lock as `run`."""
+    from vaeflow import uptodate
+
     _setup_logging(verbose)
     if name not in STAGES:
         _fail(2, f"unknown stage '{name}'; choose one of {', '.join(STAGES)}")
     cfg = _config(params, set_)
+    if uptodate.is_dvc_project(".") and not uptodate.tracks(".", params, set_ or []):
+        # A stage writes into the project, where DVC tracks its outputs against params.yaml and dvc.lock;
+        # `run` sends such runs to runs/<name>/ instead, and a stage cannot run alone there.
+        _fail(2, f"vaeflow stage {name} writes this DVC project's tracked outputs, which must match params.yaml: "
+                 "with --set or another params file they would not. Use `vaeflow run --set …` (writes "
+                 "runs/<name>/), `dvc exp run -S …`, or edit params.yaml")
     from vaeflow.runtime import set_threads
 
     set_threads(cfg.threads)

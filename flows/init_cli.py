@@ -10,7 +10,8 @@ Two files change on the way:
 - prefect.yaml names the flow by module (vaeflow.flows.training_pipeline), not by a file of the checkout.
 
 Then `git init` and `dvc init`, so that `vaeflow run` records its stages in dvc.lock and `dvc repro` works,
-and DVC's plots page set up as the repository's: `dvc plots show` renders offline (docs/dvc.md).
+and DVC's plots page set up as the repository's: `dvc plots show` renders offline (docs/dvc.md). A repository
+`init` created gets a first commit (with the user's git identity), which `dvc exp run` needs.
 Registered on the app (flows/app.py) when flows/cli.py, the entry point, imports this module.
 """
 from __future__ import annotations
@@ -108,7 +109,21 @@ def scaffold(root: Path) -> list[str]:
     _run([sys.executable, "-m", "dvc", "config", "plots.html_template", PLOTS_TEMPLATE], root)  # into .dvc/config
     if (root / ".git").exists() and shutil.which("git"):  # staged with the rest of .dvc/, as `dvc init` left it
         _run(["git", "add", f".dvc/{PLOTS_TEMPLATE}", ".dvc/config"], root)
+    if ".git" in created:
+        _first_commit(root)
     return [*created, ".dvc"]
+
+
+def _first_commit(root: Path) -> None:
+    """Commit the new project in the repository `init` created: DVC's experiments (`dvc exp run`) need a commit
+    to start from, and a repository without one fails with "Empty git repo". With the user's own git identity
+    only: where git has none, say so and how, rather than commit under a made-up name."""
+    _run(["git", "add", "-A"], root)
+    p = subprocess.run(["git", "commit", "-q", "-m", "vaeflow init"], cwd=root, capture_output=True, text=True)
+    if p.returncode != 0:
+        console.print(f"not committed ({(p.stderr or p.stdout).strip().splitlines()[0]}): `dvc exp run` needs a "
+                      f"first commit; set your git identity, then in {root}: git commit -m 'vaeflow init'",
+                      highlight=False, markup=False)
 
 
 @app.command("init")
@@ -116,4 +131,5 @@ def init(directory: Path = typer.Argument(..., help="the new project's directory
     """Start a new project: params.yaml, dvc.yaml, prefect.yaml, configs/, .gitignore, git and DVC."""
     created = scaffold(directory)
     console.print(f"created {directory}: {', '.join(created)}\nnext: cd {directory} && vaeflow run   "
-                  "(or `dvc repro`; edit params.yaml or pick one of configs/ with --params)", highlight=False)
+                  "(or `dvc repro`; edit params.yaml or pick one of configs/ with --params)", highlight=False,
+                  markup=False)

@@ -31,7 +31,7 @@ def report(readme_table: bool = typer.Option(False, "--readme-table", help="prin
     if update_readme:
         text = guarded(readme.read_text)
         guarded(lambda: write_text(readme, rt.update(text, m, rt.machine())))
-        console.print(f"{readme}: results block updated from {metrics}", highlight=False)
+        console.print(f"{readme}: results block updated from {metrics}", highlight=False, markup=False)
     if check_readme:
         text = guarded(readme.read_text)
         if not rt.matches(text, m):
@@ -40,4 +40,4 @@ def report(readme_table: bool = typer.Option(False, "--readme-table", help="prin
             typer.echo("\n".join(difflib.unified_diff(old, new, "README.md", str(metrics), lineterm="")), err=True)
             _fail(1, f"{readme}'s results block is not what {metrics} gives; run `vaeflow report --update-readme`"
                      f" (README's block was made on: {rt.readme_machine(text)}; this machine: {rt.machine()})")
-        console.print(f"{readme}'s results block matches {metrics}", highlight=False)
+        console.print(f"{readme}'s results block matches {metrics}", highlight=False, markup=False)

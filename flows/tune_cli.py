@@ -30,7 +30,7 @@ def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
          if_used: bool = typer.Option(False, "--if-used", help="tune only when pretrain.use_tuned is true, else "
                                       "record that tuning is off (the stage-function form; dvc.yaml has no tune stage, docs/ray.md says why)"),
          wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another run in this directory"),
-         verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+         verbose: bool = typer.Option(False, "--verbose", "-v", help="debug-level log lines")) -> None:
     """Ray Tune over tune.search_space with ASHA on val −ELBO; writes models/tuned/best_config.json.
 
     Holds the project lock, like `run` and `stage`: it writes what pretrain reads."""
@@ -56,7 +56,7 @@ def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
         lock.release()
     if summary.get("tuned", True):
         console.print(f"best val −ELBO {summary['best_val_nelbo']:.2f} nats with {summary['best_config']} "
-                      f"({summary['n_trials']} trials, {summary['n_stopped_early']} stopped early)")
+                      f"({summary['n_trials']} trials, {summary['n_stopped_early']} stopped early)", markup=False)
 
 
 @app.command()
@@ -86,7 +86,7 @@ def submit(address: Optional[str] = typer.Option(
     job = client.submit_job(entrypoint=shlex.join(args), metadata={"vaeflow": "tune"}, runtime_env={
         "working_dir": str(working_dir), "excludes": JOB_EXCLUDES,
         "env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "DO_NOT_TRACK": "1"}})
-    console.print(f"submitted job {job}: {shlex.join(args)}\n  logs: ray job logs {job} --follow")
+    console.print(f"submitted job {job}: {shlex.join(args)}\n  logs: ray job logs {job} --follow", markup=False)
     if not wait:
         return
     _follow(client, job)
@@ -117,11 +117,12 @@ def _fetch(cfg, lock_wait: float) -> None:
 
     if "://" not in cfg.tune.storage_path and not Path(cfg.tune.storage_path).is_absolute():
         console.print(f"tune.storage_path={cfg.tune.storage_path} is relative: the results stay in the job's "
-                      "working dir on the cluster. Set it to s3://… or a shared path to have them copied here.")
+                      "working dir on the cluster. Set it to s3://… or a shared path to have them copied here.", markup=False)
         return
     lock = _project_lock(lock_wait, hint="pass a longer --lock-wait")
     try:
         got = guarded(lambda: fetch(experiment_path(cfg, Path(".")), Paths()))
     finally:
         lock.release()
-    console.print("fetched " + ", ".join(str(p) for p in got) if got else "the job wrote no outputs to fetch")
+    console.print("fetched " + ", ".join(str(p) for p in got) if got else "the job wrote no outputs to fetch",
+                  markup=False)

@@ -1,0 +1,80 @@
+"""The CLI's own refusals: what a user types wrong before any stage runs gets exit 2 and a message that
+quotes it exactly, and commands that would put a project in a state its tools cannot use refuse or fix it."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+from typer.testing import CliRunner
+
+from vaeflow.flows.cli import app
+from vaeflow.flows import init_cli
+
+
+def _words(res) -> str:
+    return " ".join(res.output.split())  # rich wraps long lines
+
+
+def test_an_error_message_keeps_square_brackets(project):
+    """Rich reads [text] as markup: a path with brackets must still be printed as it is."""
+    res = CliRunner().invoke(app, ["validate", "--set", "data.target=folder:/tmp/[mydata]x"])
+    assert res.exit_code == 2 and "folder:/tmp/[mydata]x" in _words(res)
+    (project / "broken.yaml").write_text("data: [unclosed\n")
+    res = CliRunner().invoke(app, ["validate", "-p", "broken.yaml"])
+    assert res.exit_code == 2 and "[unclosed" in _words(res)
+
+
+def test_run_refuses_a_missing_data_path_before_the_flow_starts(project):
+    res = CliRunner().invoke(app, ["run", "--set", "data.source=npz:/nonexistent/dir"])
+    assert res.exit_code == 2 and "/nonexistent/dir/train.npz not found" in _words(res)
+    assert "stage prepare" not in _words(res)  # refused by the CLI, not by a failed stage
+    assert sorted(p.name for p in project.iterdir()) == ["params.yaml"]
+
+
+def test_a_bad_cron_is_refused_before_anything_is_served(project):
+    res = CliRunner().invoke(app, ["serve", "--cron", "0 3 * *"])
+    assert res.exit_code == 2 and "--cron '0 3 * *' is not a valid cron schedule" in _words(res)
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_a_negative_wait_is_refused(project):
+    res = CliRunner().invoke(app, ["run", "--wait", "-5"])
+    assert res.exit_code == 2 and "--wait" in _words(res)
+
+
+def test_stage_with_overrides_refuses_to_write_a_dvc_projects_tracked_outputs(project):
+    """`run --set` writes to runs/<name>/ in a DVC project; a single stage cannot, so it refuses instead of
+    overwriting what dvc.lock records for params.yaml. Outside a DVC project (scratch dirs) it runs."""
+    (project / "dvc.yaml").write_text("stages: {}\n")
+    (project / ".dvc").mkdir()
+    res = CliRunner().invoke(app, ["stage", "prepare", "--set", "data.subset=100"])
+    assert res.exit_code == 2 and "must match params.yaml" in _words(res) and "vaeflow run --set" in _words(res)
+    assert sorted(p.name for p in project.iterdir()) == [".dvc", "dvc.yaml", "params.yaml"]
+
+
+def _git(*args: str, cwd, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def test_init_commits_the_new_project_so_dvc_experiments_can_start(tmp_path, monkeypatch):
+    for role in ("AUTHOR", "COMMITTER"):  # an identity of the user's, whatever the machine's git config says
+        monkeypatch.setenv(f"GIT_{role}_NAME", "A User")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "user@example.org")
+    init_cli.scaffold(tmp_path / "proj")
+    head = _git("ls-tree", "-r", "--name-only", "HEAD", cwd=tmp_path / "proj")
+    assert head.returncode == 0
+    assert {"params.yaml", "dvc.yaml", ".dvc/config", ".gitignore"} <= set(head.stdout.split())
+    assert _git("status", "--porcelain", cwd=tmp_path / "proj").stdout == ""
+
+
+def test_init_without_a_git_identity_says_how_to_commit(tmp_path, monkeypatch):
+    no_identity = {"GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_COUNT": "1",
+                   "GIT_CONFIG_KEY_0": "user.useConfigOnly", "GIT_CONFIG_VALUE_0": "true"}
+    for k, v in no_identity.items():
+        monkeypatch.setenv(k, v)
+    for k in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(k, raising=False)
+    env = dict(os.environ)
+    res = CliRunner().invoke(app, ["init", str(tmp_path / "proj")])
+    assert res.exit_code == 0 and "git commit -m 'vaeflow init'" in _words(res)
+    assert _git("rev-parse", "HEAD", cwd=tmp_path / "proj", env=env).returncode != 0  # nothing committed
