@@ -97,7 +97,7 @@ def generate(cfg: Config, paths: Paths, data: Prepared, models: dict[str, VAE], 
             "vae_prior": {"n_components": 1 if vae.prior == "normal" else len(vae.pseudo_inputs), "prior": vae.prior}}
     for name, model in models.items():
         for kind, (mix, fit) in fit_latent_samplers(codes(model, obs_train, device), cfg.gmm,
-                                                    cfg.samplers.latent_components, cfg.seed).items():
+                                                    cfg.samplers.latent_components, cfg.seed, name).items():
             images[f"{name}_{kind}"] = [decoded(model, mix.sample(n, seed=cfg.seed + 13 + r), device) for r in draws]
             bic = {"bic": {str(k): float(v) for k, v in fit["bic"].items()}} if kind == "gmm" else {}
             info[f"{name}_{kind}"] = {"n_components": int(fit["n_components"]), "converged": bool(fit["converged"]), **bic}

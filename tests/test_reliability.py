@@ -349,6 +349,10 @@ def test_time_budget_stops_after_an_epoch_and_a_rerun_resumes_to_the_same_weight
     rest = train("b.pt", None)
     assert [r["epoch"] for r in rest.history] == [0, 1, 2] and len(whole.history) == 3
     assert all(torch.equal(whole.best_state[k], rest.best_state[k]) for k in whole.best_state)
+    # The reported training time is every epoch's, across the two processes: more than the first's alone,
+    # and a third call that finds the finished checkpoint (nothing left to train) reports it unchanged.
+    assert rest.seconds > cut.seconds > 0
+    assert train("b.pt", None).seconds == rest.seconds
 
 
 @pytest.mark.slow  # CLI processes killed with SIGKILL

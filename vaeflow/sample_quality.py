@@ -109,9 +109,10 @@ def predictive_entropy(net: FeatureNet, x, device="cpu") -> np.ndarray:
 
 
 def fit_latent_samplers(codes: np.ndarray, gmm_cfg, components: list[int],
-                        seed: int) -> dict[str, tuple[Mixture, dict]]:
+                        seed: int, model: str = "") -> dict[str, tuple[Mixture, dict]]:
     """{'gaussian': one full-covariance Gaussian, 'gmm': a full-covariance mixture with K from `components`
-    by BIC}, both with (reg_covar, max_iter, tol, n_init) of params.yaml's gmm section."""
+    by BIC}, both with (reg_covar, max_iter, tol, n_init) of params.yaml's gmm section. `model` names whose
+    codes they are in the progress lines."""
     from sklearn.exceptions import ConvergenceWarning
 
     base = gmm_cfg.model_copy(update={"family": "gaussian", "covariance_type": "full"})
@@ -119,9 +120,9 @@ def fit_latent_samplers(codes: np.ndarray, gmm_cfg, components: list[int],
     with warnings.catch_warnings():  # reported instead: info["converged"] of the chosen K
         warnings.simplefilter("ignore", ConvergenceWarning)
         return {"gaussian": fit_mixture("gaussian", codes, base.model_copy(update={"n_components": 1}), seed,
-                                        label="samplers (latent Gaussian)"),
+                                        label=f"samplers ({model + ' ' if model else ''}latent Gaussian)"),
                 "gmm": fit_mixture("gaussian", codes, base.model_copy(update={"n_components": list(components)}), seed,
-                                   label="samplers (latent mixture)")}
+                                   label=f"samplers ({model + ' ' if model else ''}latent mixture)")}
 
 
 def interpolate(z0: np.ndarray, z1: np.ndarray, steps: int) -> np.ndarray:

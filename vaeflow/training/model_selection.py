@@ -13,7 +13,7 @@ from __future__ import annotations
 
 class SelectionRule:
     name: str = ""
-    description: str = ""
+    description: str = ""  # for the report; {repeats} is filled in with adapt.repeats
 
     def select(self, history: list[dict]) -> int:
         """Index into `history` (one row per epoch) of the epoch whose weights are kept."""
@@ -30,7 +30,7 @@ class LastStep(SelectionRule):
     name = "last"
     description = ("last step of a fixed schedule: every variant is trained for its configured epochs and "
                    "scored after its last optimiser step; no target label (and no validation score) selects "
-                   "an epoch, model, threshold or hyperparameter. Accuracies are means over adapt.repeats seeds")
+                   "an epoch, model, threshold or hyperparameter. Accuracies are means over {repeats} seeds (adapt.repeats)")
 
     def select(self, history: list[dict]) -> int:
         return len(history) - 1
@@ -46,7 +46,7 @@ class SourceValidation(SelectionRule):
     name = "source_val"
     description = ("best source-validation accuracy: each variant keeps the epoch with the highest accuracy on "
                    "held-out source images (DomainBed's training-domain validation); no target label selects "
-                   "anything. Accuracies are means over adapt.repeats seeds")
+                   "anything. Accuracies are means over {repeats} seeds (adapt.repeats)")
 
     def select(self, history: list[dict]) -> int:
         scores = [row.get("source_val_acc") for row in history]

@@ -37,7 +37,7 @@ class VAETrainResult:
     best_epoch: int
     best_val_nelbo: float  # the best validation bound: -ELBO, or -IWAE_k when the objective is iwae
     history: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the training time of every epoch, across resumes (kept in the checkpoint)
     stopped_early: bool = False
     out_of_time: bool = False
 
@@ -236,7 +236,10 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, settin
     # A graph replays the default generator's stream only; a private generator would need registering with it.
     graphed = t.capture and device.type == "cuda" and generator is None
     opt = _adam(model, lr, capturable=graphed)
-    st = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    # train_seconds: every epoch's training time so far, kept in checkpoints (as adapt's): a resumed run, or one
+    # that finds its finished checkpoint, reports what training cost, not the seconds of the last process
+    st = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
+          "train_seconds": 0.0}
     best_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
     generators = {**(generators or {}), **({"batches": generator} if generator is not None else {})}
     ckpt = try_resume(ckpt_path, fingerprint, model, opt, generators=generators, global_rng=generator is None)
@@ -256,7 +259,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, settin
     clock = CheckpointClock(t.checkpoint_every_s)
     out_of_time = False
     while st["epoch"] < epochs and st["bad_epochs"] < patience and not out_of_time:
-        epoch = st["epoch"]
+        epoch, t_epoch = st["epoch"], time.perf_counter()
         _set_lr(opt, lr_at(lr_schedule, lr, epoch), on_device=graphed)
         model.train()
         perm = torch.randperm(n, device=device, generator=generator)
@@ -284,6 +287,7 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, settin
                "val_nelbo": val_nelbo, "val_bound": val, "lr": lr_at(lr_schedule, lr, epoch),
                "seconds": time.perf_counter() - t0}
         st["history"].append(row)
+        st["train_seconds"] = st.get("train_seconds", 0.0) + time.perf_counter() - t_epoch
         st["step"] += steps_per_epoch
         st["epoch"] = epoch + 1
         if val < st["best_val"] - 1e-4:
@@ -299,5 +303,5 @@ def train_vae(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, settin
         if on_epoch:
             on_epoch({**row, "checkpointed": saved})
     return VAETrainResult(best_state=best_state, best_epoch=st["best_epoch"], best_val_nelbo=st["best_val"],
-                          history=st["history"], seconds=time.perf_counter() - t0,
+                          history=st["history"], seconds=st.get("train_seconds", time.perf_counter() - t0),
                           stopped_early=st["epoch"] < epochs, out_of_time=out_of_time)
