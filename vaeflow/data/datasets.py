@@ -26,6 +26,7 @@ from vaeflow.data.files import check_same_classes, decode, load_folder_pool, loa
 from vaeflow.data.images import resize, to_channels
 from vaeflow.data.mnist import load_idx_pool
 from vaeflow.data.shift import digits_shifted
+from vaeflow.data.splits import Split, stratified
 from vaeflow.data.usps import load_usps_pool
 
 Loader = Callable[[str, DataConfig], Pool]
@@ -79,30 +80,34 @@ def _state(rng: np.random.Generator) -> int:
 
 
 def _stratified(idx: np.ndarray, y: np.ndarray, size: float | int, rng: np.random.Generator,
-                what: str) -> tuple[np.ndarray, np.ndarray]:
-    """(chosen, rest) of idx, with `size` of them chosen stratified by y[idx]."""
-    # Imported here: scikit-learn costs ~3 s to import, and most importers of this module (a Ray trial,
-    # any stage reading prepared data) never split.
-    from sklearn.model_selection import train_test_split
+                s: Split) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen, rest) of idx, with `size` of them chosen stratified by y[idx]; a DataError in the terms of `s`
+    (the dataset, the parameter) when there are too few images for it."""
+    return stratified(idx, y, size, _state(rng), s)
 
-    try:
-        return train_test_split(idx, train_size=size, stratify=y[idx], random_state=_state(rng))
-    except ValueError as e:  # too few images of some class for the requested share
-        raise DataError(f"cannot split {what} stratified: {e}") from None
+
+def _family(name: str) -> str:
+    return dataset_spec(name).family or name
+
+
+def _one_family(dc: DataConfig) -> bool:
+    """Whether source and target are cut from one dataset, each getting a share (data.source_fraction)."""
+    return _family(dc.source) == _family(dc.target) and not (dc.pools == "shared" and dc.source == dc.target)
 
 
 def build_pools(cfg: Config) -> tuple[Pool, Pool]:
     """The source and target images before any transform or split; disjoint within a family."""
     dc = cfg.data
     src, tgt = dataset_spec(dc.source), dataset_spec(dc.target)
-    fam_s, fam_t = src.family or dc.source, tgt.family or dc.target
+    fam_s, fam_t = _family(dc.source), _family(dc.target)
     if fam_s == fam_t:
         base = (src.load_raw or src.load)(dc.source, dc)
         if dc.pools == "shared" and dc.source == dc.target:  # the semi-supervised protocol: all of it, twice
             base = decode(base, dc)
             return base, base
         s_idx, t_idx = _stratified(np.arange(len(base.y)), base.y, dc.source_fraction, _rng(cfg.seed, _POOLS),
-                                   f"'{fam_s}' into source and target pools")
+                                   Split(dc.source, "images", "the source pool", "the target pool",
+                                         "data.source_fraction", dc.source_fraction))
         s_pool, t_pool = base.take(np.sort(s_idx)), base.take(np.sort(t_idx))
         base = None  # the whole pool goes before the shares are made float  # noqa: F841
         return decode(s_pool, dc), decode(t_pool, dc)
@@ -113,8 +118,13 @@ def split_indices(y: np.ndarray, val_fraction: float, test_fraction: float, rng:
                   what: str = "domain") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratified (train, val, test) positions into y, with the given shares of the whole."""
     everything = np.arange(len(y))
-    test, rest = _stratified(everything, y, test_fraction, rng, f"{what} into test/rest")
-    val, train = _stratified(rest, y, val_fraction / (1.0 - test_fraction), rng, f"{what} into val/train")
+    test, rest = _stratified(everything, y, test_fraction, rng, Split(what, "images", "the test split",
+                                                                      "training and validation",
+                                                                      "data.test_fraction", test_fraction))
+    # The share of the rest is val_fraction / (1 - test_fraction); messages name the configured val_fraction.
+    val, train = _stratified(rest, y, val_fraction / (1.0 - test_fraction), rng,
+                             Split(what, "images left after the test split", "the validation split",
+                                   "the training split", "data.val_fraction", val_fraction))
     return train, val, test
 
 
@@ -124,19 +134,27 @@ def _domain(name: str, spec: DatasetSpec, pool: Pool, cfg: Config, role: int) ->
     if spec.transform is not None:
         x = spec.transform(x, dc, _rng(cfg.seed, role, _SHIFT), pool.levels)
     x = to_channels(resize(x, dc.image_size, pool.levels), dc.channels, pool.levels)
+    # A count in a message must match what the user can check: say when it is this domain's share only.
+    share = " (this domain's share: source and target are cut from one dataset, data.source_fraction)" \
+        if _one_family(dc) else ""
     if dc.test_split == "official" and pool.is_test is not None:
         test = np.flatnonzero(pool.is_test)
-        val, train = _stratified(np.flatnonzero(~pool.is_test), pool.y, dc.val_fraction,
-                                 _rng(cfg.seed, role, _SPLIT), f"{name} official train split into val/train")
+        val, train = _stratified(np.flatnonzero(~pool.is_test), pool.y, dc.val_fraction, _rng(cfg.seed, role, _SPLIT),
+                                 Split(name, "training images", "the validation split", "the training split",
+                                       "data.val_fraction", dc.val_fraction, share))
     else:
         train, val, test = split_indices(pool.y, dc.val_fraction, dc.test_fraction, _rng(cfg.seed, role, _SPLIT),
                                          name)
     if dc.subset is not None and dc.subset < len(train):
-        train, _ = _stratified(train, pool.y, dc.subset, _rng(cfg.seed, role, _SUBSET), f"{name} train subset")
+        train, _ = _stratified(train, pool.y, dc.subset, _rng(cfg.seed, role, _SUBSET),
+                               Split(name, "training images", "the training subset", "the images left out",
+                                     "data.subset", dc.subset))
     if dc.eval_subset is not None:   # a stratified cap on val and test, for costly evaluations (IWAE k=5000)
         g = _rng(cfg.seed, role, _EVAL_SUBSET)
-        val, test = (_stratified(idx, pool.y, dc.eval_subset, g, f"{name} eval subset")[0]
-                     if dc.eval_subset < len(idx) else idx for idx in (val, test))
+        val, test = (_stratified(idx, pool.y, dc.eval_subset, g,
+                                 Split(name, f"{part} images", f"the {part} subset", "the images left out",
+                                       "data.eval_subset", dc.eval_subset))[0]
+                     if dc.eval_subset < len(idx) else idx for idx, part in ((val, "validation"), (test, "test")))
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     i64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
     return DomainData(x_train=f32(x[train]), y_train=i64(pool.y[train]), x_val=f32(x[val]), y_val=i64(pool.y[val]),

@@ -9,7 +9,9 @@ folder:PATH  PATH/train/<class>/*.png|jpg|jpeg and PATH/test/<class>/*.png|jpg|j
 npz:PATH     PATH/train.npz and PATH/test.npz, each with `x` (uint8 0..255, or float in [0, 1]; N×H×W or
              N×H×W×C with C = 1 or 3) and `y` (integer labels 0..K-1).
 Both keep the user's train/test split (`is_test`), are put on the 256-level grid k/255 (floats are
-rounded to it) and are then converted to data.channels and resized like every other dataset.
+rounded to it) and are then converted to data.channels and resized like every other dataset. Colour
+made grey by data.channels=1 (the default) is said in one warning per dataset. Each .npz file is read and
+checked by vaeflow/data/npz.py.
 
 check_roots(dc) checks, without reading any image, that the folders the configured datasets read from exist,
 so that `vaeflow validate` catches a mistyped path before a run starts.
@@ -17,7 +19,6 @@ so that `vaeflow validate` catches a mistyped path before a run starts.
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from vaeflow.config import DataConfig
 from vaeflow.data.digits import Pool
 from vaeflow.data.domain import DataError
 from vaeflow.data.images import resize, said_grey, to_channels
+from vaeflow.data.npz import read_npz
 from vaeflow.data.shift import quantize
 
 log = logging.getLogger("vaeflow")
@@ -56,13 +58,13 @@ def _check_classes(y: np.ndarray, what: str) -> None:
         raise DataError(f"{what}: fewer than 2 classes ({np.unique(y).tolist()}); classification needs at least 2")
 
 
-def _common(images: list[np.ndarray], files: list[Path], dc: DataConfig) -> np.ndarray:
+def _common(images: list[np.ndarray], files: list[Path], dc: DataConfig, name: str) -> np.ndarray:
     """One N×C×H×W uint8-grid float array from images of possibly different channels and sizes."""
     # Each image is converted on its own (same values as before) straight into the output, or into its
     # size group when resizing: a list of float copies plus a stacked copy would be ~2× the data on top.
     conv = lambda a: to_channels(a[None].astype(np.float32) / (LEVELS - 1), dc.channels, LEVELS)[0]  # noqa: E731
     if dc.channels == 1 and (n := sum(a.shape[0] == 3 for a in images)):
-        said_grey(n)
+        said_grey(name, n)
     sizes = {a.shape[1:] for a in images}
     if len(sizes) > 1 and dc.image_size is None:
         first = {}
@@ -168,49 +170,19 @@ def load_folder_pool(name: str, dc: DataConfig) -> Pool:
     _log_skipped(root, skipped)
     if not te_img:
         raise DataError(f"{root / 'test'}: no images")
-    x = _common(tr_img + te_img, tr_files + te_files, dc)
+    x = _common(tr_img + te_img, tr_files + te_files, dc, name)
     return _pool(x, np.concatenate([y_tr, y_te]), len(y_tr), len(classes))
-
-
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    if not path.is_file():
-        raise DataError(f"{path} not found; npz:PATH needs PATH/train.npz and PATH/test.npz with arrays x and y")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ("x", "y") if k not in z.files]
-            if missing:
-                raise DataError(f"{path}: missing array(s) {missing}; found {z.files}")
-            x, y = z["x"], z["y"]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise DataError(f"{path}: unreadable .npz ({e.__class__.__name__}: {e})") from None
-    if len(x) != len(y) or y.ndim != 1:
-        raise DataError(f"{path}: x has {len(x)} images but y has shape {y.shape}; need one label per image")
-    if not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"{path}: y must hold integers, got {y.dtype}")
-    if x.ndim == 3:
-        x = x[:, None]
-    elif x.ndim == 4 and x.shape[-1] in (1, 3):
-        x = x.transpose(0, 3, 1, 2)
-    else:
-        raise DataError(f"{path}: x has shape {x.shape}; expected N×H×W or N×H×W×C with C = 1 or 3")
-    if x.dtype == np.uint8:
-        return x, y.astype(np.int64)   # converted by _to_float, straight into the pool's array
-    if not np.issubdtype(x.dtype, np.floating):
-        raise DataError(f"{path}: x must be uint8 (0..255) or float in [0, 1], got {x.dtype}")
-    if x.size and not (np.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
-        raise DataError(f"{path}: float x must lie in [0, 1] (got {np.nanmin(x):.3g}..{np.nanmax(x):.3g}); "
-                        "store 0..255 images as uint8")
-    return x, y.astype(np.int64)
 
 
 # Images per block when converting: ~12 MB of float32 at 3×32×32, so no full-size temporary is made.
 BLOCK = 1024
 
 
-def _to_float(parts: list[np.ndarray], channels: int) -> np.ndarray:
+def _to_float(parts: list[np.ndarray], channels: int, name: str | None = None) -> np.ndarray:
     """The parts (uint8 0..255 or float in [0, 1], N×C×H×W) as one float32 array on the grid k/255, in
-    `channels`. One preallocated array filled part by part: uint8 is cast into it and divided in place
-    (x.astype(float32) / 255 gives the same float32 values without the two full-size temporaries), floats
+    `channels`; `name` is the dataset named when colour is made grey (decode has none: its raw pools are
+    never 3 -> 1, load_npz_raw converts those itself). One preallocated array filled part by part: uint8 is
+    cast into it and divided in place (x.astype(float32) / 255 gives the same float32 values without the two full-size temporaries), floats
     are quantized a block at a time (quantize is element-wise, so the values are those of one call)."""
     n, (c, h, w) = sum(len(p) for p in parts), parts[0].shape[1:]
     # The memory layout of the file's array (N×H×W×C seen as N×C×H×W), as astype and concatenate kept it:
@@ -229,14 +201,14 @@ def _to_float(parts: list[np.ndarray], channels: int) -> np.ndarray:
             else:
                 b[...] = quantize(p[j:j + BLOCK], LEVELS)
         i += len(p)
-    if c == 3 and channels == 1:
-        said_grey(n)
+    if c == 3 and channels == 1 and name:
+        said_grey(name, n)
     return to_channels(out, channels, LEVELS)
 
 
 def _read_npz_pair(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     root = Path(name.removeprefix("npz:"))
-    (x_tr, y_tr), (x_te, y_te) = _read_npz(root / "train.npz"), _read_npz(root / "test.npz")
+    (x_tr, y_tr), (x_te, y_te) = read_npz(root / "train.npz"), read_npz(root / "test.npz")
     _check_classes(y_tr, str(root / "train.npz"))
     n_classes = int(y_tr.max()) + 1
     _check_labels(y_tr, n_classes, str(root / "train.npz"))
@@ -248,7 +220,7 @@ def _read_npz_pair(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 def load_npz_pool(name: str, dc: DataConfig) -> Pool:
     x_tr, y_tr, x_te, y_te, n_classes = _read_npz_pair(name)
-    x = _to_float([x_tr, x_te], dc.channels)
+    x = _to_float([x_tr, x_te], dc.channels, name)
     return _pool(x, np.concatenate([y_tr, y_te]), len(y_tr), n_classes)
 
 
@@ -261,7 +233,7 @@ def load_npz_raw(name: str, dc: DataConfig) -> Pool:
     converted here, as load_npz_pool does, so their values stay those of the whole-array conversion."""
     x_tr, y_tr, x_te, y_te, n_classes = _read_npz_pair(name)
     if x_tr.dtype != np.uint8 or x_te.dtype != np.uint8 or (x_tr.shape[1] != dc.channels and dc.channels == 1):
-        return _pool(_to_float([x_tr, x_te], dc.channels), np.concatenate([y_tr, y_te]), len(y_tr), n_classes)
+        return _pool(_to_float([x_tr, x_te], dc.channels, name), np.concatenate([y_tr, y_te]), len(y_tr), n_classes)
     x = np.empty((len(x_tr) + len(x_te), *x_tr.shape[1:]), dtype=np.uint8)
     x[:len(x_tr)], x[len(x_tr):] = x_tr, x_te
     y = np.concatenate([y_tr, y_te])
