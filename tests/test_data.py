@@ -391,7 +391,8 @@ def test_two_folders_must_name_their_classes_alike(tmp_path):
 
 
 def test_colour_data_made_grey_by_the_default_is_said_once(tmp_path, caplog):
-    """data.channels=1 (the default) turns RGB into luma: one log line per dataset read, not one per image."""
+    """data.channels=1 (the default) turns RGB into luma: one log line per dataset read, not one per image
+    (a warning naming the dataset: tests/test_data_messages.py)."""
     from PIL import Image
 
     from vaeflow.config import DataConfig
@@ -407,8 +408,9 @@ def test_colour_data_made_grey_by_the_default_is_said_once(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="vaeflow"), _Lines() as lines:
         pool = load_folder_pool(f"folder:{tmp_path}", DataConfig())
         assert pool.x.shape[1] == 1
-        assert [ln for ln in lines if "turned grey" in ln] == [
-            "data: 12 colour images turned grey (data.channels=1, the default); data.channels=3 keeps colour"]
+        assert [ln for ln in lines if "(grey)" in ln] == [
+            f"folder:{tmp_path}: 12 colour (3-channel) images converted to 1 channel (grey) because data.channels=1, "
+            "the default; set data.channels=3 to keep colour"]
         lines.clear()
         load_folder_pool(f"folder:{tmp_path}", DataConfig(channels=3))
-        assert not [ln for ln in lines if "turned grey" in ln]
+        assert not [ln for ln in lines if "(grey)" in ln]
