@@ -168,15 +168,20 @@ def test_real_process_prints_no_traceback(projects, argv, expect):
 
 
 @pytest.mark.slow  # a real `vaeflow run`: Prefect's server and the flow
-def test_run_reports_a_missing_data_file_from_inside_the_flow_without_traceback(projects):
-    """Params are valid, so this gets past validation into the Prefect flow; the error comes from the prepare task."""
+def test_run_reports_an_unreadable_data_file_from_inside_the_flow_without_traceback(projects, tmp_path):
+    """Params are valid and the files exist (a missing path is refused before the flow starts), so this gets
+    into the Prefect flow; the error comes from the prepare task."""
     root = projects["empty"]
+    data = tmp_path / "bad_npz"
+    data.mkdir()
+    for name in ("train.npz", "test.npz"):
+        (data / name).write_bytes(b"not a zip archive")
     before = tree_hash(root)
-    p = run_cli(root, "run", *sets(TINY), "--set", "data.source=npz:/nonexistent/dir")
+    p = run_cli(root, "run", *sets(TINY), "--set", f"data.source=npz:{data}")
     assert p.returncode == 2, p.stdout
     out = _plain(p.stdout)
-    assert "Traceback" not in out and "error: stage prepare failed: /nonexistent/dir/train.npz" in out, out
-    assert out.count("/nonexistent/dir/train.npz") <= 2, out  # one failure line (and Prefect's own, once)
+    assert "Traceback" not in out and f"error: stage prepare failed: {data}/train.npz: unreadable .npz" in out, out
+    assert out.count(f"{data}/train.npz") <= 2, out  # one failure line (and Prefect's own, once)
     assert tree_hash(root) == before
 
 
