@@ -78,10 +78,9 @@ def main(runs: list[str]) -> None:
             own = np.array([o for v, _, o, _ in rows if v == variant]) * 100
             new = np.array([n for v, _, _, n in rows if v == variant]) * 100
             d = new - own
-            print(f"| {run.name} | {variant} | {own.mean():.2f} ± {own.std(ddof=1) if len(own) > 1 else 0:.2f} "
-                  f"| {new.mean():.2f} ± {new.std(ddof=1) if len(new) > 1 else 0:.2f} "
-                  f"| {', '.join(f'{x:+.2f}' for x in d)} | {d.mean():+.2f} ± {d.std(ddof=1) if len(d) > 1 else 0:.2f} |",
-                  flush=True)
+            sd = lambda a: a.std(ddof=1) if len(a) > 1 else 0.0  # noqa: E731
+            print(f"| {run.name} | {variant} | {own.mean():.2f} ± {sd(own):.2f} | {new.mean():.2f} ± {sd(new):.2f} "
+                  f"| {', '.join(f'{x:+.2f}' for x in d)} | {d.mean():+.2f} ± {sd(d):.2f} |", flush=True)
 
 
 if __name__ == "__main__":

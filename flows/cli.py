@@ -144,7 +144,8 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     finally:
         lock.release()
     console.print(summary_table(metrics))
-    console.print(f"done in {time.perf_counter() - t0:.1f}s: {Paths(dest).all_metrics}, {Paths(dest).report}", markup=False)
+    console.print(f"done in {time.perf_counter() - t0:.1f}s: {Paths(dest).all_metrics}, {Paths(dest).report}",
+                  markup=False)
 
 
 def _failed_once(e: BaseException) -> None:

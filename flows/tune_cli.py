@@ -117,7 +117,8 @@ def _fetch(cfg, lock_wait: float) -> None:
 
     if "://" not in cfg.tune.storage_path and not Path(cfg.tune.storage_path).is_absolute():
         console.print(f"tune.storage_path={cfg.tune.storage_path} is relative: the results stay in the job's "
-                      "working dir on the cluster. Set it to s3://… or a shared path to have them copied here.", markup=False)
+                      "working dir on the cluster. Set it to s3://… or a shared path to have them copied here.",
+                      markup=False)
         return
     lock = _project_lock(lock_wait, hint="pass a longer --lock-wait")
     try:

@@ -209,7 +209,8 @@ def run(cfg: Config, paths: Paths) -> dict:
     results = {v: results[v] for v in a.variants}  # the listed order, whatever order chains ended in
     rule = RULES[a.selection]
     out = {"variants": results, "paired": paired_differences(results), "steps_per_epoch": ctx["steps"],
-           "epochs": a.epochs, "repeats": a.repeats, "selection_rule": rule.name, "selection": rule.description.format(repeats=a.repeats)}
+           "epochs": a.epochs, "repeats": a.repeats, "selection_rule": rule.name,
+           "selection": rule.description.format(repeats=a.repeats)}
     write_json(paths.stage_metrics("adapt"), out)
     return out
 

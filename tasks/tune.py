@@ -137,11 +137,12 @@ def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool 
 # driver on two cores, each epoch waited for the driver's turn on a core (the pairing loss in
 # bench/RESULTS_tune.md). Buffered, the trial's actor collects reports for up to 0.5 s and sends them in
 # one call; Tune still logs and schedules every epoch. A report with a checkpoint ends a buffer and goes in
-# the next call, alone (BufferedResults says why), so nothing before a checkpoint waits; ASHA (which supports buffering) ignores results after its stop decision, so a
-# stopped trial's history is unchanged and it runs at most 0.5 s longer (a checkpoint it writes in that
-# time stays in its folder, unregistered). The variables alone do nothing in Ray 2.60: its controller passes
-# the two values to the actor in the wrong order, so each call returned one result; the trainable's
-# class from `buffered_trainable` (vaeflow/tuning/experiment.py: BufferedResults) reads them as meant.
+# the next call, alone (BufferedResults says why), so nothing before a checkpoint waits; ASHA (which
+# supports buffering) ignores results after its stop decision, so a stopped trial's history is unchanged
+# and it runs at most 0.5 s longer (a checkpoint it writes in that time stays in its folder, unregistered).
+# The variables alone do nothing in Ray 2.60: its controller passes the two values to the actor in the wrong
+# order, so each call returned one result; the trainable's class from `buffered_trainable`
+# (vaeflow/tuning/experiment.py: BufferedResults) reads them as meant.
 RESULT_BUFFER = {"TUNE_RESULT_BUFFER_LENGTH": "1000", "TUNE_RESULT_BUFFER_MIN_TIME_S": "0.5"}
 
 

@@ -176,7 +176,8 @@ def test_tunes_controller_call_buffers_a_trials_results():
     trial = Trial([{"epoch": 0}, {"epoch": 1, "should_checkpoint": True}, {"epoch": 0}])
     assert [r["epoch"] for r in trial.train_buffered(*args)] == [0]
     assert trial.reset_config({}) and trial.train_buffered(*args) == [{"epoch": 0}]  # reused: not the last trial's
-    assert Trial([{"epoch": 0, "should_checkpoint": True}]).train_buffered(*args) == [{"epoch": 0, "should_checkpoint": True}]
+    first = {"epoch": 0, "should_checkpoint": True}  # a checkpoint's result first in a reply: sent at once
+    assert Trial([first]).train_buffered(*args) == [first]
     assert len(Trainable.train_buffered(_Scripted(epochs), *args)) == 1  # the cause: Ray's loop, as called
 
     class Own(_Scripted):
@@ -262,7 +263,7 @@ def test_tunes_files_hold_each_epoch_once_written_when_it_can_no_longer_rerun(tm
     loggers = [ProgressCSV(), ResultJSON()]
     files = lambda: (pd.read_csv(tmp_path / "trial" / "progress.csv")["epoch"].tolist()  # noqa: E731
                      if (tmp_path / "trial" / "progress.csv").exists() else [],
-                     [json.loads(line)["epoch"] for line in (tmp_path / "trial" / "result.json").read_text().splitlines()]
+                     [json.loads(ln)["epoch"] for ln in (tmp_path / "trial" / "result.json").read_text().splitlines()]
                      if (tmp_path / "trial" / "result.json").exists() else [])
     kw = dict(iteration=0, trials=[trial], trial=trial)
     for log in loggers:

@@ -182,8 +182,9 @@ def _to_float(parts: list[np.ndarray], channels: int, name: str | None = None) -
     """The parts (uint8 0..255 or float in [0, 1], N×C×H×W) as one float32 array on the grid k/255, in
     `channels`; `name` is the dataset named when colour is made grey (decode has none: its raw pools are
     never 3 -> 1, load_npz_raw converts those itself). One preallocated array filled part by part: uint8 is
-    cast into it and divided in place (x.astype(float32) / 255 gives the same float32 values without the two full-size temporaries), floats
-    are quantized a block at a time (quantize is element-wise, so the values are those of one call)."""
+    cast into it and divided in place (x.astype(float32) / 255 gives the same float32 values without the two
+    full-size temporaries), floats are quantized a block at a time (quantize is element-wise, so the values
+    are those of one call)."""
     n, (c, h, w) = sum(len(p) for p in parts), parts[0].shape[1:]
     # The memory layout of the file's array (N×H×W×C seen as N×C×H×W), as astype and concatenate kept it:
     # the 3 -> 1 luma (a BLAS dot) rounds differently on another layout, and the values must not change.

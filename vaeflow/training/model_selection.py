@@ -30,7 +30,8 @@ class LastStep(SelectionRule):
     name = "last"
     description = ("last step of a fixed schedule: every variant is trained for its configured epochs and "
                    "scored after its last optimiser step; no target label (and no validation score) selects "
-                   "an epoch, model, threshold or hyperparameter. Accuracies are means over {repeats} seeds (adapt.repeats)")
+                   "an epoch, model, threshold or hyperparameter. Accuracies are means over {repeats} seeds "
+                   "(adapt.repeats)")
 
     def select(self, history: list[dict]) -> int:
         return len(history) - 1
