@@ -409,8 +409,8 @@ def test_colour_data_made_grey_by_the_default_is_said_once(tmp_path, caplog):
         pool = load_folder_pool(f"folder:{tmp_path}", DataConfig())
         assert pool.x.shape[1] == 1
         assert [ln for ln in lines if "(grey)" in ln] == [
-            f"folder:{tmp_path}: 12 colour (3-channel) images converted to 1 channel (grey) because data.channels=1, "
-            "the default; set data.channels=3 to keep colour"]
+            f"folder:{tmp_path}: 12 colour (3-channel) images converted to 1 channel (grey) because data.channels=1; "
+            "set data.channels=3 to keep colour"]
         lines.clear()
         load_folder_pool(f"folder:{tmp_path}", DataConfig(channels=3))
         assert not [ln for ln in lines if "(grey)" in ln]

@@ -230,7 +230,7 @@ def test_colour_made_grey_is_one_warning_naming_the_dataset(tmp_path, kind):
     n = 12 if kind == "folder" else 40
     assert rec.name == "vaeflow" and rec.levelno == logging.WARNING
     assert rec.getMessage() == (f"{name}: {n} colour (3-channel) images converted to 1 channel (grey) because "
-                                "data.channels=1, the default; set data.channels=3 to keep colour")
+                                "data.channels=1; set data.channels=3 to keep colour")
     with _Records() as records:
         assert load(name, DataConfig(channels=3)).x.shape[1] == 3
     assert not records.grey()

@@ -36,8 +36,9 @@ def said_grey(name: str, n: int) -> None:
     """Colour data made grey by the default is easy to miss (the only other trace is `images 1×H×W` in the
     prepare line), and it changes what the models learn: a warning, once per dataset read, by the readers of
     `npz:` and `folder:` files (files.py), which are where colour images arrive."""
-    log.warning("%s: %d colour (3-channel) images converted to 1 channel (grey) because data.channels=1, the "
-                "default; set data.channels=3 to keep colour", name, n)
+    # "data.channels=1 (the default)" would be wrong where a user set it: the value is what matters
+    log.warning("%s: %d colour (3-channel) images converted to 1 channel (grey) because data.channels=1; set "
+                "data.channels=3 to keep colour", name, n)
 
 
 def to_channels(x: np.ndarray, channels: int, levels: int | None = None) -> np.ndarray:
