@@ -370,7 +370,9 @@ case $cmd in
   start)
     waves=${3:-1 2}
     echo "cpu_runs: code $(git -C "$root" rev-parse --short HEAD), $(nproc) cores, waves $waves, started $(date -u +%FT%TZ)" >> "$out/driver.log"
-    [ -f "$colour/test.npz" ] || "$py" "$root/bench/make_colour_shift.py" "$colour" --data "$data" >> "$out/driver.log"
+    # the colour target (waves 2, 6, 15, 19): a failure here (e.g. DATA_ROOT without USPS) stops `start`
+    [ -f "$colour/test.npz" ] || "$py" "$root/bench/make_colour_shift.py" "$colour" --data "$data" >> "$out/driver.log" \
+      || { echo "cpu_runs: could not make $colour (above); nothing started" >&2; exit 2; }
     for core in 0 1; do nohup taskset -c $core bash "$0" queue "$out" $core "$waves" >> "$out/queue$core.log" 2>&1 & done
     echo "started: logs in $out/runs/<job>/log.txt";;
   queue)  # internal: one queue, in order, on the core `start` pinned it to

@@ -113,7 +113,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     summary = {}
-    for job in sorted((a.out / "runs").iterdir()):
+    if not (a.out / "runs").is_dir():
+        print(f"{a.out}: no jobs yet (bench/cpu_runs.sh start writes them to {a.out / 'runs'})")
+        return
+    for job in sorted(p for p in (a.out / "runs").iterdir() if p.is_dir()):
         f = job / "metrics" / "adapt.json"
         if not f.is_file():
             log = job / "log.txt"

@@ -7,14 +7,14 @@
 # CUDA MPS when the driver offers it. Seeds 0,1,2 change the split, the VAE and the adaptation run alike.
 #
 # usage: bench/gpu_runs.sh DATA_ROOT OUT_DIR [BUDGET_SECONDS=480]
-#   env: DEVICE (cuda), PYTHON (python3), SEEDS ("0 1 2"), EXTRA (more --set overrides, for a CPU smoke run)
+#   env: DEVICE (cuda), PYTHON (.venv/bin/python), SEEDS ("0 1 2"), EXTRA (more --set overrides, for a CPU smoke run)
 # It writes OUT_DIR/runs/<job>/{log.txt,metrics/,plots/} and OUT_DIR/summary.json (bench/gpu_summary.py).
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 data=$(cd "$1" && pwd) || exit 2
 out=$(mkdir -p "$2" && cd "$2" && pwd)
 budget=${3:-480}
-py=${PYTHON:-python3}
+py=${PYTHON:-$root/.venv/bin/python}  # the project's venv (`make install`), as cpu_runs.sh
 seeds=${SEEDS:-0 1 2}
 export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 start=$(date +%s); deadline=$((start + budget))
@@ -25,6 +25,11 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
   | tee -a "$out/driver.log"
 $py -c "import torch, pydantic, typer, sklearn; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
   2>&1 | tee -a "$out/driver.log"
+# No CUDA device where one is asked for: stop now, not after a smoke run (the stages would refuse anyway).
+if [ "${DEVICE:-cuda}" = cuda ] && ! $py -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
+  note "DEVICE=cuda but torch sees no CUDA device (or $py cannot import torch): run on a GPU machine, or set DEVICE=cpu"
+  exit 2
+fi
 
 if [ "${DEVICE:-cuda}" = cuda ] && command -v nvidia-cuda-mps-control >/dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps_pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps_log
@@ -37,7 +42,7 @@ if [ "${DEVICE:-cuda}" = cuda ] && command -v nvidia-cuda-mps-control >/dev/null
 fi
 
 # A first stage on tiny digits: a broken install fails here in seconds, not after the budget.
-smoke=$(mktemp -d)
+smoke=$(mktemp -d); trap 'rm -rf "$smoke"' EXIT
 if ! (cd "$smoke" && timeout 120 $py -m flows.cli stage prepare --params "$root/params.yaml" --set data.subset=100 >smoke.log 2>&1 \
       && timeout 120 $py -m flows.cli stage pretrain --params "$root/params.yaml" --set device=${DEVICE:-cuda} --set pretrain.epochs=1 \
          --set data.subset=100 >>smoke.log 2>&1) then

@@ -50,6 +50,13 @@ def test_without_a_terminal_lines_are_rate_limited(lines, monkeypatch):
     assert len(lines) == 2 and lines[0] == "gmm: EM: started (100 K)" and lines[1].startswith("gmm: EM: done")
 
 
+def test_a_step_ended_by_an_exception_says_stopped_not_done(lines):
+    with pytest.raises(KeyboardInterrupt), progress.steps("pretrain", total=3) as step:
+        step.advance(1, "val_nelbo=251.0")
+        raise KeyboardInterrupt  # a SIGTERM or Ctrl-C mid-training
+    assert lines[-1].startswith("pretrain: stopped, val_nelbo=251.0 in ")
+
+
 def test_the_gmm_fit_reports_progress(lines, monkeypatch, tiny_cfg):
     from vaeflow.models.mixture import fit_mixture
 
@@ -59,6 +66,9 @@ def test_the_gmm_fit_reports_progress(lines, monkeypatch, tiny_cfg):
     assert lines[0] == "gmm: EM for K in [2, 3] on 60 images: started (2 K)"
     assert any("EM iteration" in ln for ln in lines)  # ticks from inside the EM loop
     assert any(ln.startswith("gmm: EM for K in [2, 3] on 60 images: K 2/2, K=3 BIC") for ln in lines)
+    # the last line names the K that BIC chose (the one fit_mixture returns), not the last K tried
+    model, info = fit_mixture("gaussian", x, tiny_cfg.gmm.model_copy(update={"n_components": [1, 2]}), seed=0)
+    assert lines[-1].startswith(f"gmm: EM for K in [1, 2] on 60 images: done, K={info['n_components']} chosen (BIC ")
 
 
 def test_on_a_terminal_two_threads_share_one_live_display(monkeypatch):

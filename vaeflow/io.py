@@ -33,6 +33,17 @@ class ArtifactError(RuntimeError):
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
+def _process_umask() -> int:
+    """The umask, read once at import: os.umask can only be read by setting it, which would race with threads
+    creating files later (the flow runs stages in threads)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _process_umask()
+
+
 def _owner_tag() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -80,6 +91,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner_tag()}.", suffix=".tmp", dir=path.parent)
+    # mkstemp makes the file 0600; the artifact gets the mode a plain open() would give (0644 under umask 022),
+    # so reports, metrics and models stay readable by whoever may read the project
+    os.fchmod(fd, 0o666 & ~UMASK)
     os.close(fd)
     tmp = Path(tmp)
     try:

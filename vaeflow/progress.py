@@ -85,13 +85,14 @@ class _Step:
         rest = f"the last {self.unit} runs" if left == 1 else f"the other {left} {_plural(self.unit, left)} run"
         return f"; ~{_duration(elapsed / self.counted * left)} more if {rest}"
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
         if self.bar:
             self.bar.update(self.task, completed=self.total or self.done, total=self.total or self.done)
             _release_display()
         else:
-            log.info("%s: done%s in %.1f s", self.label, f", {self.info}" if self.info else "",
-                     time.monotonic() - self.t0)
+            # "stopped" when the step ended by an exception (a SIGTERM, an error): "done" would read as success
+            log.info("%s: %s%s in %.1f s", self.label, "done" if finished else "stopped",
+                     f", {self.info}" if self.info else "", time.monotonic() - self.t0)
 
 
 def _plural(unit: str, n: int | None) -> str:
@@ -108,11 +109,13 @@ def steps(label: str, total: int | None = None, unit: str = "steps") -> Iterator
     """A long step's progress; `total` None for one whose length is unknown (a bar that pulses)."""
     step = _Step(label, total, unit)
     outer, _active.step = getattr(_active, "step", None), step
+    finished = False
     try:
         yield step
+        finished = True
     finally:
         _active.step = outer
-        step.close()
+        step.close(finished)
 
 
 def tick(info: str) -> None:

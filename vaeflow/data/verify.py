@@ -100,6 +100,8 @@ def read_compressed(path: Path) -> bytes:
     try:
         with opener(path, "rb") as f:
             return f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path} not found (resolved: {path.resolve()})") from None
     except (OSError, EOFError, zlib.error, ValueError) as e:
         raise DataError(f"{path}: cannot be read ({e.__class__.__name__}: {e}); the file is corrupt or "
                         "truncated: replace it") from None

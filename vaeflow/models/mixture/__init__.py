@@ -106,6 +106,8 @@ def fit_mixture(family: str, x_train: np.ndarray, gmm_cfg, seed: int, device: st
             if best is None or bics[int(k)] < bics[best.n_components]:
                 best, best_info = model, info
             step.advance(1, f"K={k} BIC {bics[int(k)]:.0f}")
+        # the closing line names the K that BIC chose, not the last one tried
+        step.info = f"K={best.n_components} chosen (BIC {bics[best.n_components]:.0f})"
     return best, {"n_components": best.n_components, "covariance_type": cov, "bic": bics, **best_info}
 
 
