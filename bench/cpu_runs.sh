@@ -43,6 +43,8 @@
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 cmd=${1:-status}
+case $cmd in start|queue|status|summary) ;; *)  # nothing made for a command it does not know (--help, a typo)
+  echo "usage: $0 start [OUT] [WAVES] | status [OUT] | summary [OUT]   (OUT default: runs/cpu)" >&2; exit 2;; esac
 out=$(mkdir -p "${2:-$root/runs/cpu}" && cd "${2:-$root/runs/cpu}" && pwd)
 data=${DATA_ROOT:-$(cd "$root/../shared/data" 2>/dev/null && pwd)}
 py=${PYTHON:-$root/.venv/bin/python}
@@ -389,9 +391,10 @@ case $cmd in
       run_job $j
     done;;
   status)
+    [ -d "$out/runs" ] || { echo "$out: no jobs yet"; exit 0; }
     for d in "$out"/runs/*/; do n=$(basename "$d")
       if [ -f "$d/done" ]; then echo "$n: done $(cat "$d/done")"; else echo "$n: $(tail -c 300 "$d/log.txt" 2>/dev/null | tr '\r' '\n' | grep -v '^\s*$' | tail -1)"; fi
     done;;
   summary) "$py" "$root/bench/cpu_summary.py" "$out";;
-  *) echo "usage: $0 start|status|summary [OUT]" >&2; exit 2;;
+  *) echo "usage: $0 start [OUT] [WAVES] | status [OUT] | summary [OUT]   (OUT default: runs/cpu)" >&2; exit 2;;
 esac
