@@ -77,8 +77,10 @@ def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
         + (f", chosen by BIC from {cfg.gmm.n_components}" if isinstance(cfg.gmm.n_components, list) else "")
         + (f", and {g['covariance_type']} covariances (`gmm.covariance_type: {cfg.gmm.covariance_type}`)"
            if g.get("covariance_type") else "")
-        + ". It is a density estimator and a sampler: each component is one template image with a "
-          "covariance, every pixel modelled in place, so its samples show how far K templates go.", "",
+        + ". It is a density estimator and a sampler: each component is one template image "
+        + ("(a probability per pixel, the pixels independent given the component)" if g["family"] == "bernoulli"
+           else "with a covariance")
+        + ", every pixel modelled in place, so its samples show how far K templates go.", "",
         "![gmm samples](figures/gmm_samples.png)", "",
         f"## 3. VAE: a latent-variable model trained on {bound}", "",
         f"q(z|x) = N(μ(x), diag σ²(x)) with the reparameterisation trick, latent dimension {cfg.vae.latent_dim}, "
