@@ -26,7 +26,8 @@ def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
              None, "--address", help="Ray cluster to run on: auto (on a node or inside `ray job submit`), "
                                      "HOST:PORT or ray://HOST:PORT. Default: a private local Ray."),
          resume: bool = typer.Option(False, "--resume", help="continue the interrupted experiment "
-                                     "(tune.storage_path/tune.experiment_name); finished trials are kept"),
+                                     "(tune.storage_path/tune.experiment_name); finished trials are kept. Pass "
+                                     "the params and --set flags it started with: other ones are refused"),
          if_used: bool = typer.Option(False, "--if-used", help="tune only when pretrain.use_tuned is true, else "
                                       "record that tuning is off (the stage-function form; dvc.yaml has no tune stage, docs/ray.md says why)"),
          wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another run in this directory"),

@@ -33,6 +33,7 @@ from vaeflow.runtime import seed_everything, select_device, set_threads
 from vaeflow.training.checkpoint import fingerprint
 from vaeflow.training.vae_trainer import NonFiniteLoss, TrainSettings, train_vae
 from vaeflow.tuning import report
+from vaeflow.tuning import resume as resume_check
 from vaeflow.tuning.space import plain
 from vaeflow.tuning.cluster import connect
 from vaeflow.tuning.experiment import (TrialCheckpoint, buffered_trainable, experiment_path, make_tuner, preflight,
@@ -102,6 +103,10 @@ def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool 
     from ray import tune as rt
 
     preflight(cfg, paths.root, resume)
+    exp = experiment_path(cfg, paths.root)
+    # Before Ray starts and before anything is written: a resume with other params is refused (exit 2) and
+    # leaves the experiment and the project's outputs as they were.
+    started_with = resume_check.check_resume(cfg, exp) if resume else None
     if not paths.data_meta.exists():  # e.g. a fresh working dir shipped to a cluster: digits are embedded
         # Imported here, not at the top: every trial process imports this module, and prepare brings the
         # dataset readers (scipy.ndimage among them) that a trial never uses.
@@ -117,18 +122,41 @@ def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool 
             rt.with_parameters(trial, base=cfg.model_dump(mode="json"), data=data, cpus=res["cpu"],
                                test_hooks=hooks.current())), res)
         tuner = make_tuner(trainable, cfg, paths.root, resume=resume, callbacks=callbacks)
+        if resume:
+            _say_if_nothing_left(exp, started_with or cfg.model_dump(mode="json"))
+        else:
+            resume_check.record_start(cfg, exp)
         t0 = time.perf_counter()
-        with buffered_results():
-            grid = tuner.fit()
+        try:
+            with buffered_results():
+                grid = tuner.fit()
+        finally:  # an interrupted call's time counts too: the resume that completes it reports the sum
+            this_call = time.perf_counter() - t0
+            seconds, calls = resume_check.add_seconds(exp, this_call, resume)
     finally:
         if started:  # a Ray this call started ends with it (a flow or notebook process lives on)
             import ray
 
             ray.shutdown()
-    summary = report.write_outputs(grid, cfg, paths, experiment_path(cfg, paths.root), time.perf_counter() - t0)
+    summary = report.write_outputs(grid, cfg, paths, exp, seconds, this_call=this_call, calls=calls)
     log.info("tune: %d trials (%d stopped early), best val -ELBO %.2f nats: %s", summary["n_trials"],
              summary["n_stopped_early"], summary["best_val_nelbo"], summary["best_config"])
     return summary
+
+
+def _say_if_nothing_left(exp: str, started_with: dict) -> None:
+    """Log when the restored experiment has no trial left to run: Tune then trains nothing, and this call
+    only writes the outputs again from the finished trials."""
+    try:
+        done, total = resume_check.left_to_run(exp, started_with)
+    except Exception as e:  # noqa: BLE001 (a log line only: Tune's restore reads the same state and reports)
+        log.debug("tune: could not count the restored trials: %s", e)
+        return
+    if done >= total:
+        log.info("tune: nothing left to run: all %d trials of %s had finished; Tune reloads them without "
+                 "training, and the outputs are written again from them", total, exp)
+    else:
+        log.info("tune: %d of %d trials had finished; resuming the other %d", done, total, total - done)
 
 
 # Tune's result buffering (documented env vars, read when Tuner.fit builds its controller, in the driver: the

@@ -102,8 +102,12 @@ def _curves_figure(trials: list[dict], best_id: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(grid: Any, cfg: Config, paths: Paths, experiment: str, seconds: float) -> dict:
-    """Summarise a finished ResultGrid into the output files; refuse to call an interrupted one finished."""
+def write_outputs(grid: Any, cfg: Config, paths: Paths, experiment: str, seconds: float, *,
+                  this_call: float | None = None, calls: int = 1) -> dict:
+    """Summarise a finished ResultGrid into the output files; refuse to call an interrupted one finished.
+
+    `seconds`: Tune's fit time summed over the experiment's start and its resumes (`calls` of them);
+    `this_call`: this call's alone (a resume of a finished experiment takes seconds, its start minutes)."""
     trials = [_trial(r, cfg.tune.max_epochs) for r in grid]
     unfinished = [t["trial_id"] for t in trials if t["status"] == "unfinished"]
     ok = [t for t in trials if t["status"] in ("completed", "stopped_early") and t["epochs"]]
@@ -122,7 +126,9 @@ def write_outputs(grid: Any, cfg: Config, paths: Paths, experiment: str, seconds
     summary = {"best_val_nelbo": best["best_val_nelbo"], "best_trial": best["trial_id"],
                "best_config": best["config"], "n_trials": len(trials),
                "n_stopped_early": sum(t["status"] == "stopped_early" for t in trials),
-               "n_errored": sum(t["status"] == "error" for t in trials), "seconds": seconds, "experiment": experiment}
+               "n_errored": sum(t["status"] == "error" for t in trials), "seconds": seconds,
+               "seconds_this_call": seconds if this_call is None else this_call, "fit_calls": calls,
+               "experiment": experiment}
     write_json(files["tune.json"], summary)
     write_text(files["tune_trials.csv"], _trials_csv(trials))
     write_text(files["tune_curves.csv"], "trial_id,epoch,val_nelbo\n" + "".join(
