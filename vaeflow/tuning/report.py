@@ -108,7 +108,9 @@ def write_outputs(grid: Any, cfg: Config, paths: Paths, experiment: str, seconds
 
     `seconds`: Tune's fit time summed over the experiment's start and its resumes (`calls` of them);
     `this_call`: this call's alone (a resume of a finished experiment takes seconds, its start minutes)."""
-    trials = [_trial(r, cfg.tune.max_epochs) for r in grid]
+    # In trial-id order, i.e. the order Tune created them: a restored ResultGrid lists them in any order, and the
+    # table, the curves and a tie for the best trial must not depend on it
+    trials = sorted((_trial(r, cfg.tune.max_epochs) for r in grid), key=lambda t: t["trial_id"])
     unfinished = [t["trial_id"] for t in trials if t["status"] == "unfinished"]
     ok = [t for t in trials if t["status"] in ("completed", "stopped_early") and t["epochs"]]
     if unfinished or not ok:
