@@ -396,5 +396,4 @@ case $cmd in
       if [ -f "$d/done" ]; then echo "$n: done $(cat "$d/done")"; else echo "$n: $(tail -c 300 "$d/log.txt" 2>/dev/null | tr '\r' '\n' | grep -v '^\s*$' | tail -1)"; fi
     done;;
   summary) "$py" "$root/bench/cpu_summary.py" "$out";;
-  *) echo "usage: $0 start [OUT] [WAVES] | status [OUT] | summary [OUT]   (OUT default: runs/cpu)" >&2; exit 2;;
-esac
+esac  # any other command was refused at the top, before OUT was made
