@@ -335,6 +335,20 @@ WAVE22_Q1=(
   "mnist_printed_convnet_shotmt configs/mnist_usps.yaml mnist_printed_convnet_dannmt $TO_PRINTED --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher]"
 )
 
+# Wave 23 (eleventh session): the two digit presets' best chains again, on the current code (every figure of waves
+# 12-13 predates the EMA warm-up and the later fixes), keeping their checkpoints so that a scoring rule can be
+# measured on the same weights without training (bench/bench_tta.py). Same settings, data and seeds as waves 12
+# and 13, so each run pairs by seed with the one it repeats. Fixed before any run; reported whatever it gives.
+#   - queue 0: USPS→MNIST, DANN 3 → mean teacher 12 (wave 12);
+#   - queue 1: MNIST→USPS, SHOT → mean teacher 9 then DANN 3 → mean teacher 9 (wave 13).
+WAVE23_Q0=(
+  "usps_mnist_convnet_dannmt12 configs/usps_mnist.yaml - $MT01 $CONVNET $DANNMT12"
+)
+WAVE23_Q1=(
+  "mnist_usps_convnet_mt9 configs/mnist_usps.yaml - $MT01 $CONVNET $SHIFTED"
+  "mnist_usps_convnet_dannmt9 configs/mnist_usps.yaml mnist_usps_convnet_mt9 $MT01 $CONVNET $DANNMT9"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
