@@ -61,6 +61,7 @@ def _fmt(v: object) -> str:
 
 def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
     g, v, a = m["gmm"], m["vae"], m["adapt"]
+    same = cfg.data.source == cfg.data.target  # two disjoint parts of one dataset: no domain shift to speak of
     bound = "the ELBO" if cfg.pretrain.objective == "elbo" else f"the IWAE bound with k = {cfg.pretrain.k}"
     unit = ("bits/dim of the discrete data, (NLL + D·ln L)/(D·ln 2) with L = %d levels" % meta["domains"]["source"]["levels"]
             if cfg.data.likelihood == "gaussian" else "bits/dim of the binary data, NLL/(D·ln 2)")
@@ -88,11 +89,8 @@ def report(m: dict, meta: dict, cfg: Config, adapt_selection: str) -> str:
         f"The test NLL is the IWAE bound with k = {v['iwae_samples']} importance samples (q as the proposal), "
         "which is tighter than the ELBO and converges to log p(x) as k grows.", "",
         "![samples](figures/vae_samples.png)", "", "![reconstructions](figures/vae_reconstructions.png)", "",
-        ("The figure below shows the test images' posterior means (2-D projection) coloured by class (left) and by "
-         "domain (right). Where the domains fall into separate regions, the VAE encodes the domain as well as the "
-         "class: a classifier on these features trained on source labels must bridge that, and DANN's "
-         "domain-adversarial loss works against it. What the shift costs, as measured:"), "",
-        *report_prose.domain_gap(a),
+        report_prose.latent_figure(same), "",
+        *report_prose.domain_gap(a, same),
         "![latent](figures/vae_latent.png)", "", "![curve](figures/vae_curve.png)", "",
         "## 4. Likelihoods in the same units, on the same test images", "",
         f"Units: nats per image and {unit}.", "",

@@ -135,6 +135,10 @@ def test_report_sentences_follow_the_numbers_not_one_dataset():
     v = {"test_nll_nats": 92.5, "test_nll_stderr": 0.3, "test_nelbo_nats": 95.0, "iwae_samples": 5000}
     assert "2.50 nats per image higher (worse) than the bernoulli mixture's (clearly" in rp.likelihoods(g, v)[0]
     assert rp.domain_gap({"oracle": acc(0.9, 0.01)}) == [] and rp.adaptation({"dann": acc(0.9, 0.01)}) == []
+    # one dataset on both sides (mnist_binary): no "shift" in the prose, and the latent figure's panel says so
+    same = " ".join(rp.domain_gap(near, same_data=True)) + rp.latent_figure(same_data=True)
+    assert "shift costs" not in same and "differ by 1.3 points, with no shift between them" in same
+    assert "no domain shift to bridge" in same and "no domain shift" not in rp.latent_figure()
 
 
 def test_dot_plot_any_number_of_rows_with_and_without_spread(tmp_path):

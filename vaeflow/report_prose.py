@@ -43,16 +43,32 @@ def _acc(r: dict) -> tuple[float, float | None]:
     return r["target_test_acc"], r.get("target_test_acc_std") if len(r.get("target_test_acc_runs", [])) > 1 else None
 
 
-def domain_gap(a: dict) -> list[str]:
+def latent_figure(same_data: bool = False) -> str:
+    """The paragraph before the latent-space figure. Where source and target are two parts of one dataset,
+    its right panel shows the two parts, and there is no shift for a classifier to bridge."""
+    if same_data:
+        return ("The figure below shows the test images' posterior means (2-D projection) coloured by class (left) "
+                "and by domain (right). Source and target are disjoint parts of one dataset here, so the two should "
+                "overlap everywhere: there is no domain shift to bridge. As measured:")
+    return ("The figure below shows the test images' posterior means (2-D projection) coloured by class (left) and "
+            "by domain (right). Where the domains fall into separate regions, the VAE encodes the domain as well as "
+            "the class: a classifier on these features trained on source labels must bridge that, and DANN's "
+            "domain-adversarial loss works against it. What the shift costs, as measured:")
+
+
+def domain_gap(a: dict, same_data: bool = False) -> list[str]:
     """What the shift costs a classifier trained on source labels: source_only's source vs target accuracy,
-    and its distance to the oracle (all target labels), where those variants ran."""
+    and its distance to the oracle (all target labels), where those variants ran. With one dataset on both
+    sides (`same_data`) the gap is sampling noise, and is called that."""
     so = a.get("source_only")
     if not so or so.get("source_test_acc") is None:
         return []
     t, t_sd = _acc(so)
     cost = so["source_test_acc"] - t
+    gap = (f"the two parts differ by {_n(100 * cost, '.1f')} points, with no shift between them" if same_data
+           else f"the shift costs it {_n(100 * cost, '.1f')} points")
     text = (f"`source_only` scores {so['source_test_acc']:.3f} on source test images and {t:.3f} ± {t_sd or 0:.3f} "
-            f"on target test images: the shift costs it {_n(100 * cost, '.1f')} points"
+            f"on target test images: {gap}"
             + (" (within its seed spread)." if verdict(cost, t_sd, None) == "within noise" else "."))
     if "oracle" in a:
         o, o_sd = _acc(a["oracle"])
