@@ -8,6 +8,7 @@ Keeping the app here, below the commands, is what keeps the imports one-way (no 
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import signal
 from pathlib import Path
@@ -35,6 +36,35 @@ class _PipelineFirst(TyperGroup):
         names = super().list_commands(ctx)
         return [n for n in self.FIRST if n in names] + [n for n in names if n not in self.FIRST]
 
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is not None:
+            _tidy_help(cmd, ctx)
+        return cmd
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        return _flag_without_type(super().get_help_option(ctx))
+
+
+def _flag_without_type(opt: click.Option | None) -> click.Option | None:
+    """Typer shows a flag's type as `<bool>` (`--help <bool>`), which reads as if the flag took a value."""
+    # duck-typed: typer 0.29 builds its options on a click of its own (typer._click), not the `click` package
+    if getattr(opt, "is_flag", False) and opt.metavar is None:
+        opt.metavar = ""
+    return opt
+
+
+def _tidy_help(cmd: click.Command, ctx: click.Context) -> None:
+    """A command's help as a reader expects it: typer keeps the docstring's line breaks after its first
+    paragraph, and Rich then wraps those lines again (ragged text); flags without a type."""
+    if cmd.help and not getattr(cmd, "_tidied", False):
+        cmd.help = "\n\n".join(p if p.startswith("\b") else " ".join(p.split())
+                                for p in inspect.cleandoc(cmd.help).split("\n\n"))
+        cmd._tidied = True
+    for p in cmd.params:
+        _flag_without_type(p)
+    _flag_without_type(cmd.get_help_option(ctx))
+
 
 app = typer.Typer(cls=_PipelineFirst, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help=f"Reproducible training pipeline, {dag_text()}, run by Prefect, DVC and Ray.")
@@ -42,8 +72,8 @@ console = Console(stderr=True)
 log = logging.getLogger("vaeflow")
 
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", "-p", help="params file (validated before anything runs)")
-SetOpt = typer.Option(None, "--set", "-s", help="override a param, e.g. --set vae.latent_dim=8 (repeatable)")
-WaitOpt = typer.Option(0.0, "--wait", min=0, help="seconds to wait for another run in this directory")
+SetOpt = typer.Option(None, "--set", "-s", metavar="KEY=VALUE", help="override a param, e.g. --set vae.latent_dim=8 (repeatable)")
+WaitOpt = typer.Option(0.0, "--wait", min=0, metavar="SECONDS", help="seconds to wait for another run in this directory")
 
 
 def _setup_logging(verbose: bool = False) -> None:

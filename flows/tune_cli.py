@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from vaeflow.flows.app import (ParamsOpt, SetOpt, _config, _fail, _project_lock, _setup_logging, app, console,
-                               guarded)
+from vaeflow.flows.app import (ParamsOpt, SetOpt, WaitOpt, _config, _fail, _project_lock, _setup_logging, app,
+                               console, guarded)
 from vaeflow.paths import Paths
 
 # Paths a job never needs: environments, caches and artifacts (Ray also skips what .gitignore lists).
@@ -23,14 +23,14 @@ JOB_EXCLUDES = [".venv", ".git", ".dvc/cache", "data/prepared", "models", "metri
 @app.command()
 def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
          address: Optional[str] = typer.Option(
-             None, "--address", help="Ray cluster to run on: auto (on a node or inside `ray job submit`), "
+             None, "--address", metavar="auto|HOST:PORT", help="Ray cluster to run on: auto (on a node or inside `ray job submit`), "
                                      "HOST:PORT or ray://HOST:PORT. Default: a private local Ray."),
          resume: bool = typer.Option(False, "--resume", help="continue the interrupted experiment "
                                      "(tune.storage_path/tune.experiment_name); finished trials are kept. Pass "
                                      "the params and --set flags it started with: other ones are refused"),
          if_used: bool = typer.Option(False, "--if-used", help="tune only when pretrain.use_tuned is true, else "
                                       "record that tuning is off (the stage-function form; dvc.yaml has no tune stage, docs/ray.md says why)"),
-         wait: float = typer.Option(0.0, "--wait", help="seconds to wait for another run in this directory"),
+         wait: float = WaitOpt,
          verbose: bool = typer.Option(False, "--verbose", "-v", help="debug-level log lines")) -> None:
     """Ray Tune over tune.search_space with ASHA on val −ELBO; writes models/tuned/best_config.json.
 

@@ -42,6 +42,22 @@ def test_a_negative_wait_is_refused(project):
     assert res.exit_code == 2 and "--wait" in _words(res)
 
 
+def test_a_negative_wait_is_refused_by_tune_too(project):
+    res = CliRunner().invoke(app, ["tune", "--wait", "-1"])
+    assert res.exit_code == 2 and "--wait" in _words(res)
+
+
+def test_help_reads_as_typed_flags_take_no_value_and_paragraphs_are_not_broken():
+    """Typer shows a flag's type as `<bool>` (as if `--help` took a value) and keeps a docstring's line
+    breaks after its first paragraph, which Rich then wraps again."""
+    for cmd in ([], ["run"], ["tune"], ["stage"], ["serve"], ["init"], ["report"]):
+        res = CliRunner().invoke(app, [*cmd, "--help"])
+        assert res.exit_code == 0 and "<bool>" not in res.output, cmd
+    run = CliRunner().invoke(app, ["run", "--help"]).output  # 80 columns: the docstring broke after "Prefect's"
+    assert "KEY=VALUE" in run and "SECONDS" in run
+    assert "runs in Prefect's ephemeral mode; with it, against that server." in run
+
+
 def test_stage_with_overrides_refuses_to_write_a_dvc_projects_tracked_outputs(project):
     """`run --set` writes to runs/<name>/ in a DVC project; a single stage cannot, so it refuses instead of
     overwriting what dvc.lock records for params.yaml. Outside a DVC project (scratch dirs) it runs."""
