@@ -41,30 +41,41 @@ def run_config(run: Path):
     return load_config(REPO / preset, sets)
 
 
-def score_both(run: Path) -> list[tuple[str, int, float, float]]:
+def finished(run: Path):
+    """(cfg, ctx) of a run, then (variant, repeat, spec, algorithm, kept weights) for each of its finished
+    checkpoints, loaded as the stage built them (bench/bench_tta.py reads runs the same way)."""
     cfg = run_config(run)
     paths = Paths(run)
     ctx = context(cfg, paths)
+
+    def runs():
+        for variant in cfg.adapt.variants:
+            spec = BY_NAME[variant]
+            for r in range(cfg.adapt.repeats):
+                ckpt = paths.checkpoint(f"adapt_{variant}_{r}")
+                if not ckpt.exists():
+                    continue
+                c = load_torch(ckpt)
+                clf = _network(spec, cfg, ctx["vae"], ctx["n_classes"], ctx["device"], ctx["calibration"])
+                joint = {"y_unl": ctx["sets"]["target"][1]} if spec.labelled == "joint" else {}
+                algo = resolve(spec.algorithm).from_config(clf, cfg.adapt, vae=ctx["vae"], **joint)
+                algo.load_state_dict(c["model"])
+                yield variant, r, spec, algo, c["state"].get("kept")
+    return cfg, ctx, runs()
+
+
+def score_both(run: Path) -> list[tuple[str, int, float, float]]:
+    _, ctx, runs = finished(run)
     x_unl, (x_test, y_test) = ctx["sets"]["unlabelled"], ctx["target_test"]
     acc = lambda net: float((_predict(net, x_test) == y_test).float().mean())  # noqa: E731
     rows = []
-    for variant in cfg.adapt.variants:
-        spec = BY_NAME[variant]
-        for r in range(cfg.adapt.repeats):
-            ckpt = paths.checkpoint(f"adapt_{variant}_{r}")
-            if not ckpt.exists():
-                continue
-            c = load_torch(ckpt)
-            clf = _network(spec, cfg, ctx["vae"], ctx["n_classes"], ctx["device"], ctx["calibration"])
-            joint = {"y_unl": ctx["sets"]["target"][1]} if spec.labelled == "joint" else {}
-            algo = resolve(spec.algorithm).from_config(clf, cfg.adapt, vae=ctx["vae"], **joint)
-            algo.load_state_dict(c["model"])
-            net = copy.deepcopy(algo.predictor())
-            if c["state"].get("kept") is not None:
-                net.load_state_dict(c["state"]["kept"])
-            own = acc(net)
-            reestimate_bn(net, x_unl)
-            rows.append((variant, r, own, acc(net)))
+    for variant, r, _, algo, kept in runs:
+        net = copy.deepcopy(algo.predictor())
+        if kept is not None:
+            net.load_state_dict(kept)
+        own = acc(net)
+        reestimate_bn(net, x_unl)
+        rows.append((variant, r, own, acc(net)))
     return rows
 
 

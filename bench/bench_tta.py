@@ -12,7 +12,6 @@ Each RUN_DIR is one `bench/cpu_runs.sh` job (as for bench/bench_precise_bn.py).
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from pathlib import Path
 
@@ -22,38 +21,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_precise_bn import run_config  # noqa: E402
-from vaeflow.io import load_torch  # noqa: E402
-from vaeflow.paths import Paths  # noqa: E402
+from bench_precise_bn import finished  # noqa: E402
 from vaeflow.runtime import set_threads  # noqa: E402
-from vaeflow.tasks.adapt import _network, _scorer, context  # noqa: E402
-from vaeflow.training.algorithms import resolve  # noqa: E402
+from vaeflow.tasks.adapt import _scorer  # noqa: E402
 from vaeflow.training.tta import predict_proba  # noqa: E402
-from vaeflow.variants import BY_NAME  # noqa: E402
 
 
 def score(run: Path, views: int) -> list[tuple[str, int, float, float]]:
     """(variant, repeat, accuracy as the stage scores it, accuracy with TTA) for every finished run."""
-    cfg = run_config(run)
-    paths = Paths(run)
-    ctx = context(cfg, paths)
+    cfg, ctx, runs = finished(run)
     x_test, y_test = ctx["target_test"]
     acc = lambda net, k: float((predict_proba(net, x_test, cfg.adapt.augment, k).argmax(1)  # noqa: E731
                                 == y_test).float().mean())
     rows = []
-    for variant in cfg.adapt.variants:
-        spec = BY_NAME[variant]
-        for r in range(cfg.adapt.repeats):
-            ckpt = paths.checkpoint(f"adapt_{variant}_{r}")
-            if not ckpt.exists():
-                continue
-            c = load_torch(ckpt)
-            clf = _network(spec, cfg, ctx["vae"], ctx["n_classes"], ctx["device"], ctx["calibration"])
-            joint = {"y_unl": ctx["sets"]["target"][1]} if spec.labelled == "joint" else {}
-            algo = resolve(spec.algorithm).from_config(clf, cfg.adapt, vae=ctx["vae"], **joint)
-            algo.load_state_dict(c["model"])
-            net = _scorer(spec, ctx["sets"]["unlabelled"])(algo, c["state"].get("kept"))
-            rows.append((variant, r, acc(copy.deepcopy(net), 0), acc(net, views)))
+    for variant, r, spec, algo, kept in runs:
+        net = _scorer(spec, ctx["sets"]["unlabelled"])(algo, kept)
+        rows.append((variant, r, acc(net, 0), acc(net, views)))
     return rows
 
 
