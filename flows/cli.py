@@ -18,7 +18,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from vaeflow.config import Config
+from vaeflow.config import Config, flow_workers
 from vaeflow.flows import deps, init_cli, report_cli, tune_cli  # noqa: F401  each registers its commands on the app
 from vaeflow.flows.app import (ParamsOpt, SetOpt, WaitOpt, _config, _fail, _NoTracebackFor, _project_lock,
                                _setup_logging, _user_errors, app, console, guarded, log)
@@ -109,6 +109,10 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
         from vaeflow.data.files import check_roots
 
         guarded(lambda: check_roots(cfg.data))  # a missing folder:/npz: path stops here, before the flow starts
+        guarded(flow_workers)
+        from vaeflow.flows.local_server import check_configured_server
+
+        guarded(check_configured_server)  # a PREFECT_API_URL with no server behind it: said now, not in a traceback
         dest = run_dir(".", params, set_ or [], out, uptodate.tracks(".", params, set_ or []),
                        uptodate.is_dvc_project("."))
         lock = _project_lock(wait)
@@ -180,7 +184,7 @@ def serve(cron: Optional[str] = typer.Option(None, "--cron", help='cron schedule
 
     The API URL may come from the environment or the active Prefect profile, as for `vaeflow run`. Each
     scheduled run holds the project lock, like `vaeflow run`."""
-    from vaeflow.flows.local_server import api_url_configured
+    from vaeflow.flows.local_server import api_url_configured, check_configured_server
 
     _config(params, set_)
     if (cron is None) == (interval is None):
@@ -190,6 +194,7 @@ def serve(cron: Optional[str] = typer.Option(None, "--cron", help='cron schedule
     if not api_url_configured():
         _fail(2, "PREFECT_API_URL is not set (environment or Prefect profile): start a server (prefect server "
                  "start --host 127.0.0.1) and export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    guarded(check_configured_server)
     from vaeflow.flows.training_pipeline import training_pipeline
 
     training_pipeline.serve(name=name, cron=cron, interval=interval,
@@ -247,6 +252,7 @@ def validate(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> No
 
     cfg = _config(params, set_)
     guarded(lambda: check_roots(cfg.data))  # a missing folder:/npz: path or data.root: exit 2, naming it
+    guarded(flow_workers)
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -27,26 +28,49 @@ class ServerError(RuntimeError):
     pass
 
 
-def api_url_configured() -> bool:
-    """Whether Prefect will talk to a server of the user's: PREFECT_API_URL in the environment or in the active
-    Prefect profile (PREFECT_PROFILE, else profiles.toml's `active`; read with tomllib, so that asking costs no
-    Prefect import). Otherwise Prefect runs in ephemeral mode."""
+def configured_api_url() -> str | None:
+    """The API URL of a server of the user's that Prefect will talk to: PREFECT_API_URL in the environment or
+    in the active Prefect profile (PREFECT_PROFILE, else profiles.toml's `active`; read with tomllib, so that
+    asking costs no Prefect import). None: Prefect runs in ephemeral mode. "?" where a profile names one that
+    could not be read."""
     if os.environ.get("PREFECT_API_URL"):
-        return True
+        return os.environ["PREFECT_API_URL"]
     home = Path(os.environ.get("PREFECT_HOME", Path.home() / ".prefect")).expanduser()
     profiles = Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml")).expanduser()
     try:
         text = profiles.read_text()
     except OSError:
-        return False
+        return None
     try:
         import tomllib
 
         doc = tomllib.loads(text)
         active = os.environ.get("PREFECT_PROFILE") or doc.get("active", "ephemeral")
-        return bool(doc.get("profiles", {}).get(active, {}).get("PREFECT_API_URL"))
+        return doc.get("profiles", {}).get(active, {}).get("PREFECT_API_URL") or None
     except (ImportError, ValueError, AttributeError):  # Python 3.10 has no tomllib; a malformed file: be safe
-        return "PREFECT_API_URL" in text
+        return "?" if "PREFECT_API_URL" in text else None
+
+
+def api_url_configured() -> bool:
+    return configured_api_url() is not None
+
+
+def check_configured_server(timeout: float = 5.0) -> None:
+    """Raise ServerError naming the URL when a configured server does not answer: without this, Prefect
+    fails minutes into its retries with a traceback. Any HTTP answer counts (a Prefect Cloud URL may answer
+    /health with 401 or 404); only no answer at all is refused."""
+    url = configured_api_url()
+    if url in (None, "?"):
+        return
+    try:
+        urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise ServerError(f"PREFECT_API_URL={url}: no Prefect server answers there ({reason}); start it "
+                          "(prefect server start --host 127.0.0.1), or unset PREFECT_API_URL to run in Prefect's "
+                          "ephemeral mode") from None
 
 
 def wanted() -> bool:

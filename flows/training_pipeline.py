@@ -31,7 +31,7 @@ from vaeflow.flows.artifacts import publish  # noqa: E402
 from vaeflow.tasks import PREWARM, STAGES, UPSTREAM  # noqa: E402
 from vaeflow.tasks import tune as tune_stage  # noqa: E402
 from vaeflow import uptodate  # noqa: E402
-from vaeflow.config import load_config  # noqa: E402
+from vaeflow.config import flow_workers, load_config  # noqa: E402
 from vaeflow.io import DISK_ERRNOS, read_json  # noqa: E402
 from vaeflow import stop  # noqa: E402
 from vaeflow.lock import project_lock  # noqa: E402
@@ -115,12 +115,9 @@ def tune_task(params_file: str, overrides: list[str], root: str, out: str | None
 
 
 # gmm and pretrain run concurrently; VAEFLOW_FLOW_WORKERS=1 runs the tasks one at a time (a 1-core box,
-# or bench/bench_flow_overhead.py measuring the flow's own overhead against direct stage calls).
-try:
-    WORKERS = int(os.environ.get("VAEFLOW_FLOW_WORKERS", "2"))
-    assert WORKERS >= 1
-except (ValueError, AssertionError):
-    raise SystemExit(f"VAEFLOW_FLOW_WORKERS must be a whole number ≥ 1, got {os.environ['VAEFLOW_FLOW_WORKERS']!r}")
+# or bench/bench_flow_overhead.py measuring the flow's own overhead against direct stage calls). `vaeflow run`
+# and `validate` check it first, so a bad value is an `error:` line and exit 2 there.
+WORKERS = flow_workers()
 
 
 @flow(name="training_pipeline", task_runner=ThreadPoolTaskRunner(max_workers=WORKERS), validate_parameters=True)

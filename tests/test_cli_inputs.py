@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from vaeflow.flows.cli import app
 from vaeflow.flows import init_cli
+from tests.helpers import REPO
 
 
 def _words(res) -> str:
@@ -94,3 +95,55 @@ def test_init_without_a_git_identity_says_how_to_commit(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["init", str(tmp_path / "proj")])
     assert res.exit_code == 0 and "git commit -m 'vaeflow init'" in _words(res)
     assert _git("rev-parse", "HEAD", cwd=tmp_path / "proj", env=env).returncode != 0  # nothing committed
+
+
+def test_validate_checks_a_data_roots_files_not_only_the_folder(project):
+    """An existing but empty data.root passed `validate` and failed minutes later in prepare."""
+    (project / "empty").mkdir()
+    res = CliRunner().invoke(app, ["validate", "--set", "data.source=mnist", "--set", "data.root=empty",
+                                   "--set", "data.download=false"])
+    assert res.exit_code == 2 and "mnist files not found under data.root=empty" in _words(res)
+    assert "docs/datasets.md" in _words(res)
+
+
+def test_params_that_name_a_folder_and_dot_experiment_names_are_refused(project):
+    (project / "d.yaml").mkdir()
+    res = CliRunner().invoke(app, ["validate", "-p", "d.yaml"])
+    assert res.exit_code == 2 and "params file d.yaml is a folder" in _words(res)
+    for name in (".", ".."):  # the experiment would be written into tune.storage_path itself, or above it
+        res = CliRunner().invoke(app, ["validate", "--set", f"tune.experiment_name={name}"])
+        assert res.exit_code == 2 and "tune.experiment_name" in _words(res), name
+    assert CliRunner().invoke(app, ["validate", "--set", "tune.experiment_name=a.b"]).exit_code == 0
+
+
+def test_a_bad_flow_workers_variable_is_an_error_line_and_exit_2(project):
+    for value in ("0", "abc", "-1"):
+        res = CliRunner().invoke(app, ["validate"], env={"VAEFLOW_FLOW_WORKERS": value})
+        assert res.exit_code == 2 and f"VAEFLOW_FLOW_WORKERS must be a whole number ≥ 1, got '{value}'" in _words(res)
+
+
+def test_a_prefect_api_url_without_a_server_is_refused_before_anything_runs(project):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    for cmd in (["run"], ["serve", "--cron", "0 3 * * *"]):
+        res = CliRunner().invoke(app, cmd, env=env)
+        assert res.exit_code == 2 and f"PREFECT_API_URL=http://127.0.0.1:{port}/api: no Prefect server" in _words(res)
+    assert sorted(p.name for p in project.iterdir()) == ["params.yaml"]
+
+
+def test_report_explains_a_readme_without_markers_and_a_run_elsewhere(project, tmp_path_factory):
+    from vaeflow import results_table as rt
+
+    res = CliRunner().invoke(app, ["report"])
+    assert res.exit_code == 2 and "pass it as --metrics" in _words(res)
+    metrics = tmp_path_factory.mktemp("m") / "metrics.json"
+    metrics.write_text((REPO / "metrics" / "metrics.json").read_text())
+    (project / "README.md").write_text("# my project\n")
+    for flag in ("--update-readme", "--check-readme"):
+        res = CliRunner().invoke(app, ["report", "--metrics", str(metrics), flag])
+        assert res.exit_code == 2 and "has no results block" in _words(res) and rt.BEGIN in res.output, flag
+    assert (project / "README.md").read_text() == "# my project\n"

@@ -128,6 +128,9 @@ if __name__ == "__main__":
     from pathlib import Path
 
     page = Path(__file__).resolve().parents[1] / "docs" / "variants.md"
+    if not page.is_file():  # an installed package has no docs/: this regenerates a checkout's page
+        raise SystemExit(f"error: {page} not found: `python -m vaeflow.variants` rewrites docs/variants.md of a "
+                         "vaeflow checkout (pip install -e .); the table it would write:\n\n" + markdown_table())
     text = page.read_text()
     begin, end = "<!-- registry:begin -->\n", "<!-- registry:end -->"
     page.write_text(re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: begin + markdown_table() + end,

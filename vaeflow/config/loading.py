@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,19 @@ def _no_duplicate_keys(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
 
 
+def flow_workers() -> int:
+    """VAEFLOW_FLOW_WORKERS, the flow's task threads: 2 (gmm and pretrain side by side) unless set; 1 runs
+    the stages one at a time (a 1-core box, or bench/bench_flow_overhead.py)."""
+    raw = os.environ.get("VAEFLOW_FLOW_WORKERS", "2")
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ConfigError(f"VAEFLOW_FLOW_WORKERS must be a whole number ≥ 1, got {raw!r}")
+    return int(raw)
+
+
 def read_params_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"params file {path} is a folder; --params takes a YAML file such as params.yaml")
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}")
     try:

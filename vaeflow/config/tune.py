@@ -31,6 +31,14 @@ class TuneConfig(Section):
     experiment_name: str = Field("vae_tune", pattern=r"^[A-Za-z0-9_.-]+$")
     search_space: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @field_validator("experiment_name")
+    @classmethod
+    def _one_folder(cls, v: str) -> str:
+        # a folder under storage_path: "." or ".." would write the experiment into storage_path or above it
+        if set(v) == {"."}:
+            raise ValueError(f"{v!r} is not a folder name of its own; use letters, digits, '_', '-' or '.'")
+        return v
+
     @field_validator("search_space")
     @classmethod
     def _space(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

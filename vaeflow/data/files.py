@@ -24,11 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from vaeflow.config import DataConfig
+from vaeflow.data import mnist, usps
 from vaeflow.data.digits import Pool
 from vaeflow.data.domain import DataError
 from vaeflow.data.images import resize, said_grey, to_channels
 from vaeflow.data.npz import read_npz
 from vaeflow.data.shift import quantize
+from vaeflow.data.verify import locate
 
 log = logging.getLogger("vaeflow")
 LEVELS = 256
@@ -259,6 +261,10 @@ def _pool(x: np.ndarray, y: np.ndarray, n_train: int, n_classes: int) -> Pool:
 ROOT_DATASETS = ("mnist", "fashion_mnist", "usps")
 
 
+def _root_layouts(name: str) -> list[tuple[str, tuple[str, ...]]]:
+    return usps.LAYOUTS if name == "usps" else mnist.layouts(name)
+
+
 def check_roots(dc: DataConfig) -> None:
     """Raise a DataError naming the path when a configured data location does not exist: the folder of a
     `folder:PATH` (with train/ and test/), the files of an `npz:PATH`, or data.root for a file-based
@@ -278,8 +284,10 @@ def check_roots(dc: DataConfig) -> None:
             if missing:
                 raise DataError(f"{name}: {missing[0]} not found (resolved: {missing[0].resolve()}); npz:PATH "
                                 "needs PATH/train.npz and PATH/test.npz with arrays x and y")
-        elif name in ROOT_DATASETS and not Path(dc.root).is_dir():
+        elif name in ROOT_DATASETS:
             if dc.download and importlib.util.find_spec("torchvision") is not None:
-                continue  # the downloader creates it
-            raise DataError(f"data.root={dc.root} (resolved: {Path(dc.root).resolve()}) is not a folder; "
-                            f"{name} reads its files from there. Set data.root to the folder holding them.")
+                continue  # the downloader creates what is missing
+            if not Path(dc.root).is_dir():
+                raise DataError(f"data.root={dc.root} (resolved: {Path(dc.root).resolve()}) is not a folder; "
+                                f"{name} reads its files from there. Set data.root to the folder holding them.")
+            locate(Path(dc.root), name, _root_layouts(name))  # the loader's own search: its message names the files

@@ -68,16 +68,20 @@ def _stamp(folder: Path) -> tuple:
     return tuple((n, (folder / n).stat().st_size, (folder / n).stat().st_mtime_ns) for n in FILES)
 
 
+def layouts(name: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Where under data.root `mnist` or `fashion_mnist` may lie (vaeflow/data/verify.py: locate)."""
+    return [(sub, FILES) for sub in _FOLDERS[name]]
+
+
 def load_idx_pool(name: str, dc: DataConfig) -> Pool:
     """`mnist` or `fashion_mnist` as a Pool on the 256-level grid k/255."""
     root = Path(dc.root)
-    layouts = [(sub, FILES) for sub in _FOLDERS[name]]
     try:
-        folder = locate(root, name, layouts)
+        folder = locate(root, name, layouts(name))
     except DataError:
         if not try_download(name, root, dc.download):
             raise
-        folder = locate(root, name, layouts)
+        folder = locate(root, name, layouts(name))
     with steps(f"loading {name} from {folder}" + (" (md5 checked)" if dc.verify_md5 else "")):
         x, y, is_test = _arrays(str(folder), name, dc.verify_md5, _stamp(folder))
     xf = x[:, None].astype(np.float32) / np.float32(MNIST_LEVELS - 1)

@@ -70,7 +70,7 @@ def locate(root: Path, dataset: str, layouts: list[tuple[str, tuple[str, ...]]])
             return folder
     wanted = "; or ".join(f"{', '.join(names)} in {(root / sub).resolve()}" for sub, names in layouts)
     raise DataError(f"{dataset} files not found under data.root={root} (resolved: {root.resolve()}). "
-                    f"Put {wanted}. No download is attempted offline; see the Datasets section of README.md.")
+                    f"Put {wanted}. No download is attempted offline; see docs/datasets.md.")
 
 
 def try_download(dataset: str, root: Path, enabled: bool) -> bool:
