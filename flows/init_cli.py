@@ -10,8 +10,10 @@ Two files change on the way:
 - prefect.yaml names the flow by module (vaeflow.flows.training_pipeline), not by a file of the checkout.
 
 Then `git init` and `dvc init`, so that `vaeflow run` records its stages in dvc.lock and `dvc repro` works,
-and DVC's plots page set up as the repository's: `dvc plots show` renders offline (docs/dvc.md). A repository
-`init` created gets a first commit (with the user's git identity), which `dvc exp run` needs.
+and DVC's plots page set up as the repository's: `dvc plots show` renders offline (docs/dvc.md). Then one
+commit of exactly the files `init` wrote (with the user's git identity), which `dvc exp run` needs: in the
+repository `init` created, or in the one the folder already was. A folder may already hold the user's own files;
+they are left as they were, never committed (a `git add -A` would sweep in notes, data or secrets).
 Registered on the app (flows/app.py) when flows/cli.py, the entry point, imports this module.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import typer
 
-from vaeflow.flows.app import _fail, app, console
+from vaeflow.flows.app import _fail, app, console, guarded
 from vaeflow.flows.deps import CODE_ROOTS
 
 COPIED = ("params.yaml", "configs", "models")  # as they are
@@ -86,11 +88,16 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 def scaffold(root: Path) -> list[str]:
     """Write the project files into `root` (created if missing), then `git init` and `dvc init` there.
-    Returns what was created. Refuses (exit 2) a directory that already holds a project."""
+    Returns what was created. Refuses (exit 2) a path that is a file, and a directory that already holds a
+    project."""
+    if root.exists() and not root.is_dir():  # else mkdir's FileExistsError, a traceback for a typo'd name
+        _fail(2, f"{root} exists and is not a folder: `vaeflow init` makes a new project in a folder "
+                 "(give a new name, or an existing folder)")
     taken = [n for n in (*COPIED, *WRITTEN, ".dvc") if (root / n).exists()]
     if taken:
         _fail(2, f"{root} already has {', '.join(taken)}: `vaeflow init` makes a new project only")
-    root.mkdir(parents=True, exist_ok=True)
+    guarded(lambda: root.mkdir(parents=True, exist_ok=True))  # a parent that is a file, no permission: exit 2
+    users_dvcignore = (root / ".dvcignore").exists()  # `dvc init` keeps one the user had: theirs, not committed
     t = template()
     for name in COPIED:
         _copy(t / name, root / name)
@@ -104,32 +111,68 @@ def scaffold(root: Path) -> list[str]:
         _run(["git", "init", "-q"], root)
         created.append(".git")
     dvc_init = [sys.executable, "-m", "dvc", "init", "-q"]  # DVC is a dependency of this interpreter's vaeflow
+    git = (root / ".git").exists() and shutil.which("git")
+    # `dvc init` stages its files, .dvcignore among them, even one the user had and git did not track yet
+    unstage = git and users_dvcignore and not subprocess.run(
+        ["git", "ls-files", "--", ".dvcignore"], cwd=root, capture_output=True, text=True).stdout.strip()
     _run(dvc_init if (root / ".git").exists() else [*dvc_init, "--no-scm"], root)
+    if unstage:
+        _run(["git", "rm", "-q", "--cached", "--", ".dvcignore"], root)
     (root / ".dvc" / PLOTS_TEMPLATE).write_bytes((t / PLOTS_TEMPLATE_SOURCE).read_bytes())
     _run([sys.executable, "-m", "dvc", "config", "plots.html_template", PLOTS_TEMPLATE], root)  # into .dvc/config
-    if (root / ".git").exists() and shutil.which("git"):  # staged with the rest of .dvc/, as `dvc init` left it
-        _run(["git", "add", f".dvc/{PLOTS_TEMPLATE}", ".dvc/config"], root)
-    if ".git" in created:
-        _first_commit(root)
-    return [*created, ".dvc"]
+    created.append(".dvc")
+    if (root / ".dvcignore").exists() and not users_dvcignore:  # `dvc init` writes it beside .dvc/
+        created.append(".dvcignore")
+    if git:
+        _commit(root, [n for n in created if n != ".git"])
+    return created
 
 
-def _first_commit(root: Path) -> None:
-    """Commit the new project in the repository `init` created: DVC's experiments (`dvc exp run`) need a commit
-    to start from, and a repository without one fails with "Empty git repo". With the user's own git identity
-    only: where git has none, say so and how, rather than commit under a made-up name."""
-    _run(["git", "add", "-A"], root)
-    p = subprocess.run(["git", "commit", "-q", "-m", "vaeflow init"], cwd=root, capture_output=True, text=True)
+def _commit(root: Path, paths: list[str]) -> None:
+    """Commit the files `init` wrote, and only those: DVC's experiments (`dvc exp run`) need a commit to start
+    from, and a repository without one fails with "Empty git repo". The paths are named both to `git add` and
+    to `git commit` (its --only mode): the user's own files in the folder stay untracked, and whatever they had
+    staged in a repository that already existed stays staged, out of this commit. With the user's own git
+    identity only: where git has none (or a hook refuses), say so and give the exact command, everything of
+    init's staged for it, rather than commit under a made-up name."""
+    _run(["git", "add", "--", *paths], root)
+    commit = ["git", "commit", "-q", "-m", "vaeflow init", "--", *paths]
+    p = subprocess.run(commit, cwd=root, capture_output=True, text=True)
     if p.returncode != 0:
-        console.print(f"not committed ({(p.stderr or p.stdout).strip().splitlines()[0]}): `dvc exp run` needs a "
-                      f"first commit; set your git identity, then in {root}: git commit -m 'vaeflow init'",
+        why = ((p.stderr or p.stdout).strip().splitlines() or ["git commit failed"])[0]
+        console.print(f"not committed ({why}): `dvc exp run` needs a first commit; set your git identity, then "
+                      f"in {root}: {' '.join(commit[:2])} -m 'vaeflow init' -- {' '.join(paths)}",
                       highlight=False, markup=False)
+        return
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
+    console.print(f"committed {sha.stdout.strip()} 'vaeflow init': {', '.join(paths)}", highlight=False,
+                  markup=False)
 
 
 @app.command("init")
 def init(directory: Path = typer.Argument(..., help="the new project's directory (created if missing)")) -> None:
     """Start a new project: params.yaml, dvc.yaml, prefect.yaml, configs/, .gitignore, git and DVC."""
+    before = guarded(lambda: sorted(p.name for p in directory.iterdir()) if directory.is_dir() else [])
     created = scaffold(directory)
-    console.print(f"created {directory}: {', '.join(created)}\nnext: cd {directory} && vaeflow run   "
-                  "(or `dvc repro`; edit params.yaml or pick one of configs/ with --params)", highlight=False,
-                  markup=False)
+    mine = [n for n in before if n != ".git"]
+    # params.yaml is the repository's own, whose data.root names that checkout's data folder: a new project's
+    # files (MNIST, USPS, folder:, npz:) are elsewhere. The default pair (digits, digits_shifted) needs none:
+    # scikit-learn ships the digits (vaeflow/data/digits.py), so the first `vaeflow run` works as it is.
+    root = _data_root(directory)
+    console.print(
+        f"created {directory}: {', '.join(created)}"
+        + (f"\nleft as they were, out of init's commit: {', '.join(mine)}" if mine else "")
+        + f"\ndata: the default pair (digits -> digits_shifted) is made from scikit-learn's bundled digits and "
+          f"needs no files. MNIST, USPS and Fashion-MNIST are read from data.root, now {root} (relative to the "
+          "folder you run in): set it in params.yaml, or per run with --set data.root=/path/to/data"
+        + f"\nnext: cd {directory} && vaeflow run   (or `dvc repro`; edit params.yaml or pick one of configs/ "
+          "with --params)", highlight=False, markup=False)
+
+
+def _data_root(directory: Path) -> str:
+    import yaml
+
+    try:
+        return str(yaml.safe_load((directory / "params.yaml").read_text())["data"]["root"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):  # a template without it: say so, do not fail init
+        return "unset"
