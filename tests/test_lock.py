@@ -95,10 +95,33 @@ def test_serve_honours_an_api_url_from_the_active_prefect_profile(tmp_path, monk
     monkeypatch.delenv("PREFECT_PROFILE", raising=False)
     monkeypatch.setenv("PREFECT_PROFILES_PATH", str(tmp_path / "profiles.toml"))
     monkeypatch.chdir(REPO)
-    (tmp_path / "profiles.toml").write_text('active = "x"\n[profiles.x]\nPREFECT_API_URL = "http://127.0.0.1:4200/api"\n')
-    r = CliRunner().invoke(app, ["serve", "--interval", "60", "--lock-wait", "5"])
+    # serve first checks that the profile's server answers (its /health); a stand-in answers 200
+    import http.server
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/api"
+    try:
+        (tmp_path / "profiles.toml").write_text(f'active = "x"\n[profiles.x]\nPREFECT_API_URL = "{url}"\n')
+        r = CliRunner().invoke(app, ["serve", "--interval", "60", "--lock-wait", "5"])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
     assert r.exit_code == 0, r.output
     assert calls and calls[0]["parameters"]["lock_wait"] == 5 and calls[0]["interval"] == 60
+    # the same profile once its server is gone: refused, naming the profile's URL
+    r = CliRunner().invoke(app, ["serve", "--interval", "60"])
+    assert r.exit_code == 2 and f"PREFECT_API_URL={url}: no Prefect server answers" in " ".join(r.output.split())
+    assert len(calls) == 1
     # a URL in a profile that is not the active one does not count
     (tmp_path / "profiles.toml").write_text('active = "y"\n[profiles.y]\n[profiles.x]\nPREFECT_API_URL = "http://h/api"\n')
     r = CliRunner().invoke(app, ["serve", "--interval", "60"])
