@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# The CPU wheel where there is no NVIDIA driver (a bare `torch` pulls a multi-GB CUDA build);
-# with a GPU, pip resolves the same release with CUDA. Override with `make TORCH_SPEC=...`.
+# A pinned release, installed first. Which build pip picks is the package index's: this project's index
+# serves the CPU wheel; PyPI's Linux wheel bundles CUDA (GBs). Choose with `make TORCH_SPEC=...`, e.g.
+# "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" (or .../whl/cu126 for a GPU).
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
