@@ -4,6 +4,7 @@ Registered on the app (flows/app.py) when flows/cli.py, the entry point, imports
 """
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from pathlib import Path
@@ -23,13 +24,15 @@ JOB_EXCLUDES = [".venv", ".git", ".dvc/cache", "data/prepared", "models", "metri
 @app.command()
 def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
          address: Optional[str] = typer.Option(
-             None, "--address", metavar="auto|HOST:PORT", help="Ray cluster to run on: auto (on a node or inside `ray job submit`), "
-                                     "HOST:PORT or ray://HOST:PORT. Default: a private local Ray."),
+             None, "--address", metavar="auto|HOST:PORT",
+             help="Ray cluster to run on: auto (on a node or inside `ray job submit`), HOST:PORT or "
+                  "ray://HOST:PORT. Default: a private local Ray."),
          resume: bool = typer.Option(False, "--resume", help="continue the interrupted experiment "
                                      "(tune.storage_path/tune.experiment_name); finished trials are kept. Pass "
                                      "the params and --set flags it started with: other ones are refused"),
          if_used: bool = typer.Option(False, "--if-used", help="tune only when pretrain.use_tuned is true, else "
-                                      "record that tuning is off (the stage-function form; dvc.yaml has no tune stage, docs/ray.md says why)"),
+                                      "record that tuning is off (the stage-function form; dvc.yaml has no tune "
+                                      "stage, docs/ray.md says why)"),
          wait: float = WaitOpt,
          verbose: bool = typer.Option(False, "--verbose", "-v", help="debug-level log lines")) -> None:
     """Ray Tune over tune.search_space with ASHA on val −ELBO; writes models/tuned/best_config.json.
@@ -37,6 +40,10 @@ def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     Holds the project lock, like `run` and `stage`: it writes what pretrain reads."""
     _setup_logging(verbose)
     cfg = _config(params, set_)
+    if address and (resume or not if_used):  # --if-used alone joins no cluster (the stage's own choice)
+        from vaeflow.tuning.cluster import check_address
+
+        guarded(lambda: check_address(address))  # before the lock and data prep: Ray would retry it for ever
     from vaeflow.tasks import tune as stage
     from vaeflow.tuning.report import TuneIncomplete
 
@@ -75,7 +82,7 @@ def submit(address: Optional[str] = typer.Option(
     """Submit `vaeflow tune --address auto` as a Ray job (a thin wrapper over Ray's JobSubmissionClient)."""
     _setup_logging()
     cfg = _config(params, set_)  # fail here, not on the cluster
-    from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.job_submission import JobStatus
 
     try:
         rel_params = params.resolve().relative_to(working_dir.resolve())
@@ -83,7 +90,7 @@ def submit(address: Optional[str] = typer.Option(
         _fail(2, f"{params} is outside --working-dir {working_dir}; the job could not read it")
     args = ["vaeflow", "tune", "--address", "auto", "--params", str(rel_params)]
     args += [a for s in set_ or [] for a in ("--set", s)] + (["--resume"] if resume else [])
-    client = guarded(lambda: JobSubmissionClient(address))
+    client = _job_client(address)
     job = client.submit_job(entrypoint=shlex.join(args), metadata={"vaeflow": "tune"}, runtime_env={
         "working_dir": str(working_dir), "excludes": JOB_EXCLUDES,
         "env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "DO_NOT_TRACK": "1"}})
@@ -98,6 +105,54 @@ def submit(address: Optional[str] = typer.Option(
     if status != JobStatus.SUCCEEDED:
         _fail(1, f"job {job} ended {status.value}; see `ray job logs {job}`")
     _fetch(cfg, lock_wait)
+
+
+DASHBOARD_HINT = ("`vaeflow submit --address` takes the cluster's job server, its dashboard URL http(s)://HOST:PORT "
+                  "(port 8265 by default; a head started with `ray start --head --dashboard-host=HOST`)")
+
+
+def _job_client(address: str | None):
+    """Ray's JobSubmissionClient for `address`, or exit 2 with one line saying what is wrong with it.
+
+    The address is checked before Ray sees it: a malformed one raised a traceback, and one where no job server
+    listens made Ray retry (42 s for a GCS port). Errors Ray raises while connecting (nothing there, a wrong
+    token) are the user's too; they are mapped here, where only the connection is made."""
+    from ray.exceptions import AuthenticationError, RpcError
+    from ray.job_submission import JobSubmissionClient
+    from vaeflow.tuning.cluster import TOKEN_HINT, check_reachable, host_port, one_line
+
+    # Ray's order (ray.dashboard.utils.get_address_for_submission_client): these variables win over --address.
+    env = next(((k, os.environ[k]) for k in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS") if os.environ.get(k)), None)
+    target = env[1] if env else address
+    shown = f"{target} (from {env[0]}, which Ray lets override --address)" if env else target
+    # No address at all: Ray looks for a cluster on this machine; its errors are mapped below.
+    if target and target.startswith(("http://", "https://")):
+        from urllib.parse import urlsplit
+
+        try:
+            url = urlsplit(target)
+            host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+        except ValueError:  # a port that is no number, or out of range
+            host = None
+        if not host or " " in target:
+            _fail(2, f"--address {target!r} is not a URL; {DASHBOARD_HINT}")
+        guarded(lambda: check_reachable(host, port, shown, "Ray job server", DASHBOARD_HINT))
+    elif target and env is None:  # the documented form only: a GCS HOST:PORT here sent Ray to ask that GCS for 42 s
+        _fail(2, f"--address {target!r} is not a job server URL; {DASHBOARD_HINT}. (HOST:PORT and "
+                 "ray://HOST:PORT are what `vaeflow tune --address` takes.)")
+    elif target:  # a RAY_ADDRESS Ray resolves through the cluster's GCS: at least something must listen there
+        parsed = host_port(target.split("://", 1)[-1])
+        if parsed:
+            guarded(lambda: check_reachable(*parsed, shown, "Ray cluster", DASHBOARD_HINT))
+    try:
+        return JobSubmissionClient(address)
+    except (ConnectionError, AuthenticationError, RpcError, ValueError) as e:
+        # A wrong token shows as AuthenticationError from the job server, as an RPC error from a GCS.
+        token = isinstance(e, AuthenticationError) or "token" in str(e).lower()
+        where = shown or "this machine (no --address, RAY_API_SERVER_ADDRESS or RAY_ADDRESS)"
+        hint = TOKEN_HINT if token else DASHBOARD_HINT if target is None else \
+            f"Is the head's dashboard there? {TOKEN_HINT}"
+        _fail(2, f"could not reach a Ray job server at {where}: {one_line(e)}. {hint}")
 
 
 def _follow(client, job: str) -> None:
