@@ -40,7 +40,7 @@ def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     Holds the project lock, like `run` and `stage`: it writes what pretrain reads."""
     _setup_logging(verbose)
     cfg = _config(params, set_)
-    if address and (resume or not if_used):  # --if-used alone joins no cluster (the stage's own choice)
+    if address and (resume or not if_used or cfg.pretrain.use_tuned):  # only where it will be joined
         from vaeflow.tuning.cluster import check_address
 
         guarded(lambda: check_address(address))  # before the lock and data prep: Ray would retry it for ever
@@ -50,7 +50,7 @@ def tune(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     def go() -> dict:
         try:
             if if_used and not resume:
-                return stage.run(cfg, Paths())
+                return stage.run(cfg, Paths(), address=address)
             return stage.tune(cfg, Paths(), address=address, resume=resume)
         except KeyboardInterrupt:  # a second Ctrl-C; the first lets Tune save its state and return
             raise TuneIncomplete("tune: interrupted; continue with `vaeflow tune --resume`") from None

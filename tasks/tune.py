@@ -198,10 +198,11 @@ def has_tuned(paths: Paths) -> bool:
         return False
 
 
-def run(cfg: Config, paths: Paths) -> dict:
-    """The pipeline's stage: tune when pretrain.use_tuned asks for it, else record that tuning is off."""
+def run(cfg: Config, paths: Paths, address: str | None = None) -> dict:
+    """The pipeline's stage: tune when pretrain.use_tuned asks for it (on the Ray cluster at `address`, if
+    given), else record that tuning is off."""
     if cfg.pretrain.use_tuned:
-        return tune(cfg, paths)
+        return tune(cfg, paths, address=address)
     reason = "pretrain.use_tuned is false: tuning skipped"
     write_json(paths.tuned, {"tuned": False, "reason": reason})
     log.info("tune: %s (run `vaeflow tune` to tune anyway)", reason)

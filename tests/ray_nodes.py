@@ -9,8 +9,9 @@ Addresses: every node's address is 127.0.0.1 and every socket listens there only
 127.0.0.1 by the machine's outward address wherever it meets it (--node-ip-address, --address), and its
 servers then listen on every interface. The head runs in Ray's single-node mode
 (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, as vaeflow's own local Ray), inherited by all its processes and by the
-jobs it runs; `ray start --address` refuses that mode, so a worker node runs Ray's own `ray start` with that
-one replacement switched off (WORKER_START).
+jobs it runs. A plain `ray start --address=127.0.0.1:PORT` would still rewrite the address and retry the
+outward one for ever, so a worker node runs Ray's own `ray start` with that one replacement switched off
+(WORKER_START).
 """
 from __future__ import annotations
 
