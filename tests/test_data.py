@@ -361,6 +361,14 @@ def test_check_roots_names_the_missing_path(what, tmp_path):
     _tiny_folder(missing)
     np.savez(missing / "train.npz", x=np.zeros((2, 8, 8), np.uint8), y=np.array([0, 1]))
     np.savez(missing / "test.npz", x=np.zeros((2, 8, 8), np.uint8), y=np.array([0, 1]))
+    if what == "root":  # the folder alone is not enough: the loader's files must be there (names only, here)
+        with pytest.raises(DataError, match="mnist files not found"):
+            check_roots(cfg_with(**data).data)
+        from vaeflow.data.mnist import FILES
+
+        (missing / "mnist").mkdir()
+        for name in FILES:
+            (missing / "mnist" / name).touch()
     check_roots(cfg_with(**data).data)  # present: no error
     check_roots(Config().data)  # digits need no root, even where ../shared/data is absent
 
