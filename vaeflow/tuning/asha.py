@@ -18,7 +18,7 @@ from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler
 
-from vaeflow.tuning.storage import storage_fs
+from vaeflow.tuning.storage import read_file, storage_fs, write_file
 
 
 class ResumableASHA(ASHAScheduler):
@@ -34,10 +34,10 @@ class ResumableASHA(ASHAScheduler):
 
     def _load(self, fs: Any, path: str) -> None:
         self._loaded = True
-        if fs.get_file_info(path).type.name == "NotFound":
+        data = read_file(fs, path)
+        if data is None:
             return
-        with fs.open_input_stream(path) as f:
-            saved = json.loads(f.read())
+        saved = json.loads(data)
         for b, rungs in zip(self._brackets, saved["rungs"]):
             b._rungs = [(milestone, dict(recorded)) for milestone, recorded in rungs]
         self._num_stopped = saved["num_stopped"]
@@ -55,9 +55,7 @@ class ResumableASHA(ASHAScheduler):
         out = fn(*args)
         after = json.dumps(self._rungs())
         if after != before:  # rungs change only at milestones: a few small writes per trial
-            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-            with fs.open_output_stream(path) as f:
-                f.write(json.dumps({"rungs": json.loads(after), "num_stopped": self._num_stopped}).encode())
+            write_file(fs, path, json.dumps({"rungs": json.loads(after), "num_stopped": self._num_stopped}).encode())
         return out
 
     def on_trial_add(self, controller: Any, trial: Any) -> None:

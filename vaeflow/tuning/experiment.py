@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vaeflow.config import Config, ConfigError
-# storage_fs is imported for report.py, which takes it from here
-from vaeflow.tuning.storage import experiment_path, storage_fs, storage_root  # noqa: F401
+from vaeflow.tuning.storage import experiment_path, storage_root
 
 log = logging.getLogger("vaeflow")
 METRIC, MODE = "val_nelbo", "min"

@@ -17,7 +17,8 @@ from typing import Any
 from vaeflow.config import Config
 from vaeflow.io import save_figure, write_bytes, write_json, write_text
 from vaeflow.paths import Paths
-from vaeflow.tuning.experiment import METRIC, storage_fs
+from vaeflow.tuning.experiment import METRIC
+from vaeflow.tuning.storage import read_file, storage_fs, write_file
 from vaeflow.tuning.space import plain
 
 log = logging.getLogger("vaeflow")
@@ -142,23 +143,17 @@ def write_outputs(grid: Any, cfg: Config, paths: Paths, experiment: str, seconds
 
 def upload(files: dict[str, Path], experiment: str) -> None:
     fs, base = storage_fs(f"{experiment.rstrip('/')}/outputs")
-    fs.create_dir(base, recursive=True)
     for name, local in files.items():
-        with fs.open_output_stream(f"{base}/{name}") as out:
-            out.write(local.read_bytes())
+        write_file(fs, f"{base}/{name}", local.read_bytes())
 
 
 def fetch(experiment: str, paths: Paths) -> list[Path]:
     """Copy an experiment's outputs/ (e.g. a cluster job's, from s3:// or a shared disk) into the project."""
-    import pyarrow.fs as pafs
-
     fs, base = storage_fs(f"{experiment.rstrip('/')}/outputs")
     got = []
     for name, local in outputs(paths).items():
-        if fs.get_file_info(f"{base}/{name}").type == pafs.FileType.NotFound:
-            continue
-        with fs.open_input_stream(f"{base}/{name}") as f:
-            data = f.read()
-        write_bytes(local, data)
-        got.append(local)
+        data = read_file(fs, f"{base}/{name}")
+        if data is not None:
+            write_bytes(local, data)
+            got.append(local)
     return got

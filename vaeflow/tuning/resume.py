@@ -24,7 +24,7 @@ import shlex
 from typing import Any
 
 from vaeflow.config import Config, ConfigError
-from vaeflow.tuning.storage import storage_fs
+from vaeflow.tuning.storage import read_file, storage_fs, write_file
 
 log = logging.getLogger("vaeflow")
 PARAMS_FILE, SECONDS_FILE = "vaeflow_params.json", "vaeflow_seconds.json"
@@ -104,20 +104,12 @@ def refusal(experiment: str, diffs: list[tuple[str, Any, Any]]) -> str:
 
 def _read(path: str) -> Any | None:
     """A JSON file in the experiment's storage, or None when it is not there."""
-    import pyarrow.fs as pafs
-
-    fs, p = storage_fs(path)
-    if fs.get_file_info(p).type == pafs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(p) as f:
-        return json.loads(f.read().decode())
+    data = read_file(*storage_fs(path))
+    return None if data is None else json.loads(data.decode())
 
 
 def _write(path: str, obj: Any) -> None:
-    fs, p = storage_fs(path)
-    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(p) as out:
-        out.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    write_file(*storage_fs(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def record_start(cfg: Config, experiment: str) -> None:

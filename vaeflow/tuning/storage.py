@@ -29,3 +29,20 @@ def storage_fs(uri: str) -> tuple[Any, str]:
     import pyarrow.fs as pafs
 
     return pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
+
+
+def read_file(fs: Any, path: str) -> bytes | None:
+    """A file's bytes from the experiment's storage, or None when it is not there."""
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def write_file(fs: Any, path: str, data: bytes) -> None:
+    """Write `data` to the experiment's storage, its folder made first (a no-op where it exists, or on s3://)."""
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(data)
