@@ -72,8 +72,10 @@ console = Console(stderr=True)
 log = logging.getLogger("vaeflow")
 
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", "-p", help="params file (validated before anything runs)")
-SetOpt = typer.Option(None, "--set", "-s", metavar="KEY=VALUE", help="override a param, e.g. --set vae.latent_dim=8 (repeatable)")
-WaitOpt = typer.Option(0.0, "--wait", min=0, metavar="SECONDS", help="seconds to wait for another run in this directory")
+SetOpt = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
+                      help="override a param, e.g. --set vae.latent_dim=8 (repeatable)")
+WaitOpt = typer.Option(0.0, "--wait", min=0, metavar="SECONDS",
+                       help="seconds to wait for another run in this directory")
 
 
 def _setup_logging(verbose: bool = False) -> None:

@@ -106,10 +106,7 @@ def run(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
     server = _early_server()
     try:
         cfg = _config(params, set_)
-        from vaeflow.data.files import check_roots
-
-        guarded(lambda: check_roots(cfg.data))  # a missing folder:/npz: path stops here, before the flow starts
-        guarded(flow_workers)
+        _check_inputs(cfg)  # a missing folder:/npz: path stops here, before the flow starts
         from vaeflow.flows.local_server import check_configured_server
 
         guarded(check_configured_server)  # a PREFECT_API_URL with no server behind it: said now, not in a traceback
@@ -248,12 +245,18 @@ def validate(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> No
     resolved config, run nothing."""
     import yaml
 
+    cfg = _config(params, set_)
+    _check_inputs(cfg)
+    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def _check_inputs(cfg: Config) -> None:
+    """What `run` and `validate` check beyond the params' schema, each an exit 2 naming it: the data locations
+    the datasets read (folder:/npz: paths, data.root's files) and VAEFLOW_FLOW_WORKERS."""
     from vaeflow.data.files import check_roots
 
-    cfg = _config(params, set_)
-    guarded(lambda: check_roots(cfg.data))  # a missing folder:/npz: path or data.root: exit 2, naming it
+    guarded(lambda: check_roots(cfg.data))
     guarded(flow_workers)
-    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 
 def main() -> None:

@@ -46,14 +46,14 @@ def _acc(r: dict) -> tuple[float, float | None]:
 def latent_figure(same_data: bool = False) -> str:
     """The paragraph before the latent-space figure. Where source and target are two parts of one dataset,
     its right panel shows the two parts, and there is no shift for a classifier to bridge."""
+    shows = ("The figure below shows the test images' posterior means (2-D projection) coloured by class (left) "
+             "and by domain (right). ")
     if same_data:
-        return ("The figure below shows the test images' posterior means (2-D projection) coloured by class (left) "
-                "and by domain (right). Source and target are disjoint parts of one dataset here, so the two should "
-                "overlap everywhere: there is no domain shift to bridge. As measured:")
-    return ("The figure below shows the test images' posterior means (2-D projection) coloured by class (left) and "
-            "by domain (right). Where the domains fall into separate regions, the VAE encodes the domain as well as "
-            "the class: a classifier on these features trained on source labels must bridge that, and DANN's "
-            "domain-adversarial loss works against it. What the shift costs, as measured:")
+        return shows + ("Source and target are disjoint parts of one dataset here, so the two should overlap "
+                        "everywhere: there is no domain shift to bridge. As measured:")
+    return shows + ("Where the domains fall into separate regions, the VAE encodes the domain as well as the class: "
+                    "a classifier on these features trained on source labels must bridge that, and DANN's "
+                    "domain-adversarial loss works against it. What the shift costs, as measured:")
 
 
 def domain_gap(a: dict, same_data: bool = False) -> list[str]:

@@ -117,12 +117,13 @@ def fit_latent_samplers(codes: np.ndarray, gmm_cfg, components: list[int],
 
     base = gmm_cfg.model_copy(update={"family": "gaussian", "covariance_type": "full"})
     codes = np.asarray(codes, dtype=np.float64)
+    whose = f"{model} " if model else ""
     with warnings.catch_warnings():  # reported instead: info["converged"] of the chosen K
         warnings.simplefilter("ignore", ConvergenceWarning)
         return {"gaussian": fit_mixture("gaussian", codes, base.model_copy(update={"n_components": 1}), seed,
-                                        label=f"samplers ({model + ' ' if model else ''}latent Gaussian)"),
+                                        label=f"samplers ({whose}latent Gaussian)"),
                 "gmm": fit_mixture("gaussian", codes, base.model_copy(update={"n_components": list(components)}), seed,
-                                   label=f"samplers ({model + ' ' if model else ''}latent mixture)")}
+                                   label=f"samplers ({whose}latent mixture)")}
 
 
 def interpolate(z0: np.ndarray, z1: np.ndarray, steps: int) -> np.ndarray:

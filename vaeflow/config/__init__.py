@@ -11,7 +11,8 @@ from vaeflow.config.adapt import (AdaMatchConfig, AdaptConfig, AugmentConfig, DA
                                   SelfTrainingConfig, ShotConfig)
 from vaeflow.config.base import ConfigError, Section
 from vaeflow.config.data import DATASETS, DataConfig, ShiftConfig
-from vaeflow.config.loading import apply_overrides, flow_workers, load_config, parse_override, read_params_file, validate
+from vaeflow.config.loading import (apply_overrides, flow_workers, load_config, parse_override, read_params_file,
+                                    validate)
 from vaeflow.config.models import AEConfig, EvalConfig, GMMConfig, PretrainConfig, SamplersConfig, VAEConfig
 from vaeflow.config.root import DEFAULTS_DIFFER_FROM_PARAMS_YAML, Config
 from vaeflow.config.tune import TUNABLE, TuneConfig
@@ -19,5 +20,6 @@ from vaeflow.config.tune import TUNABLE, TuneConfig
 __all__ = ["AEConfig", "AdaMatchConfig", "AdaptConfig", "AugmentConfig", "Config", "ConfigError", "DANNConfig", "DATASETS",
            "DEFAULTS_DIFFER_FROM_PARAMS_YAML", "DataConfig", "EvalConfig", "FixMatchConfig", "GMMConfig",
            "MeanTeacherConfig", "PretrainConfig", "SamplersConfig", "Section", "SelfTrainingConfig", "ShiftConfig",
-           "ShotConfig", "TUNABLE", "TuneConfig", "VAEConfig", "apply_overrides", "flow_workers", "load_config", "parse_override",
+           "ShotConfig", "TUNABLE", "TuneConfig", "VAEConfig", "apply_overrides", "flow_workers",
+           "load_config", "parse_override",
            "read_params_file", "validate"]

@@ -13,8 +13,8 @@ rounded to it) and are then converted to data.channels and resized like every ot
 made grey by data.channels=1 (the default) is said in one warning per dataset. Each .npz file is read and
 checked by vaeflow/data/npz.py.
 
-check_roots(dc) checks, without reading any image, that the folders the configured datasets read from exist,
-so that `vaeflow validate` catches a mistyped path before a run starts.
+check_roots(dc) checks, without reading any image, that the folders and files the configured datasets read
+exist, so that `vaeflow validate` and `vaeflow run` catch a mistyped path before a run starts.
 """
 from __future__ import annotations
 
@@ -267,8 +267,9 @@ def _root_layouts(name: str) -> list[tuple[str, tuple[str, ...]]]:
 
 def check_roots(dc: DataConfig) -> None:
     """Raise a DataError naming the path when a configured data location does not exist: the folder of a
-    `folder:PATH` (with train/ and test/), the files of an `npz:PATH`, or data.root for a file-based
-    dataset (unless data.download can create it). Paths resolve against the working directory, as a run's do."""
+    `folder:PATH` (with train/ and test/), the files of an `npz:PATH`, or a file-based dataset's files under
+    data.root, searched as its loader does (unless data.download can fetch them). Paths resolve against the
+    working directory, as a run's do."""
     import importlib.util
 
     for name in dict.fromkeys((dc.source, dc.target)):  # once each, in order
