@@ -97,3 +97,21 @@ def default_run(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "vaeflow", "run"], cwd=project, env=env, check=True,
                    capture_output=True, timeout=1800)
     return project
+
+
+def pytest_sessionfinish(session):
+    """Stop a Prefect temporary server an in-process flow run started (a `vaeflow run` refused inside its
+    flow), quietly. Left to Prefect's exit handler, its "Stopping temporary server" line goes to the stream of
+    the test that started it, closed by then: a "--- Logging error ---" traceback in the test output."""
+    import logging
+    import sys
+
+    server = sys.modules.get("prefect.server.api.server")
+    if server is None:
+        return
+    logging.disable(logging.INFO)  # that line is INFO, and the console Prefect's handler holds is closed
+    try:
+        for instance in list(server.SubprocessASGIServer._instances.values()):
+            instance.stop()
+    finally:
+        logging.disable(logging.NOTSET)
