@@ -240,13 +240,24 @@ def stage(name: str = typer.Argument(..., help=" | ".join(UPSTREAM)),
 
 
 @app.command()
-def validate(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt) -> None:
+def validate(params: Path = ParamsOpt, set_: Optional[list[str]] = SetOpt,
+             stamp: bool = typer.Option(False, "--stamp", help="write data/params_checked.txt instead of printing the "
+                                        "config: dvc.yaml's check stage, run before any stage deletes its outputs")
+             ) -> None:
     """Validate the params file and overrides and check that the data paths they name exist; print the
     resolved config, run nothing."""
     import yaml
 
+    from vaeflow import uptodate
+
+    if stamp and (set_ or params.resolve() != Path("params.yaml").resolve()):
+        _fail(2, "--stamp records that the project's params.yaml passed; it takes neither --set nor --params")
     cfg = _config(params, set_)
     _check_inputs(cfg)
+    if stamp:
+        uptodate.stamp_checked(".")
+        typer.echo(f"{params}: valid")
+        return
     typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
 
 

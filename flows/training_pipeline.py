@@ -86,13 +86,13 @@ class _Records:
         self.futures: list = []
         self.pool: Any = None
 
-    def submit(self, name: str, root: str) -> None:
+    def submit(self, name: str, root: str, if_changed: bool = False) -> None:
         import contextvars
         from concurrent.futures import ThreadPoolExecutor
 
         self.pool = self.pool or ThreadPoolExecutor(1, thread_name_prefix="dvc-record")
         ctx = contextvars.copy_context()  # DVC's log lines stay the stage task's (Prefect's run context)
-        self.futures.append(self.pool.submit(ctx.run, uptodate.record, name, root))
+        self.futures.append(self.pool.submit(ctx.run, uptodate.record, name, root, if_changed))
 
     def wait(self) -> None:
         futures, self.futures = self.futures, []
@@ -161,6 +161,9 @@ def _pipeline(params_file: str, overrides: list[str] | None, root: str, tune: bo
         logger.info("artifacts go to %s (the project's own results, DVC's, are left as they are)", dest)
     elif not track:
         logger.info("params differ from %s/params.yaml (or no DVC project): every stage runs, dvc.lock untouched", root)
+    if track and uptodate.declares(root, uptodate.CHECK):  # params.yaml was validated above: what the check stage does
+        uptodate.stamp_checked(root)
+        RECORDS.submit(uptodate.CHECK, root, if_changed=True)
     tuning = tune or (cfg.pretrain.use_tuned and not tune_stage.has_tuned(Paths(dest)))
     upstream = {name: list(UPSTREAM[name]) for name in STAGES}  # insertion order: a topological order
     submit = {name: (lambda n: lambda waits: STAGE_TASKS[n].submit(n, params_file, overrides, root, track,

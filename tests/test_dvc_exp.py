@@ -22,6 +22,8 @@ import pytest
 import yaml
 
 from conftest import REPO, TINY
+from vaeflow import uptodate
+from vaeflow.paths import Paths
 
 BIN = Path(sys.executable).parent
 OUTPUTS = ("data/", "models/", "metrics/", "reports/", "runs/", "dvc.lock")
@@ -53,7 +55,8 @@ def test_dvc_yaml_commands_plots_and_offline_template():
     spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
     for name, stage in spec["stages"].items():
         # appended, not prepended: an activated venv's vaeflow wins; .venv/bin only when none is on PATH
-        assert stage["cmd"] == f'PATH="$PATH:$DVC_ROOT/.venv/bin" vaeflow stage {name}'
+        command = "validate --stamp" if name == uptodate.CHECK else f"stage {name}"
+        assert stage["cmd"] == f'PATH="$PATH:$DVC_ROOT/.venv/bin" vaeflow {command}'
     plotted = {next(iter(p)) for p in spec["plots"]}
     variants = yaml.safe_load((REPO / "params.yaml").read_text())["adapt"]["variants"]
     assert {f"metrics/plots/adapt/confusion_{v}.csv" for v in variants} <= plotted
@@ -61,6 +64,39 @@ def test_dvc_yaml_commands_plots_and_offline_template():
     assert "{plot_divs}" in template and "{scripts}" not in template  # no CDN <script src=...> is inserted
     assert "<script src=" not in template and "vegaEmbed" in template
     assert "html_template = offline_plots.html" in (REPO / ".dvc" / "config").read_text()
+
+
+def test_every_stage_runs_after_the_params_check():
+    """DVC deletes a stage's outputs before it runs the stage: each stage depends on the check stage's output,
+    so DVC validates params.yaml first. That output is the same text every time (no stage reruns for it), stays
+    when the check fails (persist), and is git-ignored (cache: false, so DVC does not ignore it itself)."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stamp = str(Paths().params_checked)
+    assert list(stages)[0] == uptodate.CHECK and stages[uptodate.CHECK]["deps"] == ["params.yaml"]
+    assert stages[uptodate.CHECK]["outs"] == [{stamp: {"cache": False, "persist": True}}]
+    for name, stage in stages.items():
+        assert name == uptodate.CHECK or stamp in stage["deps"], name
+    for ignore in (REPO / ".gitignore", REPO / "vaeflow" / "templates" / "gitignore"):
+        assert f"/{stamp}" in ignore.read_text().splitlines(), ignore
+
+
+def test_the_check_stage_writes_the_same_text_after_validating(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from vaeflow.flows.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    res = CliRunner().invoke(app, ["validate", "--stamp"])
+    assert res.exit_code == 0, res.output
+    first = Paths().params_checked.read_bytes()
+    assert first.decode() == uptodate.CHECKED_TEXT and res.output.strip() == "params.yaml: valid"
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text().replace("epochs: 60", "epochs: -1"))
+    res = CliRunner().invoke(app, ["validate", "--stamp"])
+    assert res.exit_code == 2 and "adapt.epochs" in res.output, res.output
+    assert Paths().params_checked.read_bytes() == first
+    res = CliRunner().invoke(app, ["validate", "--stamp", "--set", "adapt.epochs=2"])
+    assert res.exit_code == 2 and "--stamp" in res.output, res.output
 
 
 def test_metrics_files_are_not_git_ignored():
@@ -123,7 +159,8 @@ def test_dvc_experiment_workflow(tmp_path):
     _git(repo, "commit", "-qm", "project")
 
     first = _sh(["dvc", "repro"], repo)
-    assert _ran(first.stdout) == {"prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers", "evaluate"}
+    assert _ran(first.stdout) == {"check", "prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers",
+                                  "evaluate"}
     # What DVC projects commit after a run: dvc.lock and the small metrics files; the rest is ignored.
     _git(repo, "add", "dvc.lock", "metrics")
     _git(repo, "commit", "-qm", "baseline")
@@ -137,8 +174,16 @@ def test_dvc_experiment_workflow(tmp_path):
     assert (repo / "params.yaml").read_bytes() == before
     assert _sh(["dvc", "params", "diff"], repo).stdout.strip() == ""
 
+    # A bad value: refused by the check stage, before DVC deletes any stage's outputs.
+    kept = {p: p.read_bytes() for p in [*(repo / "models").rglob("*"), *(repo / "metrics").rglob("*")] if p.is_file()}
+    bad = _sh(["dvc", "exp", "run", "-S", "adapt.epochs=-1"], repo, check=False)
+    assert bad.returncode != 0 and _ran(bad.stdout) == {"check"}, bad.stdout
+    assert "adapt.epochs" in bad.stdout + bad.stderr
+    assert {p: p.read_bytes() for p in kept if p.is_file()} == kept
+    (repo / "params.yaml").write_bytes(before)  # DVC leaves the value in params.yaml (docs/dvc.md)
+
     exp = _sh(["dvc", "exp", "run", "-S", "adapt.epochs=2", "-n", "ep2"], repo)
-    assert _ran(exp.stdout) == {"adapt", "evaluate"}, exp.stdout
+    assert _ran(exp.stdout) == {"check", "adapt", "evaluate"}, exp.stdout
     after = (repo / "params.yaml").read_text().splitlines()
     diff = [b for a, b in zip(before.decode().splitlines(), after) if a != b]
     assert len(after) == len(before.decode().splitlines()) and [d.strip() for d in diff] == ["epochs: 2"], diff

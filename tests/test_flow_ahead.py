@@ -71,7 +71,7 @@ def test_one_flow_thread_never_prewarms(tp, warm, monkeypatch):
 def test_records_run_in_order_and_a_failure_is_raised_by_wait(tp, monkeypatch):
     done: list[str] = []
 
-    def record(name, root):
+    def record(name, root, if_changed=False):
         if name == "bad":
             raise OSError(f"dvc.lock: cannot record {name}")
         done.append(name)

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.helpers import REPO
+from vaeflow import uptodate
 from vaeflow.flows import deps, init_cli
 from vaeflow.tasks import UPSTREAM
 
@@ -178,7 +179,7 @@ def test_a_wheel_installs_one_package_and_its_init_makes_a_project_that_runs(tmp
     assert "html_template = offline_plots.html" in (project / ".dvc" / "config").read_text()  # plots offline
     assert (project / ".dvc" / "offline_plots.html").read_bytes() == (REPO / ".dvc" / "offline_plots.html").read_bytes()
     sh("vaeflow", "run", cwd=project, timeout=2000)  # the digits default, as params.yaml ships
-    assert set(yaml.safe_load((project / "dvc.lock").read_text())["stages"]) == set(UPSTREAM)
+    assert set(yaml.safe_load((project / "dvc.lock").read_text())["stages"]) == {uptodate.CHECK, *UPSTREAM}
     assert "adapt" in yaml.safe_load((project / "metrics" / "metrics.json").read_text())
     # dvc repro: everything up to date after the run, and a stage it reruns calls the installed `vaeflow`
     assert "up to date" in sh(str(bin_ / "python"), "-m", "dvc", "status", cwd=project)

@@ -34,6 +34,11 @@ class Paths:
     def domain(self, name: str) -> Path: return self.prepared / f"{name}.npz"   # name: source | target
     @property
     def data_meta(self) -> Path: return self.prepared / "meta.json"
+    # The output of dvc.yaml's first stage, `check` (`vaeflow validate --stamp`). Every stage depends on it, so
+    # DVC validates params.yaml before it deletes any stage's outputs; its text never changes, so no stage
+    # reruns because it was written again (vaeflow/uptodate.py).
+    @property
+    def params_checked(self) -> Path: return self.root / "data" / "params_checked.txt"
 
     @property
     def models(self) -> Path: return self.root / "models"

@@ -42,6 +42,33 @@ def _repo():
     return Repo
 
 
+# dvc.yaml's first stage: `vaeflow validate --stamp`, on params.yaml alone. Every other stage lists its output
+# as a dep, so DVC runs it first: DVC deletes a stage's outputs before it runs the stage's command, and a bad
+# value (`dvc exp run -S adapt.epochs=-1`, an edit) refused only there would have cost them.
+CHECK = "check"
+CHECKED_TEXT = "params.yaml passed `vaeflow validate` (dvc.yaml's check stage)\n"
+
+
+def stamp_checked(root: str | Path = ".") -> None:
+    """Write the check stage's output, the same text every time (so the stages depending on it stay up to date)."""
+    from vaeflow.io import write_text
+    from vaeflow.paths import Paths
+
+    path = Paths(Path(root)).params_checked
+    if not path.is_file() or path.read_text() != CHECKED_TEXT:
+        write_text(path, CHECKED_TEXT)
+
+
+def declares(root: str | Path, stage: str) -> bool:
+    """Whether dvc.yaml has this stage (a project made before the check stage existed has none)."""
+    import yaml
+
+    try:
+        return stage in yaml.safe_load((Path(root) / "dvc.yaml").read_text())["stages"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return False
+
+
 def is_dvc_project(root: str | Path) -> bool:
     root = Path(root)
     return (root / "dvc.yaml").is_file() and (root / ".dvc").is_dir()
@@ -85,15 +112,17 @@ def is_up_to_date(stage: str, root: str | Path) -> bool:
         return not repo.status(targets=[stage])
 
 
-def record(stage: str, root: str | Path) -> None:
-    """Write the stage's deps, params and outs hashes into dvc.lock and cache its outs.
+def record(stage: str, root: str | Path, if_changed: bool = False) -> None:
+    """Write the stage's deps, params and outs hashes into dvc.lock and cache its outs (`if_changed`: only
+    where `dvc status` finds the stage changed, for the check stage, which the flow records on every run).
 
     relink=False: DVC's default re-checks-out each out from the cache after caching it, which deletes the
     file and writes it again. The flow records on a background thread while the next stages run, so a
     stage reading that out (samplers reads models/vae.json) could find it missing. The file left in place
     is the one just hashed, so nothing differs but the link type (a copy, DVC's default cache.type)."""
     with _dvc_lock, _repo()(str(root)) as repo:
-        repo.commit(stage, force=True, relink=False)
+        if not if_changed or repo.status(targets=[stage]):
+            repo.commit(stage, force=True, relink=False)
 
 
 def all_up_to_date(root: str | Path) -> bool:
