@@ -55,6 +55,18 @@ def api_url_configured() -> bool:
     return configured_api_url() is not None
 
 
+def health(url: str, timeout: float) -> tuple[int | None, str]:
+    """GET <url>/health: (its HTTP status, "") or, when nothing answers (refused, timed out, not a URL),
+    (None, why). The one probe of both callers, which judge the answer differently."""
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as r:
+            return r.status, ""
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except (OSError, ValueError) as e:
+        return None, str(getattr(e, "reason", None) or e)
+
+
 def check_configured_server(timeout: float = 5.0) -> None:
     """Raise ServerError naming the URL when a configured server does not answer: without this, Prefect
     fails minutes into its retries with a traceback. Any HTTP answer counts (a Prefect Cloud URL may answer
@@ -62,15 +74,11 @@ def check_configured_server(timeout: float = 5.0) -> None:
     url = configured_api_url()
     if url in (None, "?"):
         return
-    try:
-        urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
+    status, reason = health(url, timeout)
+    if status is None:
         raise ServerError(f"PREFECT_API_URL={url}: no Prefect server answers there ({reason}); start it "
                           "(prefect server start --host 127.0.0.1), or unset PREFECT_API_URL to run in Prefect's "
-                          "ephemeral mode") from None
+                          "ephemeral mode")
 
 
 def wanted() -> bool:
@@ -103,12 +111,8 @@ class LocalServer:
         timeout = timeout or float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 60))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.proc is not None and self.proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self.url
-            except OSError:
-                pass
+            if health(self.url, 2)[0] == 200:  # our own server: only Prefect's healthy answer counts
+                return self.url
             time.sleep(0.1)
         code = None if self.proc is None else self.proc.poll()
         self.stop()
