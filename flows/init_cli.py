@@ -9,11 +9,13 @@ Two files change on the way:
   package, whose files are not the project's and live at no fixed path (flows/deps.py).
 - prefect.yaml names the flow by module (vaeflow.flows.training_pipeline), not by a file of the checkout.
 
-Then `git init` and `dvc init`, so that `vaeflow run` records its stages in dvc.lock and `dvc repro` works,
-and DVC's plots page set up as the repository's: `dvc plots show` renders offline (docs/dvc.md). Then one
-commit of exactly the files `init` wrote (with the user's git identity), which `dvc exp run` needs: in the
-repository `init` created, or in the one the folder already was. A folder may already hold the user's own files;
-they are left as they were, never committed (a `git add -A` would sweep in notes, data or secrets).
+Then `git init` and `dvc init`, so that `vaeflow run` records its stages in dvc.lock and `dvc repro` works (in
+a folder of a git repository no repository is nested: `dvc init --subdir` makes the folder a DVC project,
+init's files are staged and nothing is committed for the user), and DVC's plots page set up as the
+repository's: `dvc plots show` renders offline (docs/dvc.md). Then one commit of exactly the files `init`
+wrote (with the user's git identity), which `dvc exp run` needs: in the repository `init` created, or in the
+one the folder already was. A folder may already hold the user's own files; they are left as they were, never
+committed (a `git add -A` would sweep in notes, data or secrets).
 Registered on the app (flows/app.py) when flows/cli.py, the entry point, imports this module.
 """
 from __future__ import annotations
@@ -105,17 +107,19 @@ def scaffold(root: Path) -> list[str]:
     (root / "prefect.yaml").write_text(project_prefect_yaml((t / "prefect.yaml").read_text()))
     (root / ".gitignore").write_text((t / "gitignore").read_text())  # no dotfile in package data
     created = [*COPIED, *WRITTEN]
-    if (root / ".git").exists():
-        pass  # already a git repository (e.g. a fresh clone of an empty remote): keep it
+    outer = enclosing_repository(root)
+    if (root / ".git").exists() or outer is not None:
+        pass  # already a git repository (a fresh clone of an empty remote), or a folder of one: no repository in it
     elif shutil.which("git"):
         _run(["git", "init", "-q"], root)
         created.append(".git")
     dvc_init = [sys.executable, "-m", "dvc", "init", "-q"]  # DVC is a dependency of this interpreter's vaeflow
-    git = (root / ".git").exists() and shutil.which("git")
+    git = ((root / ".git").exists() or outer is not None) and shutil.which("git")
     # `dvc init` stages its files, .dvcignore among them, even one the user had and git did not track yet
     unstage = git and users_dvcignore and not subprocess.run(
         ["git", "ls-files", "--", ".dvcignore"], cwd=root, capture_output=True, text=True).stdout.strip()
-    _run(dvc_init if (root / ".git").exists() else [*dvc_init, "--no-scm"], root)
+    # --subdir: a DVC project in a folder of a larger git repository (DVC's monorepo layout)
+    _run(dvc_init if (root / ".git").exists() else [*dvc_init, "--subdir"] if outer else [*dvc_init, "--no-scm"], root)
     if unstage:
         _run(["git", "rm", "-q", "--cached", "--", ".dvcignore"], root)
     (root / ".dvc" / PLOTS_TEMPLATE).write_bytes((t / PLOTS_TEMPLATE_SOURCE).read_bytes())
@@ -123,9 +127,21 @@ def scaffold(root: Path) -> list[str]:
     created.append(".dvc")
     if (root / ".dvcignore").exists() and not users_dvcignore:  # `dvc init` writes it beside .dvc/
         created.append(".dvcignore")
-    if git:
+    if git and outer is None:
         _commit(root, [n for n in created if n != ".git"])
+    elif outer is not None:  # the user's repository: staged, never committed on their behalf
+        _run(["git", "add", "--", *created], root)
+        console.print(f"inside the git repository {outer}: staged, not committed ({', '.join(created)}); "
+                      "`dvc exp run` needs them committed: git commit", highlight=False, markup=False)
     return created
+
+
+def enclosing_repository(root: Path) -> Path | None:
+    """The git work tree that the folder `root` lies in, below its top; None if none (or no git)."""
+    if (root / ".git").exists() or not shutil.which("git"):
+        return None
+    p = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
+    return Path(p.stdout.strip()) if p.returncode == 0 and p.stdout.strip() else None
 
 
 def _commit(root: Path, paths: list[str]) -> None:

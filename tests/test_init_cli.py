@@ -76,6 +76,26 @@ def test_init_in_an_existing_repository_commits_its_files_and_leaves_the_users_s
     assert "committed" in _words(res) and "'vaeflow init'" in _words(res)
 
 
+def test_init_in_a_folder_of_a_repository_nests_no_repository_and_commits_nothing(tmp_path, git_identity):
+    """In a folder of the user's git repository (a monorepo): a DVC project of that folder (`dvc init --subdir`),
+    no repository nested in it, init's files staged and nothing committed on the user's behalf."""
+    outer = tmp_path / "mono"
+    outer.mkdir()
+    assert _git("init", "-q", cwd=outer).returncode == 0
+    (outer / "mine.txt").write_text("x\n")
+    res = CliRunner().invoke(app, ["init", str(outer / "sub")])
+    assert res.exit_code == 0, res.output
+    assert not (outer / "sub" / ".git").exists() and (outer / "sub" / ".dvc").is_dir()
+    assert _git("rev-parse", "--verify", "-q", "HEAD", cwd=outer).returncode != 0  # nothing committed
+    staged = set(_git("diff", "--cached", "--name-only", cwd=outer).stdout.split())
+    assert {"sub/params.yaml", "sub/dvc.yaml", "sub/.dvc/config"} <= staged and "mine.txt" not in staged
+    assert f"inside the git repository {outer}" in _words(res)
+    import sys
+
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=outer / "sub", capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr  # DVC finds its project in the folder
+
+
 def test_init_says_where_file_based_datasets_are_read_from(tmp_path, git_identity):
     res = CliRunner().invoke(app, ["init", str(tmp_path / "proj")])
     assert res.exit_code == 0, res.output
