@@ -54,7 +54,8 @@ def repo(reproduced, tmp_path) -> Path:
 
 def test_dvc_repro_then_noop_then_adapt_only(repo, reproduced):
     first = reproduced[1]
-    assert _ran(first) == {"prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers", "evaluate"}
+    # check: dvc.yaml's first stage, params.yaml validated before DVC deletes any stage's outputs
+    assert _ran(first) == {"check", "prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers", "evaluate"}
     for f in ("metrics/metrics.json", "reports/report.md", "models/vae.pt", "dvc.lock"):
         assert (repo / f).is_file(), f
     mtimes = {p: p.stat().st_mtime_ns for p in (repo / "models").rglob("*") if p.is_file()}
@@ -67,7 +68,7 @@ def test_dvc_repro_then_noop_then_adapt_only(repo, reproduced):
     params["adapt"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = _sh(["dvc", "repro"], repo)
-    assert _ran(third.stdout) == {"adapt", "evaluate"}, third.stdout
+    assert _ran(third.stdout) == {"check", "adapt", "evaluate"}, third.stdout
 
     shown = _sh(["dvc", "metrics", "show", "--json"], repo).stdout
     assert "vae_test_nll" in shown and "acc_dann" in shown  # metrics/summary.json, the flat headline
@@ -101,7 +102,7 @@ def test_a_new_tuning_result_makes_dvc_retrain_from_pretrain(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     best = {"tuned": True, "config": {"lr": 0.002}, "trial_id": "t0", "val_nelbo": 1.0}
     (repo / "models" / "tuned" / "best_config.json").write_text(json.dumps(best))
-    assert _ran(_sh(["dvc", "repro"], repo).stdout) == {"pretrain", "adapt", "samplers", "evaluate"}
+    assert _ran(_sh(["dvc", "repro"], repo).stdout) == {"check", "pretrain", "adapt", "samplers", "evaluate"}
     assert json.loads((repo / "metrics" / "pretrain.json").read_text())["params"]["lr"] == 0.002
 
     best["config"]["lr"] = 0.003  # a new tuning result, params.yaml unchanged
