@@ -359,7 +359,8 @@ WAVE23_Q1=(
 # target the DANN → mean teacher runs are neither flagged nor behind DANN. The presets' chains (waves 23's) run
 # after, for the record, whatever the rule decides. Jobs share data and models with jobs of waves 17, 21 and 23,
 # so run them in the same OUT (or link those jobs' folders into OUT/runs).
-#   - queue 0: printed → MNIST, the mean teacher, then source → SHOT → mean teacher; then USPS→MNIST, DANN 3 → MT 12;
+#   - queue 0: printed → MNIST, the mean teacher, then source → SHOT → mean teacher;
+#     then USPS→MNIST, DANN 3 → mean teacher 12;
 #   - queue 1: the colour target, DANN 5 → mean teacher 5; then MNIST→USPS, SHOT → mean teacher 9.
 SCALE30="--set adapt.augment.scale=0.3"
 WAVE24_Q0=(
