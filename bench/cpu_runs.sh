@@ -376,9 +376,14 @@ WAVE24_Q1=(
 # Wave 25 (twelfth session, after wave 24): the control for wave 24's colour target. Wave 24 compared its DANN → mean
 # teacher runs with wave 6's, from older code (before the EMA warm-up). The same job at the preset's zoom (±10 %)
 # on the current code, same data and seeds, so that the collapse can be laid to the zoom or not. Fixed before it ran;
-# it decides nothing about wave 24, whose rule has already rejected the zoom.
+# it decides nothing about wave 24, whose rule has already rejected the zoom. Queue 1: wave 21's printed-digit jobs
+# again on the current code (its baseline for wave 24, from the ninth session's code).
 WAVE25_Q0=(
   "mnist_colour_convnet_dannmt_scale10 configs/mnist_usps.yaml mnist_colour_convnet_adamatch4 $MT01 $CONVNET $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[dann,dann_mean_teacher]"
+)
+WAVE25_Q1=(
+  "printed_mnist_convnet_shotmt_scale10 configs/usps_mnist.yaml printed_mnist_convnet_dannmt $PRINTED --set adapt.variants=[source_only,adabn,shot,shot_mean_teacher]"
+  "printed_mnist_convnet_mt_scale10 configs/usps_mnist.yaml printed_mnist_convnet_dannmt $PRINTED --set adapt.variants=[mean_teacher]"
 )
 
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
