@@ -59,14 +59,20 @@ def stamp_checked(root: str | Path = ".") -> None:
         write_text(path, CHECKED_TEXT)
 
 
-def declares(root: str | Path, stage: str) -> bool:
-    """Whether dvc.yaml has this stage (a project made before the check stage existed has none)."""
+def _declared(root: str | Path) -> dict | None:
+    """dvc.yaml's stages as written, without DVC; None where it cannot be read as plain YAML with stages."""
     import yaml
 
     try:
-        return stage in yaml.safe_load((Path(root) / "dvc.yaml").read_text())["stages"]
+        stages = yaml.safe_load((Path(root) / "dvc.yaml").read_text())["stages"]
     except (OSError, KeyError, TypeError, yaml.YAMLError):
-        return False
+        return None
+    return stages if isinstance(stages, dict) else None
+
+
+def declares(root: str | Path, stage: str) -> bool:
+    """Whether dvc.yaml has this stage (a project made before the check stage existed has none)."""
+    return stage in (_declared(root) or {})
 
 
 def is_dvc_project(root: str | Path) -> bool:
@@ -86,12 +92,10 @@ def _an_out_is_missing(root: str | Path, stages: list[str] | None = None) -> boo
     importing DVC or opening the repo, which on a cold run (every output missing) is most of the check's
     cost. False whenever dvc.yaml says more than plain paths (templating, wdir, a frozen stage, a parse
     error): DVC decides then."""
-    import yaml
-
+    spec = _declared(root)
     try:
-        spec = yaml.safe_load((Path(root) / "dvc.yaml").read_text())["stages"]
         chosen = [spec[name] for name in (spec if stages is None else stages)]
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
+    except (KeyError, TypeError):  # no dvc.yaml to read (None), or a stage it lacks
         return False
     for st in chosen:
         if not isinstance(st, dict) or st.keys() & {"foreach", "matrix", "do", "wdir", "frozen"}:
