@@ -29,12 +29,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_precise_bn import finished  # noqa: E402
 from vaeflow.runtime import set_threads  # noqa: E402
 from vaeflow.tasks.adapt import _scorer  # noqa: E402
-
-
-@torch.inference_mode()
-def probabilities(net: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    net.eval()
-    return torch.cat([torch.softmax(net(x[i:i + batch_size]).float(), 1) for i in range(0, len(x), batch_size)])
+from vaeflow.training.augment import NO_AUGMENT  # noqa: E402
+from vaeflow.training.tta import predict_proba  # noqa: E402
 
 
 def collect(runs: list[Path]) -> tuple[dict[tuple[str, int], torch.Tensor], torch.Tensor]:
@@ -47,7 +43,8 @@ def collect(runs: list[Path]) -> tuple[dict[tuple[str, int], torch.Tensor], torc
             raise SystemExit(f"{run}: another target test set than the runs before it")
         labels = y_test
         for variant, r, spec, algo, kept in finished_runs:
-            probs[(variant, r)] = probabilities(_scorer(spec, ctx["sets"]["unlabelled"])(algo, kept), x_test)
+            net = _scorer(spec, ctx["sets"]["unlabelled"])(algo, kept)
+            probs[(variant, r)] = predict_proba(net, x_test, NO_AUGMENT, views=0)  # each image's own softmax
     return probs, labels
 
 
