@@ -90,29 +90,55 @@ def test_class_balance_is_minimal_at_a_uniform_batch_mean():
     assert class_balance_loss(skewed) > loss
 
 
-def _run(tmp_path, stop_at: str | None = None, monkeypatch=None, every_s: float = 0.0):
+def _run(tmp_path, stop_at: str | None = None, monkeypatch=None, every_s: float = 0.0, align: bool = False):
     x, y = _data()
     xu, _ = _data(seed=1)
     torch.manual_seed(3)
-    algo = MeanTeacher(_clf(), ema=0.9, threshold=0.5, lr=1e-2, weight_decay=1e-4, augment=AUG)
+    algo = MeanTeacher(_clf(), ema=0.9, threshold=0.5, lr=1e-2, weight_decay=1e-4, augment=AUG, align=align)
     with hooks.installed(StopAt(stop_at) if stop_at else hooks.Hooks()):
         return fit(algo, x, y, xu, epochs=3, steps_per_epoch=5, batch_size=16,
                    ckpt_path=tmp_path / "mt.pt", fingerprint="mt-test", checkpoint_every_s=every_s)
 
 
-def test_an_interrupted_run_resumes_bit_identically(tmp_path, monkeypatch):
-    ref = _run(tmp_path / "a")
+@pytest.mark.parametrize("align", [False, True])  # with alignment, its prediction history must resume too
+def test_an_interrupted_run_resumes_bit_identically(tmp_path, monkeypatch, align):
+    ref = _run(tmp_path / "a", align=align)
     (tmp_path / "b").mkdir()
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "b", stop_at="step:mt:1:2", monkeypatch=monkeypatch)  # mid-epoch 1
+        _run(tmp_path / "b", stop_at="step:mt:1:2", monkeypatch=monkeypatch, align=align)  # mid-epoch 1
     monkeypatch.undo()
     torch.manual_seed(12345)  # a fresh process's RNG is not the killed one's: the checkpoint must restore it
-    resumed = _run(tmp_path / "b")
+    resumed = _run(tmp_path / "b", align=align)
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     assert ref.state.keys() == resumed.state.keys()
     assert "bn.running_mean" in ref.state  # the teacher's BatchNorm statistics are part of what is compared
     for k in ref.state:
         assert torch.equal(ref.state[k], resumed.state[k]), k
+
+
+def test_alignment_scales_the_teacher_by_labelled_shares_over_its_recent_predictions():
+    """Against a hand computation: after k steps the history holds k batch means and HISTORY − k uniform rows;
+    a class the teacher under-predicts is raised, and without align the teacher's probabilities pass as they are."""
+    algo = MeanTeacher(_clf(), lr=1e-2, weight_decay=0.0, align=True)
+    y = torch.tensor([0, 0, 1, 2])  # labelled shares 1/2, 1/4, 1/4
+    algo.setup(torch.zeros(4, 1, 4, 4), y, None)
+    p = torch.tensor([[0.7, 0.25, 0.05], [0.9, 0.05, 0.05]])  # class 2 hardly predicted
+    n = algo.p_unl_hist.shape[0]
+    hist = (p.mean(0) + (n - 1) * torch.full((3,), 1 / 3)) / n
+    want = p * torch.tensor([0.5, 0.25, 0.25]) / hist
+    want = want / want.sum(1, keepdim=True)
+    got = algo.aligned(p)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(got.sum(1), torch.ones(2))
+    balanced = MeanTeacher(_clf(), lr=1e-2, weight_decay=0.0, align=True)
+    balanced.setup(torch.zeros(3, 1, 4, 4), torch.tensor([0, 1, 2]), None)
+    for _ in range(n):  # once the history is all this teacher's, its under-predicted class is raised to near its share
+        q = balanced.aligned(p)
+        balanced.steps += 1  # what each update's EMA step does: the next batch takes the next slot
+    assert p[:, 2].mean() == pytest.approx(0.05) and q[:, 2].mean() > 0.25
+    off = MeanTeacher(_clf(), lr=1e-2, weight_decay=0.0)
+    off.setup(torch.zeros(4, 1, 4, 4), y, None)
+    assert torch.equal(off.aligned(p), p)
 
 
 def test_without_unlabelled_images_it_refuses(tmp_path):

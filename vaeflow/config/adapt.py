@@ -51,6 +51,8 @@ class MeanTeacherConfig(Section):
     # follows the label-free check (fewer runs flagged), not target accuracy.
     class_balance: float = Field(0.1, ge=0, description="weight of the class-balance term (BCE of the batch's "
                                  "mean prediction against uniform)")
+    align: bool = Field(False, description="align the teacher's probabilities to the labelled class shares "
+                        "(ReMixMatch's distribution alignment) before thresholding; assumes the domains share them")
     # Its own length, so that a mean teacher continuing a short source phase (shot_mean_teacher) can take the
     # longer share of a fixed budget: the source phase is done once its source-validation accuracy is flat.
     epochs: int = Field(0, ge=0, le=100_000, description="epochs of every mean-teacher variant (0: adapt.epochs)")

@@ -31,14 +31,7 @@ import torch.nn.functional as F
 
 from vaeflow.models.batchnorm import scratch_statistics
 from vaeflow.training.fixmatch import FixMatch
-
-HISTORY = 128  # batches in the target prediction distribution (the paper's MovingAverage buffer)
-
-
-def align(p_target: torch.Tensor, p_source_dist: torch.Tensor, p_target_dist: torch.Tensor) -> torch.Tensor:
-    """Distribution alignment: p · (source distribution / target distribution), each row renormalised."""
-    q = p_target * (1e-6 + p_source_dist) / (1e-6 + p_target_dist)
-    return q / q.sum(1, keepdim=True)
+from vaeflow.training.mean_teacher import HISTORY, align  # noqa: F401  (one alignment for both methods)
 
 
 def ramp(p: float, warmup: float) -> float:

@@ -60,6 +60,16 @@ def consistency_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor,
     return (((student_probs - teacher_probs) ** 2).sum(1) * mask).mean()
 
 
+HISTORY = 128  # batches in a running prediction distribution (ReMixMatch's and AdaMatch's MovingAverage buffer)
+
+
+def align(p_target: torch.Tensor, p_source_dist: torch.Tensor, p_target_dist: torch.Tensor) -> torch.Tensor:
+    """Distribution alignment (ReMixMatch, AdaMatch): p · (source distribution / target distribution), each row
+    renormalised."""
+    q = p_target * (1e-6 + p_source_dist) / (1e-6 + p_target_dist)
+    return q / q.sum(1, keepdim=True)
+
+
 def class_balance_loss(student_probs: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Binary cross-entropy of the batch-mean class probability against 1/C, summed over the C classes.
     Minimal when the batch's mean prediction is uniform."""
@@ -73,8 +83,14 @@ class MeanTeacher(Algorithm):
     uses_unlabelled = True
 
     def __init__(self, clf: Classifier, *, ema: float = 0.99, threshold: float = 0.968,
-                 consistency_weight: float = 3.0, class_balance: float = 0.005, **kw) -> None:
+                 consistency_weight: float = 3.0, class_balance: float = 0.005, align: bool = False, **kw) -> None:
         super().__init__(clf, **kw)
+        self.align = align
+        c = clf.n_classes
+        # The teacher's recent unlabelled predictions (a buffer, so a resumed run aligns with the same history);
+        # the labelled shares are set by setup() from the labels themselves.
+        self.register_buffer("p_unl_hist", torch.full((HISTORY, c), 1.0 / c))
+        self.prior = torch.full((c,), 1.0 / c)
         self.teacher = copy.deepcopy(clf)
         for q in self.teacher.parameters():
             q.requires_grad_(False)
@@ -86,7 +102,19 @@ class MeanTeacher(Algorithm):
     def from_config(cls, clf, a, **ctx):
         mt = a.mean_teacher
         return cls(clf, ema=mt.ema, threshold=mt.threshold, consistency_weight=mt.consistency_weight,
-                   class_balance=mt.class_balance, **cls.common(a))
+                   class_balance=mt.class_balance, align=mt.align, **cls.common(a))
+
+    def setup(self, x_lab, y_lab, x_unl) -> None:
+        n = self.p_unl_hist.shape[1]
+        self.prior = (torch.bincount(y_lab, minlength=n).float() / max(len(y_lab), 1)).to(self.p_unl_hist.device)
+
+    @torch.no_grad()
+    def aligned(self, teacher_probs: torch.Tensor) -> torch.Tensor:
+        """The teacher's probabilities as targets: aligned to the labelled class shares when align is set."""
+        if not self.align:
+            return teacher_probs
+        self.p_unl_hist[int(self.steps) % HISTORY] = teacher_probs.mean(0)
+        return align(teacher_probs, self.prior, self.p_unl_hist.mean(0))
 
     @classmethod
     def schedule(cls, a) -> int:
@@ -99,7 +127,7 @@ class MeanTeacher(Algorithm):
             # Train mode: the teacher normalises with the unlabelled batch's statistics and keeps running
             # averages of them (dropout, if the trunk has it, is one more source of view noise).
             self.teacher.train()
-            teacher_probs = torch.softmax(self.teacher(self.augment(x_unl)), 1)
+            teacher_probs = self.aligned(torch.softmax(self.teacher(self.augment(x_unl)), 1))
             thr = self.confidence_threshold(self.threshold, teacher_probs.shape[1])
             confident = (teacher_probs.max(1).values >= thr).float()
         cons = consistency_loss(student_probs, teacher_probs, confident)
