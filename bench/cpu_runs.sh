@@ -413,6 +413,20 @@ WAVE26_Q1=(
   "mnist_usps_convnet_mt9_align configs/mnist_usps.yaml mnist_usps_convnet_mt9 $MT01 $CONVNET $SHIFTED $ALIGN"
 )
 
+# Wave 27 (thirteenth session, while wave 26 ran, after its colour and printed SHOT jobs had ended; record only, it
+# decides nothing): what wave 26's rule would change beyond the jobs it reads.
+#   - queue 0: MNIST with 100 labels, mean_teacher_few (its preset lists it; the option would apply to it too) without
+#     and with alignment, 3 epochs, same data, VAE and seeds (the first job makes them);
+#   - queue 1: printed digits → MNIST, DANN → mean teacher with alignment (wave 21's job: two of three runs collapsed
+#     there, from a DANN that fell below the source network).
+WAVE27_Q0=(
+  "mnist_100labels_mtfew configs/mnist_100labels.yaml - $MT01 --set adapt.epochs=3 --set adapt.variants=[mean_teacher_few]"
+  "mnist_100labels_mtfew_align configs/mnist_100labels.yaml mnist_100labels_mtfew $MT01 --set adapt.epochs=3 --set adapt.variants=[mean_teacher_few] $ALIGN"
+)
+WAVE27_Q1=(
+  "printed_mnist_convnet_dannmt_align configs/usps_mnist.yaml printed_mnist_convnet_dannmt $PRINTED --set adapt.variants=[dann,dann_mean_teacher] $ALIGN"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
