@@ -10,6 +10,12 @@ is a steadier target than the student itself. French et al.'s additions for doma
     unlabelled loss from collapsing every image onto the few classes that are confident first;
   - separate source and target batches through BatchNorm: each domain is normalised by its own
     statistics; the teacher only ever sees unlabelled batches, so its BN statistics are theirs.
+One addition, from ReMixMatch (Berthelot et al., 2020) as AdaMatch uses it: distribution alignment
+(adapt.mean_teacher.align, on in params; the constructor's default, off, is French et al.'s method as published).
+The teacher's probabilities are multiplied by (labelled class shares) / (the teacher's mean prediction over its
+last HISTORY unlabelled batches) and renormalised, before the confidence threshold and the consistency target. A
+class the teacher has stopped predicting is raised back in proportion to how far it fell: the class-balance term
+only nudges the student's batch mean, while a collapse is driven by the teacher's confident targets.
 
 The same engine serves unsupervised domain adaptation (labelled = source, unlabelled = target train)
 and few-label learning (labelled = the few target labels, unlabelled = the target train): nothing in
