@@ -428,6 +428,18 @@ WAVE27_Q1=(
   "printed_mnist_convnet_dannmt_align configs/usps_mnist.yaml printed_mnist_convnet_dannmt $PRINTED --set adapt.variants=[dann,dann_mean_teacher] $ALIGN"
 )
 
+# Wave 28 (thirteenth session, after wave 26's rule had adopted alignment; record only): does alignment blind the
+# collapse check? Alignment pulls the teacher's predicted class shares towards the labelled ones, which is what that
+# check reads. On MNIST → the printed digits nothing adapted and every mean-teacher run was flagged (wave 22): the same
+# jobs with alignment, same data and seeds. If they score as low and are no longer flagged, the check has lost its use.
+#   - queue 0: the mean teacher alone; queue 1: DANN → mean teacher.
+WAVE28_Q0=(
+  "mnist_printed_convnet_mt_align configs/mnist_usps.yaml mnist_printed_convnet_dannmt $TO_PRINTED --set adapt.variants=[mean_teacher] $ALIGN"
+)
+WAVE28_Q1=(
+  "mnist_printed_convnet_dannmt_align configs/mnist_usps.yaml mnist_printed_convnet_dannmt $TO_PRINTED --set adapt.variants=[dann,dann_mean_teacher] $ALIGN"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
