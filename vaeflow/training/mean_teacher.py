@@ -91,7 +91,7 @@ class MeanTeacher(Algorithm):
     def __init__(self, clf: Classifier, *, ema: float = 0.99, threshold: float = 0.968,
                  consistency_weight: float = 3.0, class_balance: float = 0.005, align: bool = False, **kw) -> None:
         super().__init__(clf, **kw)
-        self.align = align
+        self.aligns = align  # not `align`: that is the module's function
         c = clf.n_classes
         # The teacher's recent unlabelled predictions (a buffer, so a resumed run aligns with the same history);
         # the labelled shares are set by setup() from the labels themselves.
@@ -117,7 +117,7 @@ class MeanTeacher(Algorithm):
     @torch.no_grad()
     def aligned(self, teacher_probs: torch.Tensor) -> torch.Tensor:
         """The teacher's probabilities as targets: aligned to the labelled class shares when align is set."""
-        if not self.align:
+        if not self.aligns:
             return teacher_probs
         self.p_unl_hist[int(self.steps) % HISTORY] = teacher_probs.mean(0)
         return align(teacher_probs, self.prior, self.p_unl_hist.mean(0))
