@@ -33,8 +33,8 @@ from vaeflow.runtime import autocast, seed_everything, select_device
 from vaeflow.training.adapt_trainer import AdaptResult, confusion, fit, steps_for
 from vaeflow.training.algorithms import DANN, resolve
 from vaeflow.training.checkpoint import fingerprint
-from vaeflow.training.health import (SHARE_IMAGES, class_shares, collapse_check, fallback, retention_check,
-                                     source_root)
+from vaeflow.training.health import (IDEAL, SHARE_IMAGES, class_shares, collapse_check, fallback,
+                                     ideal_retention, retention_check, source_root)
 from vaeflow.training.model_selection import RULES
 from vaeflow.variants import BY_NAME, VariantSpec, lineage
 
@@ -190,8 +190,10 @@ def run(cfg: Config, paths: Paths) -> dict:
             runs = [records[(variant, r)] for r in range(a.repeats)]
             checks = _checks(variant, runs, a.variants, records, results, ctx)  # on the runs as trained
             fell = None
-            if a.on_flag == "fallback" and checks.get("source_retention", {}).get("flagged"):
-                runs, fell = fallback(variant, runs, checks["source_retention"]["flagged"], results, records)
+            # a variant that continues nothing has no network up its chain to be scored as: it stays as trained
+            flagged = checks.get("source_retention", {}).get("flagged")
+            if a.on_flag == "fallback" and BY_NAME[variant].continues and flagged:
+                runs, fell = fallback(variant, runs, flagged, results, records)
             results[variant] = res = {**_summary(variant, runs, ctx["sets"], tgt, ctx["n_classes"]), **checks}
             if fell:
                 res["fallback"] = fell
@@ -225,8 +227,18 @@ def _checks(variant: str, runs: list[dict], listed: list[str], records: dict, re
     if (root := source_root(variant, listed)) != variant:
         out["source_retention"] = retention_check(
             variant, runs, root, [records[(root, r)] for r in range(len(runs))], n,
-            results[spec.continues].get("source_retention", {}).get("flagged", []))
+            inherited(results[spec.continues]))
+    elif spec.labelled == "source":  # nothing up its chain to compare with: a perfect reading is the reference
+        out["source_retention"] = ideal_retention(variant, runs, n)
     return out
+
+
+def inherited(parent: dict) -> list[int]:
+    """The runs a continuation inherits a retention flag from: its parent's flagged runs, where the parent was held
+    to a network of its chain. A root held to a perfect reading (DANN's, say) may be continued by a method that
+    relearns the source, and the continuation's own check reads that."""
+    ret = parent.get("source_retention", {})
+    return [] if ret.get("reference") == IDEAL else ret.get("flagged", [])
 
 
 def paired_differences(results: dict[str, dict]) -> dict[str, dict]:

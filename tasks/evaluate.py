@@ -14,6 +14,7 @@ from vaeflow.io import read_json, write_json, write_text
 from vaeflow.paths import Paths
 from vaeflow.plots import dots
 from vaeflow.results_table import gmm_name
+from vaeflow.training.health import IDEAL
 from vaeflow.variants import BY_NAME, lineage
 
 log = logging.getLogger("vaeflow")
@@ -165,7 +166,9 @@ def _collapse_lines(a: dict) -> list[str]:
 def _retention_lines(a: dict) -> list[str]:
     def scored(r: dict) -> str:  # adapt.on_flag=fallback: each flagged run scored as a network up its chain
         f = r.get("fallback")
-        return ", ".join(f"run {i + 1} as `{p}`" for i, p in zip(f["runs"], f["to"])) if f else "as trained (on_flag=warn)"
+        if not f:  # warn only, or nothing up its chain to be scored as (held to a perfect reading)
+            return "as trained" + ("" if r["source_retention"]["reference"] == IDEAL else " (on_flag=warn)")
+        return ", ".join(f"run {i + 1} as `{p}`" for i, p in zip(f["runs"], f["to"]))
     rows = [f"| `{v}` | {', '.join(str(i + 1) for i in c['flagged'])} | `{c['reference']}` | "
             f"{min((q for q in c['retained_runs'] if q is not None), default=float('nan')):.2f} | {scored(r)} |"
             for v, r in a.items() if (c := r.get("source_retention"))]
@@ -173,7 +176,8 @@ def _retention_lines(a: dict) -> list[str]:
         return []
     thr = next(r["source_retention"]["threshold"] for r in a.values() if r.get("source_retention"))
     return ["**Source lost** (label-free: a run kept less than " f"{thr:g} of its source network's source-validation "
-            "accuracy above chance, or continues such a run; its target classes may be permuted; see the stage's "
+            "accuracy above chance (of a perfect reading, where no source network is up its chain), or continues "
+            "such a run; its target classes may be permuted; see the stage's "
             "log):", "", "| variant | runs | source network | lowest retained share | scored |", "|---|---|---|---|---|",
             *rows, ""]
 

@@ -97,6 +97,10 @@ def test_the_report_names_runs_that_lost_the_source():
     a["shot"]["fallback"] = {"runs": [2], "to": ["source_only"], "unguarded_acc_runs": [0.9, 0.9, 0.1]}
     assert "| `shot` | 3 | `source_only` | 0.33 | run 3 as `source_only` |" in "\n".join(_retention_lines(a))
     assert _retention_lines({"dann": {}}) == []
+    from vaeflow.training.health import IDEAL
+    a = {"mean_teacher": {"source_retention": {"flagged": [0], "reference": IDEAL, "threshold": 0.5,
+                                               "retained_runs": [0.12, 0.9]}}}
+    assert f"| `mean_teacher` | 1 | `{IDEAL}` | 0.12 | as trained |" in "\n".join(_retention_lines(a))
 
 
 def _record(acc, src_val=0.9):
@@ -126,3 +130,31 @@ def test_a_flagged_run_is_scored_as_the_nearest_unflagged_network_up_its_chain(c
 def test_a_source_network_at_chance_has_nothing_to_lose():
     out = retention_check("shot", _runs(0.05, 0.3), "source_only", _runs(0.105, 0.6), 10)
     assert out["retained_runs"][0] is None and out["flagged"] == [1]
+
+
+def test_a_variant_with_no_source_network_up_its_chain_is_held_to_a_perfect_reading(caplog):
+    """ideal_retention: the same ratio with 100 % as the reference. The mean teacher alone on MNIST → printed digits
+    read held-out MNIST at 9.9-21.3 % after alignment had hidden its collapse; every run that adapted read ≥ 85 %."""
+    from vaeflow.training.health import IDEAL, ideal_retention
+    with caplog.at_level(logging.WARNING, logger="vaeflow"):
+        out = ideal_retention("mean_teacher", _runs(0.213, 0.099, 0.852, 0.551), 10)
+    np.testing.assert_allclose(out["retained_runs"], [(a - 0.1) / 0.9 for a in (0.213, 0.099, 0.852, 0.551)])
+    assert out["flagged"] == [0, 1] and out["reference"] == IDEAL  # 0.551 is just above halfway (0.55)
+    assert "run 1: source validation accuracy 21.3 %, under halfway from chance (10.0 %)" in caplog.text
+    assert "run 3" not in caplog.text
+
+
+def test_flags_against_a_perfect_reading_are_not_inherited_and_a_flagged_root_is_the_fallback_floor():
+    # DANN flagged against a perfect reading: DANN → mean teacher relearns the source from its labels and is
+    # judged by its own check, and a continuation flagged against DANN is scored as DANN (nothing is above it)
+    from vaeflow.tasks.adapt import inherited
+    from vaeflow.training.health import IDEAL, fallback
+    assert inherited({"source_retention": {"flagged": [1], "reference": IDEAL}}) == []
+    assert inherited({"source_retention": {"flagged": [1], "reference": "source_only"}}) == [1]
+    assert inherited({}) == []
+    records = {(v, r): _record(acc) for v, accs in {"dann": (0.3, 0.2), "dann_mean_teacher": (0.9, 0.1)}.items()
+               for r, acc in enumerate(accs)}
+    results = {"dann": {"source_retention": {"flagged": [1], "reference": IDEAL}}}
+    out, fell = fallback("dann_mean_teacher", [records[("dann_mean_teacher", r)] for r in range(2)], [1], results,
+                         records)
+    assert [u["acc"] for u in out] == [0.9, 0.2] and fell["to"] == ["dann"]

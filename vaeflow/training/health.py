@@ -12,6 +12,12 @@ a flag (adapt.on_flag), and only on the retention check's, by the written rule b
                    accuracy, lowest class share 0.59 of the prior, so the collapse check passes). Its features
                    have then moved so far that the frozen source head no longer reads the source either: that
                    run's source accuracy fell from 99.3 to 39.1 %, the two healthy seeds' to 91.9 and 94.5 %.
+                   A variant trained on source labels that continues no source-trained network (the mean teacher
+                   alone, DANN, AdaMatch) is held to a perfect reading of the source instead (IDEAL): with the same
+                   ratio, its held-out source accuracy must be at least halfway from chance to 100 %. Distribution
+                   alignment pulls a failed mean teacher's class shares back towards the labelled ones, which blinds
+                   the collapse check; such a teacher still no longer reads the source (MNIST → printed digits:
+                   9.9-21.3 % on held-out MNIST against ≥ 85 % for every run that adapted, bench/RESULTS.md).
   fallback         what adapt.on_flag=fallback does with a run the retention check flagged: it is scored as
                    the nearest network up its chain that was not flagged (for shot and its continuations,
                    source_only's run of the same repeat). A network that no longer reads the source may hand
@@ -32,6 +38,7 @@ COLLAPSE_RATIO, SHARE_IMAGES = 0.25, 4096
 # what the check must tell apart (a network that no longer reads the source at all, against the few points
 # that adapting features to a shifted target costs), not fitted to any run's target accuracy.
 RETENTION_RATIO = 0.5
+IDEAL = "a perfect reading"  # the reference of a variant with no source-trained network up its chain (ideal_retention)
 
 
 def class_shares(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -62,6 +69,12 @@ def source_root(variant: str, listed: list[str]) -> str:
     return root.name if root.labelled == "source" else variant
 
 
+def ideal_retention(variant: str, runs: list[dict], n_classes: int) -> dict:
+    """retention_check against a perfect reading of the source: for a variant trained on source labels that continues
+    no source-trained network, so has none of its own to compare with."""
+    return retention_check(variant, runs, IDEAL, [{"source_val_acc": 1.0}] * len(runs), n_classes)
+
+
 def retention_check(variant: str, runs: list[dict], reference: str, reference_runs: list[dict], n_classes: int,
                     inherited: list[int] = ()) -> dict:
     """Per run r: (source-val accuracy − chance) / (the same for run r of `reference`, the source-trained network
@@ -74,7 +87,9 @@ def retention_check(variant: str, runs: list[dict], reference: str, reference_ru
     flagged = sorted({i for i, q in enumerate(ratios) if q is not None and q < RETENTION_RATIO} | set(inherited))
     for i in flagged:
         why = (f"source validation accuracy {100 * runs[i]['source_val_acc']:.1f} % against "
-               f"{100 * reference_runs[i]['source_val_acc']:.1f} % for `{reference}`")
+               f"{100 * reference_runs[i]['source_val_acc']:.1f} % for `{reference}`" if reference != IDEAL else
+               f"source validation accuracy {100 * runs[i]['source_val_acc']:.1f} %, under halfway from chance "
+               f"({100 * chance:.1f} %) to a perfect reading")
         if i in inherited and (ratios[i] is None or ratios[i] >= RETENTION_RATIO):
             why = "it continues a run already flagged"
         log.warning("adapt %s run %d: %s: it may no longer read the source's classes, so its target labels may be "
@@ -92,7 +107,8 @@ def fallback(variant: str, runs: list[dict], flagged: list[int], results: dict[s
     out, to = list(runs), {}
     for i in flagged:
         p = BY_NAME[variant].continues
-        while i in results[p].get("source_retention", {}).get("flagged", []):
+        # the chain's root is as far as it goes (a root flagged against a perfect reading has nothing above it)
+        while BY_NAME[p].continues and i in results[p].get("source_retention", {}).get("flagged", []):
             p = BY_NAME[p].continues
         out[i] = {**records[(p, i)], "res": runs[i]["res"], "seconds": runs[i]["seconds"]}
         to[i] = p
