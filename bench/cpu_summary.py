@@ -58,7 +58,7 @@ def _retention(job: Path | None, adapt: dict, v: str, flagged: dict[str, list[in
     check flags it. The stage's own check (vaeflow/training/health.py), from adapt.json where it wrote one,
     else recomputed from the checkpoints; `flagged` collects each variant's flags, in list order, so that a
     continuation of a flagged run is flagged as the stage does."""
-    from vaeflow.training.health import retention_check, source_root
+    from vaeflow.training.health import IDEAL, ideal_retention, retention_check, source_root
 
     listed, r = list(adapt["variants"]), adapt["variants"][v]
     root, ret = source_root(v, listed), r.get("source_retention")
@@ -68,9 +68,11 @@ def _retention(job: Path | None, adapt: dict, v: str, flagged: dict[str, list[in
             ret = retention_check(v, [{"source_val_acc": x} for x in mine], root,
                                   [{"source_val_acc": x} for x in ref], len(r["confusion"]),
                                   flagged.get(BY_NAME[v].continues, []))
+    elif ret is None and BY_NAME[v].labelled == "source" and r.get("source_val_acc_runs"):  # nothing up its chain
+        ret = ideal_retention(v, [{"source_val_acc": x} for x in r["source_val_acc_runs"]], len(r["confusion"]))
     if not ret:
         return "—"
-    flagged[v] = ret["flagged"]
+    flagged[v] = [] if ret["reference"] == IDEAL else ret["flagged"]  # as the stage: a perfect reading's flags stay
     fell = dict(zip(r["fallback"]["runs"], r["fallback"]["to"])) if r.get("fallback") else {}  # adapt.on_flag
     return ", ".join(("n/a" if x is None else f"{x:.2f}") + (" ⚠" if i in ret["flagged"] else "")
                      + (f" (scored as {fell[i]})" if i in fell else "") for i, x in enumerate(ret["retained_runs"]))
