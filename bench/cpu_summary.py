@@ -58,7 +58,7 @@ def _retention(job: Path | None, adapt: dict, v: str, flagged: dict[str, list[in
     check flags it. The stage's own check (vaeflow/training/health.py), from adapt.json where it wrote one,
     else recomputed from the checkpoints; `flagged` collects each variant's flags, in list order, so that a
     continuation of a flagged run is flagged as the stage does."""
-    from vaeflow.training.health import IDEAL, ideal_retention, retention_check, source_root
+    from vaeflow.training.health import ideal_retention, inherited, retention_check, source_root
 
     listed, r = list(adapt["variants"]), adapt["variants"][v]
     root, ret = source_root(v, listed), r.get("source_retention")
@@ -72,7 +72,7 @@ def _retention(job: Path | None, adapt: dict, v: str, flagged: dict[str, list[in
         ret = ideal_retention(v, [{"source_val_acc": x} for x in r["source_val_acc_runs"]], len(r["confusion"]))
     if not ret:
         return "—"
-    flagged[v] = [] if ret["reference"] == IDEAL else ret["flagged"]  # as the stage: a perfect reading's flags stay
+    flagged[v] = inherited({"source_retention": ret})  # what a continuation inherits, as in the stage
     fell = dict(zip(r["fallback"]["runs"], r["fallback"]["to"])) if r.get("fallback") else {}  # adapt.on_flag
     return ", ".join(("n/a" if x is None else f"{x:.2f}") + (" ⚠" if i in ret["flagged"] else "")
                      + (f" (scored as {fell[i]})" if i in fell else "") for i, x in enumerate(ret["retained_runs"]))

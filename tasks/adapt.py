@@ -33,8 +33,8 @@ from vaeflow.runtime import autocast, seed_everything, select_device
 from vaeflow.training.adapt_trainer import AdaptResult, confusion, fit, steps_for
 from vaeflow.training.algorithms import DANN, resolve
 from vaeflow.training.checkpoint import fingerprint
-from vaeflow.training.health import (IDEAL, SHARE_IMAGES, class_shares, collapse_check, fallback,
-                                     ideal_retention, retention_check, source_root)
+from vaeflow.training.health import (SHARE_IMAGES, class_shares, collapse_check, fallback, ideal_retention,
+                                     inherited, retention_check, source_root)
 from vaeflow.training.model_selection import RULES
 from vaeflow.variants import BY_NAME, VariantSpec, lineage
 
@@ -231,14 +231,6 @@ def _checks(variant: str, runs: list[dict], listed: list[str], records: dict, re
     elif spec.labelled == "source":  # nothing up its chain to compare with: a perfect reading is the reference
         out["source_retention"] = ideal_retention(variant, runs, n)
     return out
-
-
-def inherited(parent: dict) -> list[int]:
-    """The runs a continuation inherits a retention flag from: its parent's flagged runs, where the parent was held
-    to a network of its chain. A root held to a perfect reading (DANN's, say) may be continued by a method that
-    relearns the source, and the continuation's own check reads that."""
-    ret = parent.get("source_retention", {})
-    return [] if ret.get("reference") == IDEAL else ret.get("flagged", [])
 
 
 def paired_differences(results: dict[str, dict]) -> dict[str, dict]:

@@ -147,8 +147,7 @@ def test_a_variant_with_no_source_network_up_its_chain_is_held_to_a_perfect_read
 def test_flags_against_a_perfect_reading_are_not_inherited_and_a_flagged_root_is_the_fallback_floor():
     # DANN flagged against a perfect reading: DANN → mean teacher relearns the source from its labels and is
     # judged by its own check, and a continuation flagged against DANN is scored as DANN (nothing is above it)
-    from vaeflow.tasks.adapt import inherited
-    from vaeflow.training.health import IDEAL, fallback
+    from vaeflow.training.health import IDEAL, fallback, inherited
     assert inherited({"source_retention": {"flagged": [1], "reference": IDEAL}}) == []
     assert inherited({"source_retention": {"flagged": [1], "reference": "source_only"}}) == [1]
     assert inherited({}) == []

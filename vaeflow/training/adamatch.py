@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from vaeflow.models.batchnorm import scratch_statistics
 from vaeflow.training.fixmatch import FixMatch
-from vaeflow.training.mean_teacher import HISTORY, align  # noqa: F401  (one alignment for both methods)
+from vaeflow.training.mean_teacher import HISTORY, align, align_recent  # noqa: F401  (one alignment for both)
 
 
 def ramp(p: float, warmup: float) -> float:
@@ -68,8 +68,8 @@ class AdaMatch(FixMatch):
         """(pseudo-labels, mask) of the target batch from its weak view's logits."""
         ps, pt = torch.softmax(src_weak.float(), 1), torch.softmax(tgt_weak.float(), 1)
         self.p_source.mul_(0.999).add_(ps.mean(0), alpha=0.001)
-        self.p_target_hist[int(self.steps) % HISTORY] = pt.mean(0)  # this step's slot (average() counts it)
-        q = align(pt, self.p_source, self.p_target_hist.mean(0))
+        # this step's slot of the history (average() counts the step afterwards)
+        q = align_recent(pt, self.p_source, self.p_target_hist, int(self.steps))
         conf, pseudo = q.max(1)
         return pseudo, (conf >= self.threshold * ps.max(1).values.mean()).float()
 

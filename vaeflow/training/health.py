@@ -75,6 +75,15 @@ def ideal_retention(variant: str, runs: list[dict], n_classes: int) -> dict:
     return retention_check(variant, runs, IDEAL, [{"source_val_acc": 1.0}] * len(runs), n_classes)
 
 
+def inherited(parent: dict) -> list[int]:
+    """The runs a continuation inherits a retention flag from: its parent's flagged runs (`parent`: the parent's
+    summary, with its source_retention), where the parent was held to a network of its chain. A root held to a
+    perfect reading (DANN's, say) may be continued by a method that relearns the source, and the continuation's own
+    check reads that."""
+    ret = parent.get("source_retention", {})
+    return [] if ret.get("reference") == IDEAL else ret.get("flagged", [])
+
+
 def retention_check(variant: str, runs: list[dict], reference: str, reference_runs: list[dict], n_classes: int,
                     inherited: list[int] = ()) -> dict:
     """Per run r: (source-val accuracy − chance) / (the same for run r of `reference`, the source-trained network

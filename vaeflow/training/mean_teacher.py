@@ -76,6 +76,13 @@ def align(p_target: torch.Tensor, p_source_dist: torch.Tensor, p_target_dist: to
     return q / q.sum(1, keepdim=True)
 
 
+def align_recent(p_target: torch.Tensor, p_source_dist: torch.Tensor, history: torch.Tensor, step: int) -> torch.Tensor:
+    """align() against the recent target distribution: this batch's mean prediction takes the history's slot for
+    `step` (a ring of HISTORY rows, kept in place), and the rows' mean is the target distribution."""
+    history[step % len(history)] = p_target.mean(0)
+    return align(p_target, p_source_dist, history.mean(0))
+
+
 def class_balance_loss(student_probs: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Binary cross-entropy of the batch-mean class probability against 1/C, summed over the C classes.
     Minimal when the batch's mean prediction is uniform."""
@@ -119,8 +126,7 @@ class MeanTeacher(Algorithm):
         """The teacher's probabilities as targets: aligned to the labelled class shares when align is set."""
         if not self.aligns:
             return teacher_probs
-        self.p_unl_hist[int(self.steps) % HISTORY] = teacher_probs.mean(0)
-        return align(teacher_probs, self.prior, self.p_unl_hist.mean(0))
+        return align_recent(teacher_probs, self.prior, self.p_unl_hist, int(self.steps))
 
     @classmethod
     def schedule(cls, a) -> int:
