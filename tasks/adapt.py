@@ -100,7 +100,7 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     cls = resolve(spec.algorithm)
     # "joint" (joint_oracle): an oracle's every target training label, for the target batches of its own
     joint = {"y_unl": sets["target"][1]} if spec.labelled == "joint" else {}
-    algo = cls.from_config(clf, a, vae=vae, **joint).to(ctx["device"])
+    algo = cls.from_config(clf, a, vae=vae, continued=spec.continues is not None, **joint).to(ctx["device"])
     x_lab, y_lab = sets[spec.labelled] if spec.labelled else sets["source"]
     x_unl = sets["unlabelled"]
     prepare = _scorer(spec, x_unl)

@@ -2,6 +2,8 @@
 interrupted mid-epoch and resumed ends bit-identical to one that was not."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -11,7 +13,7 @@ from vaeflow import hooks
 from vaeflow.config import AugmentConfig
 from vaeflow.models.classifier import Classifier
 from vaeflow.training.adapt_trainer import fit
-from vaeflow.training.mean_teacher import MeanTeacher, class_balance_loss, consistency_loss, ema_update
+from vaeflow.training.mean_teacher import HISTORY, MeanTeacher, class_balance_loss, consistency_loss, ema_update
 
 AUG = AugmentConfig(translate=0.1, rotate_deg=10, scale=0.1, shear_deg=5, noise=0.1)
 
@@ -90,25 +92,28 @@ def test_class_balance_is_minimal_at_a_uniform_batch_mean():
     assert class_balance_loss(skewed) > loss
 
 
-def _run(tmp_path, stop_at: str | None = None, monkeypatch=None, every_s: float = 0.0, align: bool = False):
+def _run(tmp_path, stop_at: str | None = None, monkeypatch=None, every_s: float = 0.0, align: bool = False,
+         align_to: str = "labelled"):
     x, y = _data()
     xu, _ = _data(seed=1)
     torch.manual_seed(3)
-    algo = MeanTeacher(_clf(), ema=0.9, threshold=0.5, lr=1e-2, weight_decay=1e-4, augment=AUG, align=align)
+    algo = MeanTeacher(_clf(), ema=0.9, threshold=0.5, lr=1e-2, weight_decay=1e-4, augment=AUG, align=align,
+                       align_to=align_to, continued=True)
     with hooks.installed(StopAt(stop_at) if stop_at else hooks.Hooks()):
         return fit(algo, x, y, xu, epochs=3, steps_per_epoch=5, batch_size=16,
                    ckpt_path=tmp_path / "mt.pt", fingerprint="mt-test", checkpoint_every_s=every_s)
 
 
-@pytest.mark.parametrize("align", [False, True])  # with alignment, its prediction history must resume too
-def test_an_interrupted_run_resumes_bit_identically(tmp_path, monkeypatch, align):
-    ref = _run(tmp_path / "a", align=align)
+# with alignment its prediction history must resume too, and with align_to=continued the estimated shares
+@pytest.mark.parametrize("align,align_to", [(False, "labelled"), (True, "labelled"), (True, "continued")])
+def test_an_interrupted_run_resumes_bit_identically(tmp_path, monkeypatch, align, align_to):
+    ref = _run(tmp_path / "a", align=align, align_to=align_to)
     (tmp_path / "b").mkdir()
-    with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "b", stop_at="step:mt:1:2", monkeypatch=monkeypatch, align=align)  # mid-epoch 1
+    with pytest.raises(KeyboardInterrupt):  # mid-epoch 1
+        _run(tmp_path / "b", stop_at="step:mt:1:2", monkeypatch=monkeypatch, align=align, align_to=align_to)
     monkeypatch.undo()
     torch.manual_seed(12345)  # a fresh process's RNG is not the killed one's: the checkpoint must restore it
-    resumed = _run(tmp_path / "b", align=align)
+    resumed = _run(tmp_path / "b", align=align, align_to=align_to)
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     assert ref.state.keys() == resumed.state.keys()
     assert "bn.running_mean" in ref.state  # the teacher's BatchNorm statistics are part of what is compared
@@ -139,6 +144,44 @@ def test_alignment_scales_the_teacher_by_labelled_shares_over_its_recent_predict
     off = MeanTeacher(_clf(), lr=1e-2, weight_decay=0.0)
     off.setup(torch.zeros(4, 1, 4, 4), y, None)
     assert torch.equal(off.aligned(p), p)
+
+
+def test_continued_alignment_estimates_the_unlabelled_shares_with_the_network_it_continues():
+    """Against a direct computation: the shares are the continued network's mean probability over the unlabelled
+    images, each batch of 256 normalised by its own statistics (a fresh train-mode copy per batch, dropout off). The
+    network's running statistics and the RNG stay as they were; the history starts at the estimate, so a batch
+    predicted at those shares passes unchanged. A variant that continues nothing, or align_to=labelled, keeps the
+    labelled shares."""
+    x, y = _data()
+    xu, _ = _data(n=600, seed=1)
+    clf = _clf()
+    with torch.no_grad():
+        clf.bn.running_mean.fill_(0.3)  # statistics the estimate must neither use nor change
+    algo = MeanTeacher(clf, lr=1e-2, weight_decay=0.0, align=True, align_to="continued", continued=True)
+    before = copy.deepcopy(algo.teacher.state_dict())
+    rng = torch.get_rng_state()
+    algo.setup(x, y, xu)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, before[k]) for k, v in algo.teacher.state_dict().items())
+    want = torch.zeros(3)
+    with torch.no_grad():
+        for i in range(0, 600, 256):
+            net = copy.deepcopy(clf).train()
+            for m in net.modules():
+                if isinstance(m, nn.Dropout):
+                    m.eval()
+            want += torch.softmax(net(xu[i:i + 256]), 1).sum(0)
+    want /= 600
+    assert torch.allclose(algo.prior, want, atol=1e-6)
+    assert torch.allclose(algo.p_unl_hist, want.expand(HISTORY, 3))
+    p = want.expand(4, 3).clone()
+    assert torch.allclose(algo.aligned(p), p, atol=1e-5)
+    labelled = torch.bincount(y, minlength=3).float() / len(y)
+    for kw in ({"align_to": "continued", "continued": False}, {"align_to": "labelled", "continued": True}):
+        other = MeanTeacher(_clf(), lr=1e-2, weight_decay=0.0, align=True, **kw)
+        other.setup(x, y, xu)
+        assert torch.allclose(other.prior, labelled), kw
+        assert torch.allclose(other.p_unl_hist, torch.full((HISTORY, 3), 1 / 3)), kw
 
 
 def test_without_unlabelled_images_it_refuses(tmp_path):

@@ -56,6 +56,13 @@ class MeanTeacherConfig(Section):
     # digits → MNIST moved by +0.12 and −0.01. Off: French et al.'s mean teacher as published.
     align: bool = Field(True, description="align the teacher's probabilities to the labelled class shares "
                         "(ReMixMatch's distribution alignment) before thresholding; assumes the domains share them")
+    # What alignment pulls towards. The labelled shares are the unlabelled set's only when the domains share their
+    # class frequencies; a network already adapted to the unlabelled images (the one a chain continues) gives an
+    # estimate of that set's own shares without a label (bench/cpu_runs.sh, wave 30 decides the default).
+    align_to: Literal["labelled", "continued"] = Field(
+        "labelled", description="the class shares align pulls the teacher towards: 'labelled' (the labelled "
+        "set's) or 'continued' (the mean prediction on the unlabelled images of the network the variant continues, "
+        "kept fixed; a variant that continues none uses the labelled shares)")
     # Its own length, so that a mean teacher continuing a short source phase (shot_mean_teacher) can take the
     # longer share of a fixed budget: the source phase is done once its source-validation accuracy is flat.
     epochs: int = Field(0, ge=0, le=100_000, description="epochs of every mean-teacher variant (0: adapt.epochs)")

@@ -16,6 +16,10 @@ The teacher's probabilities are multiplied by (labelled class shares) / (the tea
 last HISTORY unlabelled batches) and renormalised, before the confidence threshold and the consistency target. A
 class the teacher has stopped predicting is raised back in proportion to how far it fell: the class-balance term
 only nudges the student's batch mean, while a collapse is driven by the teacher's confident targets.
+The shares it aligns to (adapt.mean_teacher.align_to): the labelled set's, which are the unlabelled set's only if
+the domains share their class frequencies, or, for a variant that continues an adapted network, that network's mean
+prediction on the unlabelled images (`predicted_shares`, fixed at the start): a label-free estimate of the
+unlabelled set's own shares, so alignment keeps the teacher from drifting away from where it started.
 
 The same engine serves unsupervised domain adaptation (labelled = source, unlabelled = target train)
 and few-label learning (labelled = the few target labels, unlabelled = the target train): nothing in
@@ -83,6 +87,20 @@ def align_recent(p_target: torch.Tensor, p_source_dist: torch.Tensor, history: t
     return align(p_target, p_source_dist, history.mean(0))
 
 
+@torch.no_grad()
+def predicted_shares(net: nn.Module, x: torch.Tensor, batch_size: int = 256, limit: int = 10_000) -> torch.Tensor:
+    """The mean class probability of `net` over the first `limit` images of x, each batch normalised by its own
+    statistics as the teacher's are in training (BatchNorm in train mode, on a copy: the network's running statistics
+    stay as they are; dropout off, so that no random number is drawn and a resumed run sees the same stream)."""
+    probe = copy.deepcopy(net).train()
+    for m in probe.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.eval()
+    x = x[:limit]
+    total = sum(torch.softmax(probe(x[i:i + batch_size]), 1).sum(0) for i in range(0, len(x), batch_size))
+    return total / len(x)
+
+
 def class_balance_loss(student_probs: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Binary cross-entropy of the batch-mean class probability against 1/C, summed over the C classes.
     Minimal when the batch's mean prediction is uniform."""
@@ -96,9 +114,12 @@ class MeanTeacher(Algorithm):
     uses_unlabelled = True
 
     def __init__(self, clf: Classifier, *, ema: float = 0.99, threshold: float = 0.968,
-                 consistency_weight: float = 3.0, class_balance: float = 0.005, align: bool = False, **kw) -> None:
+                 consistency_weight: float = 3.0, class_balance: float = 0.005, align: bool = False,
+                 align_to: str = "labelled", continued: bool = False, **kw) -> None:
         super().__init__(clf, **kw)
         self.aligns = align  # not `align`: that is the module's function
+        # a network trained from the VAE encoder or at random predicts nothing yet: only a continued one estimates
+        self.align_to = align_to if continued else "labelled"
         c = clf.n_classes
         # The teacher's recent unlabelled predictions (a buffer, so a resumed run aligns with the same history);
         # the labelled shares are set by setup() from the labels themselves.
@@ -112,18 +133,25 @@ class MeanTeacher(Algorithm):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # the EMA's warm-up; in checkpoints
 
     @classmethod
-    def from_config(cls, clf, a, **ctx):
+    def from_config(cls, clf, a, continued: bool = False, **ctx):
         mt = a.mean_teacher
         return cls(clf, ema=mt.ema, threshold=mt.threshold, consistency_weight=mt.consistency_weight,
-                   class_balance=mt.class_balance, align=mt.align, **cls.common(a))
+                   class_balance=mt.class_balance, align=mt.align, align_to=mt.align_to, continued=continued,
+                   **cls.common(a))
 
     def setup(self, x_lab, y_lab, x_unl) -> None:
+        # Before any resume (fit() restores the checkpoint after setup), so the teacher here is still the continued
+        # network and a resumed run estimates the same shares.
         n = self.p_unl_hist.shape[1]
+        if self.aligns and self.align_to == "continued" and x_unl is not None:
+            self.prior = predicted_shares(self.teacher, x_unl).to(self.p_unl_hist.device)
+            self.p_unl_hist.copy_(self.prior.expand_as(self.p_unl_hist))  # the first steps align to where it starts
+            return
         self.prior = (torch.bincount(y_lab, minlength=n).float() / max(len(y_lab), 1)).to(self.p_unl_hist.device)
 
     @torch.no_grad()
     def aligned(self, teacher_probs: torch.Tensor) -> torch.Tensor:
-        """The teacher's probabilities as targets: aligned to the labelled class shares when align is set."""
+        """The teacher's probabilities as targets: aligned to `prior` (setup's shares) when align is set."""
         if not self.aligns:
             return teacher_probs
         return align_recent(teacher_probs, self.prior, self.p_unl_hist, int(self.steps))
