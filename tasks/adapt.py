@@ -110,8 +110,8 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
                                                       .float().mean())}
     # the variant list is not part of one run's fingerprint: a variant's run is the same whatever else is listed
     # "algorithm-vN": bumped when an Algorithm's checkpointed state changes shape or meaning (v4: FixMatch's step
-    # count; v5: the warmed-up EMA of the mean teacher and SHOT, with their step counts)
-    fp = fingerprint(cfg.seed, variant, r, a.fingerprint_dump("variants"), ctx["hashes"], parent_fp, "algorithm-v5")
+    # count; v5: the warmed-up EMA of the mean teacher and SHOT, with their step counts; v6: DANN's step count)
+    fp = fingerprint(cfg.seed, variant, r, a.fingerprint_dump("variants"), ctx["hashes"], parent_fp, "algorithm-v6")
     tag = f"adapt {variant}" + (f" {r + 1}/{a.repeats}" if a.repeats > 1 else "")
     epochs = cls.schedule(a)
     with epoch_bar(tag, max(epochs, 1), show="cls_loss") as advance:
@@ -121,7 +121,8 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
                                ckpt_path=paths.checkpoint(f"adapt_{variant}_{r}"), fingerprint=fp, on_epoch=advance,
                                checkpoint_every_s=a.checkpoint_every_s, precision=a.precision)
     if isinstance(algo.predictor(), type(clf)):
-        ctx["trained"][(variant, r)] = {"network": {k: v.clone() for k, v in algo.clf.state_dict().items()}, "fp": fp}
+        ctx["trained"][(variant, r)] = {"network": {k: v.clone() for k, v in algo.continued().state_dict().items()},
+                                        "fp": fp}
         net = prepare(algo, res.state)
         predict = lambda x: _predict(net, x)  # noqa: E731
         state = net.state_dict()

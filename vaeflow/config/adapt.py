@@ -15,6 +15,8 @@ class DANNConfig(Section):
     gamma: float = Field(10.0, gt=0, description="λ_p = 2/(1+exp(-γ p)) - 1 (Ganin et al.)")
     lambda_max: float = Field(1.0, gt=0)
     domain_hidden: int = Field(64, ge=1)
+    ema: float = Field(0.0, ge=0, lt=1, description="score an EMA of the weights, which a variant continuing DANN "
+                       "also starts from (0: the weights themselves)")
 
 
 class SelfTrainingConfig(Section):

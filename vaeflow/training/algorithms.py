@@ -10,13 +10,16 @@ Hooks a method may override (all no-ops here):
   schedule(adapt_cfg)                 how many epochs it trains (default adapt.epochs)
   setup(x_lab, y_lab, x_unl)          once before training (and again on resume: it must be deterministic)
   begin_epoch(epoch, x_unl)           before each epoch (SHOT's and self-training's pseudo-labels)
+  continued()                         the network a variant that continues this one starts from (the student)
 
   ERM          cross-entropy on the labelled batch (source_only, finetune, scratch, oracle)
   NoTraining   no step at all: a continuation scored as it is (adabn)
-  DANN         + a domain classifier behind gradient reversal (Ganin et al., 2016)
+  DANN         + a domain classifier behind gradient reversal (Ganin et al., 2016); dann.ema scores an EMA
   JointERM     source labels + every target training label, each domain its own batch (joint_oracle)
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +28,33 @@ from torch import nn
 from vaeflow.config import AugmentConfig
 from vaeflow.models.classifier import Classifier, dann_lambda
 from vaeflow.training.augment import NO_AUGMENT, augment
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, ema: float, buffers: bool = False) -> None:
+    """teacher ← ema·teacher + (1 − ema)·student, for every parameter. Buffers (BN statistics) are the
+    teacher's own when it sees batches itself (the mean teacher); buffers=True copies the student's, for
+    a teacher that only averages weights (SHOT, FixMatch)."""
+    # Two foreach calls instead of 2 ops per parameter from Python: the same elementwise mul_ then add_, so
+    # bit-identical to the per-parameter loop (tests/test_speed_equivalence.py), with fewer round trips.
+    ts = list(teacher.parameters())
+    ss = [s.detach() for s in student.parameters()]
+    torch._foreach_mul_(ts, ema)
+    torch._foreach_add_(ts, ss, alpha=1 - ema)
+    if buffers:
+        torch._foreach_copy_(list(teacher.buffers()), list(student.buffers()))
+
+
+def average_teacher(algo: nn.Module, buffers: bool = False) -> None:
+    """One step of an algorithm's EMA teacher (`algo.teacher`, `algo.ema`, a `steps` buffer; the mean teacher,
+    SHOT, FixMatch, FlexMatch, AdaMatch). The decay warms up, min(ema, 1 − 1/t) at step t, as in Tarvainen &
+    Valpola's code: until 1/(1 − ema) steps have passed the teacher is the mean of every student so far, after
+    that the constant EMA. Without it a teacher of a short run is still mostly its starting point: 0.99
+    keeps 94 % of it after 6 steps and 37 % after 100, so a run on a small dataset scored (and, in the mean
+    teacher, was taught by) a network close to its initialisation."""
+    algo.steps += 1
+    if algo.teacher is not None:
+        ema_update(algo.teacher, algo.clf, min(algo.ema, 1.0 - 1.0 / float(algo.steps)), buffers=buffers)
 
 
 class Algorithm(nn.Module):
@@ -101,6 +131,11 @@ class Algorithm(nn.Module):
         """The network that is scored and saved (the student; MeanTeacher's teacher)."""
         return self.clf
 
+    def continued(self) -> nn.Module:
+        """The network a variant that continues this one starts from: the student, whose optimiser state the
+        continuation does not inherit anyway (DANN overrides it)."""
+        return self.clf
+
     @torch.inference_mode()
     def predict(self, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         net = self.predictor()
@@ -125,17 +160,26 @@ class NoTraining(Algorithm):
 
 
 class DANN(Algorithm):
+    """Domain-adversarial training. With `ema` > 0 an exponential moving average of the weights is scored and is
+    what a continuation (dann_mean_teacher, self_training) starts from: the adversarial game moves the target
+    accuracy by 10-20 points between epochs (bench/RESULTS.md), and an average over about 1/(1 − ema) steps is a
+    point on that path that does not depend on where the last step happened to land (weight averaging, as SWA and
+    the EMA teachers of SHOT and FixMatch here). Its BatchNorm statistics are the student's, re-estimated on the
+    target before scoring (the variant's target_bn)."""
     uses_unlabelled = True
 
-    def __init__(self, clf: Classifier, *, gamma: float = 10.0, lambda_max: float = 1.0, **kw) -> None:
+    def __init__(self, clf: Classifier, *, gamma: float = 10.0, lambda_max: float = 1.0, ema: float = 0.0,
+                 **kw) -> None:
         if clf.domain_head is None:
             raise ValueError("DANN needs a Classifier built with a domain head (domain_hidden=...)")
         super().__init__(clf, **kw)
-        self.gamma, self.lambda_max = gamma, lambda_max
+        self.gamma, self.lambda_max, self.ema = gamma, lambda_max, ema
+        self.teacher = copy.deepcopy(clf).requires_grad_(False) if ema > 0 else None
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # the EMA's warm-up; in checkpoints
 
     @classmethod
     def from_config(cls, clf, a, **ctx):
-        return cls(clf, gamma=a.dann.gamma, lambda_max=a.dann.lambda_max, **cls.common(a))
+        return cls(clf, gamma=a.dann.gamma, lambda_max=a.dann.lambda_max, ema=a.dann.ema, **cls.common(a))
 
     def domain_loss(self, feats: torch.Tensor, x_unl: torch.Tensor, p: float) -> torch.Tensor:
         # Target features in their own forward pass: with BatchNorm each domain gets its own statistics.
@@ -150,7 +194,14 @@ class DANN(Algorithm):
         loss = cls_loss + dom_loss  # the reversal layer already scales the trunk's share by λ
         check(loss)
         self.step(loss)
+        average_teacher(self, buffers=True)  # a no-op but the step count without ema
         return {"cls_loss": cls_loss.detach(), "domain_loss": dom_loss.detach()}
+
+    def predictor(self) -> nn.Module:
+        return self.teacher if self.teacher is not None else self.clf
+
+    def continued(self) -> nn.Module:
+        return self.predictor()
 
 
 class JointERM(Algorithm):

@@ -21,9 +21,8 @@ import torch.nn.functional as F
 
 from vaeflow.config import AugmentConfig
 from vaeflow.models.classifier import Classifier
-from vaeflow.training.algorithms import Algorithm
+from vaeflow.training.algorithms import Algorithm, average_teacher
 from vaeflow.training.augment import augment, cutout
-from vaeflow.training.mean_teacher import average_teacher
 
 
 class FixMatch(Algorithm):

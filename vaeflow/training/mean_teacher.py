@@ -33,34 +33,7 @@ import torch
 from torch import nn
 
 from vaeflow.models.classifier import Classifier
-from vaeflow.training.algorithms import Algorithm
-
-
-@torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, ema: float, buffers: bool = False) -> None:
-    """teacher ← ema·teacher + (1 − ema)·student, for every parameter. Buffers (BN statistics) are the
-    teacher's own when it sees batches itself (the mean teacher); buffers=True copies the student's, for
-    a teacher that only averages weights (SHOT, FixMatch)."""
-    # Two foreach calls instead of 2 ops per parameter from Python: the same elementwise mul_ then add_, so
-    # bit-identical to the per-parameter loop (tests/test_speed_equivalence.py), with fewer round trips.
-    ts = list(teacher.parameters())
-    ss = [s.detach() for s in student.parameters()]
-    torch._foreach_mul_(ts, ema)
-    torch._foreach_add_(ts, ss, alpha=1 - ema)
-    if buffers:
-        torch._foreach_copy_(list(teacher.buffers()), list(student.buffers()))
-
-
-def average_teacher(algo: nn.Module, buffers: bool = False) -> None:
-    """One step of an algorithm's EMA teacher (`algo.teacher`, `algo.ema`, a `steps` buffer; the mean teacher,
-    SHOT, FixMatch, FlexMatch, AdaMatch). The decay warms up, min(ema, 1 − 1/t) at step t, as in Tarvainen &
-    Valpola's code: until 1/(1 − ema) steps have passed the teacher is the mean of every student so far, after
-    that the constant EMA. Without it a teacher of a short run is still mostly its starting point: 0.99
-    keeps 94 % of it after 6 steps and 37 % after 100, so a run on a small dataset scored (and, in the mean
-    teacher, was taught by) a network close to its initialisation."""
-    algo.steps += 1
-    if algo.teacher is not None:
-        ema_update(algo.teacher, algo.clf, min(algo.ema, 1.0 - 1.0 / float(algo.steps)), buffers=buffers)
+from vaeflow.training.algorithms import Algorithm, average_teacher, ema_update  # noqa: F401  (kept importable here)
 
 
 def consistency_loss(student_probs: torch.Tensor, teacher_probs: torch.Tensor,

@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from vaeflow.models.classifier import Classifier
-from vaeflow.training.algorithms import Algorithm
-from vaeflow.training.mean_teacher import average_teacher
+from vaeflow.training.algorithms import Algorithm, average_teacher
 
 
 def information_maximisation(logits: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
