@@ -64,7 +64,8 @@ def align_recent(p_target: torch.Tensor, p_source_dist: torch.Tensor, history: t
 def predicted_shares(net: nn.Module, x: torch.Tensor, batch_size: int = 256, limit: int = 10_000) -> torch.Tensor:
     """The mean class probability of `net` over the first `limit` images of x, each batch normalised by its own
     statistics as the teacher's are in training (BatchNorm in train mode, on a copy: the network's running statistics
-    stay as they are; dropout off, so that no random number is drawn and a resumed run sees the same stream)."""
+    stay as they are; dropout off, so that no random number is drawn and a resumed run sees the same stream). The first
+    images are a random subset: prepare's stratified splits come out in shuffled order."""
     probe = copy.deepcopy(net).train()
     for m in probe.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):
