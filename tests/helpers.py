@@ -86,6 +86,41 @@ def clusters(n: int = 600, seed: int = 0) -> np.ndarray:
     return centres[comp] + np.einsum("nij,nj->ni", a[comp], rng.normal(size=(n, 4))) * scales[comp, None]
 
 
+# ------------------------------------------------------------------------------ adaptation algorithms
+
+def pixel_classes(n: int = 96, seed: int = 0):
+    """n 1×4×4 images of 3 classes: noise in [0, 0.3) and a class-specific bright pixel on the diagonal."""
+    import torch  # here, not at the top: the Ray and Prefect tests import this module without needing torch
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.rand(n, 1, 4, 4, generator=g) * 0.3
+    x[torch.arange(n), 0, y, y] += 1.0
+    return x, y
+
+
+def assert_warmed_up_ema(algo, step, ema: float = 0.95) -> None:
+    """`algo.teacher` is the warmed-up EMA of `algo.clf` (vaeflow.training.algorithms.average_teacher), against its
+    closed form: after 3 calls of `step()` the mean of the 3 students (the warm-up, 1/(1 − ema) = 20 steps), after 34
+    the constant EMA of the last step; no gradient reaches the teacher."""
+    import torch
+
+    students = []
+    for _ in range(3):
+        step()
+        students.append([p.detach().clone() for p in algo.clf.parameters()])
+    for t, s in zip(algo.teacher.parameters(), zip(*students)):
+        assert torch.allclose(t, sum(s) / 3, atol=1e-6)
+    for _ in range(30):
+        step()
+    t0 = [p.detach().clone() for p in algo.teacher.parameters()]
+    step()
+    assert int(algo.steps) == 34
+    for t, a, s in zip(algo.teacher.parameters(), t0, algo.clf.parameters()):
+        assert torch.allclose(t, ema * a + (1 - ema) * s.detach(), atol=1e-6)
+    assert not any(p.requires_grad for p in algo.teacher.parameters())
+
+
 # ------------------------------------------------------------------------------ Ray Tune
 
 # Two identical trials that ASHA never stops, checkpointed every epoch: the kill tests (one node and two)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import StopAt
+from tests.helpers import StopAt, assert_warmed_up_ema, pixel_classes
 from vaeflow import hooks
 from vaeflow.config import AugmentConfig
 from vaeflow.models.classifier import Classifier
@@ -22,14 +22,6 @@ def _clf(seed=0, n_classes=3) -> Classifier:
     torch.manual_seed(seed)
     trunk = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Dropout(0.2))
     return Classifier(trunk, 12, n_classes, 8, standardize=True, feature_bn=True)
-
-
-def _data(n=96, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (n,), generator=g)
-    x = torch.rand(n, 1, 4, 4, generator=g) * 0.3
-    x[torch.arange(n), 0, y, y] += 1.0  # a class-specific bright pixel
-    return x, y
 
 
 def test_ema_update_matches_its_closed_form():
@@ -48,23 +40,10 @@ def test_ema_update_matches_its_closed_form():
 def test_mean_teacher_step_moves_the_teacher_by_the_warmed_up_ema_of_the_updated_student():
     """Decay min(ema, 1 − 1/t) at step t: the mean of the students so far for the first 1/(1 − ema) = 20 steps,
     then the constant EMA."""
-    x, y = _data()
+    x, y = pixel_classes()
     algo = MeanTeacher(_clf(), ema=0.95, threshold=0.0, lr=1e-2, weight_decay=0.0, augment=AUG)
     algo.train()
-    students = []
-    for _ in range(3):
-        algo.update(x[:32], y[:32], x[32:64], 0.0)
-        students.append([p.detach().clone() for p in algo.clf.parameters()])
-    for t, s in zip(algo.teacher.parameters(), zip(*students)):
-        assert torch.allclose(t, sum(s) / 3, atol=1e-6)
-    for _ in range(30):
-        algo.update(x[:32], y[:32], x[32:64], 0.0)
-    t0 = [p.detach().clone() for p in algo.teacher.parameters()]
-    algo.update(x[:32], y[:32], x[32:64], 0.0)
-    assert int(algo.steps) == 34
-    for t, a, s in zip(algo.teacher.parameters(), t0, algo.clf.parameters()):
-        assert torch.allclose(t, 0.95 * a + 0.05 * s.detach(), atol=1e-6)
-    assert not any(p.requires_grad for p in algo.teacher.parameters())  # no gradient reaches the teacher
+    assert_warmed_up_ema(algo, lambda: algo.update(x[:32], y[:32], x[32:64], 0.0))
 
 
 def test_consistency_is_zero_for_identical_outputs_and_masks_unconfident_images():
@@ -94,8 +73,8 @@ def test_class_balance_is_minimal_at_a_uniform_batch_mean():
 
 def _run(tmp_path, stop_at: str | None = None, monkeypatch=None, every_s: float = 0.0, align: bool = False,
          align_to: str = "labelled"):
-    x, y = _data()
-    xu, _ = _data(seed=1)
+    x, y = pixel_classes()
+    xu, _ = pixel_classes(seed=1)
     torch.manual_seed(3)
     algo = MeanTeacher(_clf(), ema=0.9, threshold=0.5, lr=1e-2, weight_decay=1e-4, augment=AUG, align=align,
                        align_to=align_to, continued=True)
@@ -152,8 +131,8 @@ def test_continued_alignment_estimates_the_unlabelled_shares_with_the_network_it
     network's running statistics and the RNG stay as they were; the history starts at the estimate, so a batch
     predicted at those shares passes unchanged. A variant that continues nothing, or align_to=labelled, keeps the
     labelled shares."""
-    x, y = _data()
-    xu, _ = _data(n=600, seed=1)
+    x, y = pixel_classes()
+    xu, _ = pixel_classes(n=600, seed=1)
     clf = _clf()
     with torch.no_grad():
         clf.bn.running_mean.fill_(0.3)  # statistics the estimate must neither use nor change
@@ -185,7 +164,7 @@ def test_continued_alignment_estimates_the_unlabelled_shares_with_the_network_it
 
 
 def test_without_unlabelled_images_it_refuses(tmp_path):
-    x, y = _data()
+    x, y = pixel_classes()
     algo = MeanTeacher(_clf(), lr=1e-2, weight_decay=0.0)
     with pytest.raises(ValueError, match="unlabelled"):
         fit(algo, x, y, None, epochs=1, steps_per_epoch=1, batch_size=4, ckpt_path=tmp_path / "c.pt",
@@ -194,8 +173,8 @@ def test_without_unlabelled_images_it_refuses(tmp_path):
 
 def test_the_teacher_predicts_and_learns(tmp_path):
     """A sanity check of the whole engine on separable data: the teacher it scores beats chance by far."""
-    x, y = _data(n=300)
-    xu, yu = _data(n=300, seed=4)
+    x, y = pixel_classes(n=300)
+    xu, yu = pixel_classes(n=300, seed=4)
     torch.manual_seed(0)
     algo = MeanTeacher(_clf(), threshold=0.8, lr=1e-2, weight_decay=0.0, augment=AugmentConfig(
         translate=0, rotate_deg=0, scale=0, shear_deg=0, noise=0.05))

@@ -8,7 +8,7 @@ import torch
 from scipy.spatial.distance import cdist
 from torch import nn
 
-from tests.helpers import StopAt
+from tests.helpers import StopAt, pixel_classes
 from vaeflow import hooks
 from vaeflow.models.classifier import Classifier
 from vaeflow.training.adapt_trainer import fit
@@ -60,17 +60,9 @@ def _clf(seed=0) -> Classifier:
     return Classifier(trunk, 12, 3, 8, feature_bn=True)
 
 
-def _data(n=96, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 3, (n,), generator=g)
-    x = torch.rand(n, 1, 4, 4, generator=g) * 0.3
-    x[torch.arange(n), 0, y, y] += 1.0
-    return x, y
-
-
 def _run(tmp_path, stop_at=None, monkeypatch=None):
-    x, y = _data()
-    xu, _ = _data(seed=1)
+    x, y = pixel_classes()
+    xu, _ = pixel_classes(seed=1)
     torch.manual_seed(3)
     algo = SHOT(_clf(), ema=0.9, lr=1e-2, weight_decay=1e-4)
     with hooks.installed(StopAt(stop_at) if stop_at else hooks.Hooks()):

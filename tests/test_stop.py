@@ -9,7 +9,8 @@ import signal
 import pytest
 import torch
 
-from tests.test_mean_teacher import _clf, _data
+from tests.helpers import pixel_classes
+from tests.test_mean_teacher import _clf
 from vaeflow import stop
 from vaeflow.config import AugmentConfig
 from vaeflow.progress import tick
@@ -79,8 +80,8 @@ def _algo():
 
 
 def test_a_stopped_training_ends_within_a_step_and_resumes_to_the_uninterrupted_weights(tmp_path):
-    x, y = _data(n=64)
-    xu, _ = _data(n=64, seed=3)
+    x, y = pixel_classes(n=64)
+    xu, _ = pixel_classes(n=64, seed=3)
     kw = dict(epochs=3, steps_per_epoch=4, batch_size=8, fingerprint="f")
 
     algo = _algo()
