@@ -499,6 +499,22 @@ WAVE31_Q1=(
   "printed_mnist_convnet_dannmt_ema configs/usps_mnist.yaml printed_mnist_convnet_dannmt $PRINTED --set adapt.variants=[dann,dann_mean_teacher] $DEMA"
 )
 
+# Wave 32 (fifteenth session; record only, it decides no default): the digit presets' chains given the rest of the
+# issue's ≤ 15 min a seed at today's speed. Waves 30-31 timed them on these cores with both queues busy: USPS→MNIST's
+# DANN 3 epochs ~107 s and its mean teacher ~37.5 s an epoch (425-464 s for 12); MNIST→USPS's source 3 epochs ~52 s,
+# SHOT 3 ~54 s, its mean teacher ~39.5 s an epoch (347-367 s for 9). The schedule, fixed from those times alone before
+# any run (about 10 % kept for load): the mean teacher 18 epochs on both, ~780 and ~820 s a seed. Current defaults
+# (alignment to the labelled shares, DANN's weight average), same data, VAE and seeds as waves 30-31's jobs.
+#   - queue 0: USPS→MNIST, DANN 3 → mean teacher 18; queue 1: MNIST→USPS, source 3, SHOT 3 → mean teacher 18.
+DANNMT18="--set adapt.epochs=3 --set adapt.mean_teacher.epochs=18 --set adapt.variants=[dann,dann_mean_teacher]"
+SHOTMT18="--set adapt.epochs=3 --set adapt.shot.epochs=3 --set adapt.mean_teacher.epochs=18 --set adapt.variants=[source_only,shot,shot_mean_teacher]"
+WAVE32_Q0=(
+  "usps_mnist_convnet_dannmt18 configs/usps_mnist.yaml usps_mnist_convnet_dannmt12 $MT01 $CONVNET $DANNMT18 $DEMA"
+)
+WAVE32_Q1=(
+  "mnist_usps_convnet_shotmt18 configs/mnist_usps.yaml mnist_usps_convnet_mt9 $MT01 $CONVNET $SHOTMT18 $DEMA"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
