@@ -1,7 +1,9 @@
 """DANN's weight average (adapt.dann.ema): the scored network and the one a continuation starts from is the
-warmed-up EMA of the students, against its closed form; without it, the student as before; a killed run with it
-resumes bit-identically."""
+warmed-up EMA of the students, against its closed form, capped at a fraction of the run (ema_horizon); without it,
+the student as before; a killed run with it resumes bit-identically."""
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -48,23 +50,49 @@ def test_without_ema_the_student_is_scored_and_continued_and_trains_as_before():
         assert torch.equal(a, b)
 
 
-def _run(tmp_path, stop_at: str | None = None):
+def test_the_horizon_caps_the_average_at_a_fraction_of_the_run(tmp_path):
+    """ema_horizon h over a fit() of T steps: decay d_t = min(ema, 1 − 1/t, 1 − 1/(h·T)). Against the closed form of
+    that recursion, teacher = Σ_s (1 − d_s) Π_{u>s} d_u · student_s, on the students fit() produced: with T = 10 and
+    h = 0.3 the last 3 steps weigh 1 − (2/3)³ = 70 % (without the cap, ema 0.95: the plain mean of all 10)."""
+    x, y = pixel_classes()
+    algo = DANN(_clf(), ema=0.95, ema_horizon=0.3, lr=1e-2, weight_decay=0.0, augment=AUG)
+    students, update = [], algo.update
+
+    def recording(*args, **kw):
+        out = update(*args, **kw)
+        students.append([p.detach().clone() for p in algo.clf.parameters()])
+        return out
+    algo.update = recording
+    torch.manual_seed(3)
+    fit(algo, x, y, x, epochs=2, steps_per_epoch=5, batch_size=16, ckpt_path=tmp_path / "d.pt", fingerprint="h")
+    assert algo.total_steps == 10 and len(students) == 10
+    decays = [min(0.95, 1 - 1 / t, 1 - 1 / 3.0) for t in range(1, 11)]
+    weights = [(1 - d) * math.prod(decays[s + 1:]) for s, d in enumerate(decays)]
+    assert abs(sum(weights) - 1) < 1e-9 and abs(sum(weights[-3:]) - (1 - (2 / 3) ** 3)) < 1e-9
+    for i, t in enumerate(algo.teacher.parameters()):
+        expected = sum(w * s[i] for w, s in zip(weights, students))
+        assert torch.allclose(t, expected, atol=1e-6)
+        assert not torch.allclose(t, sum(s[i] for s in students) / 10, atol=1e-4)  # not the uncapped mean
+
+
+def _run(tmp_path, stop_at: str | None = None, horizon: float = 0.0):
     x, y = pixel_classes()
     xu, _ = pixel_classes(seed=1)
     torch.manual_seed(3)
-    algo = DANN(_clf(), ema=0.9, lr=1e-2, weight_decay=1e-4, augment=AUG)
+    algo = DANN(_clf(), ema=0.9, ema_horizon=horizon, lr=1e-2, weight_decay=1e-4, augment=AUG)
     with hooks.installed(StopAt(stop_at) if stop_at else hooks.Hooks()):
         return fit(algo, x, y, xu, epochs=3, steps_per_epoch=5, batch_size=16,
                    ckpt_path=tmp_path / "dann.pt", fingerprint="dann-test")
 
 
-def test_an_interrupted_run_with_the_average_resumes_bit_identically(tmp_path, monkeypatch):
-    ref = _run(tmp_path / "a")
+@pytest.mark.parametrize("horizon", [0.0, 0.2])
+def test_an_interrupted_run_with_the_average_resumes_bit_identically(tmp_path, monkeypatch, horizon):
+    ref = _run(tmp_path / "a", horizon=horizon)
     (tmp_path / "b").mkdir()
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "b", stop_at="step:dann:1:2")
+        _run(tmp_path / "b", stop_at="step:dann:1:2", horizon=horizon)
     torch.manual_seed(12345)
-    resumed = _run(tmp_path / "b")
+    resumed = _run(tmp_path / "b", horizon=horizon)
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     for k in ref.state:
         assert torch.equal(ref.state[k], resumed.state[k]), k

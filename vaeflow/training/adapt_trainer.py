@@ -84,6 +84,7 @@ def fit(algo: Algorithm, x_lab: torch.Tensor, y_lab: torch.Tensor, x_unl: torch.
         st = ckpt["state"]
     h = hooks.current()
     total = epochs * steps_per_epoch
+    algo.total_steps = total
     device = x_lab.device
     n_unl = batch_size * getattr(algo, "unlabelled_ratio", 1)
     clock = CheckpointClock(checkpoint_every_s)  # 0: after every epoch

@@ -45,16 +45,20 @@ def ema_update(teacher: nn.Module, student: nn.Module, ema: float, buffers: bool
         torch._foreach_copy_(list(teacher.buffers()), list(student.buffers()))
 
 
-def average_teacher(algo: nn.Module, buffers: bool = False) -> None:
+def average_teacher(algo: nn.Module, buffers: bool = False, window: float = 0.0) -> None:
     """One step of an algorithm's EMA teacher (`algo.teacher`, `algo.ema`, a `steps` buffer; the mean teacher,
     SHOT, FixMatch, FlexMatch, AdaMatch). The decay warms up, min(ema, 1 − 1/t) at step t, as in Tarvainen &
     Valpola's code: until 1/(1 − ema) steps have passed the teacher is the mean of every student so far, after
     that the constant EMA. Without it a teacher of a short run is still mostly its starting point: 0.99
     keeps 94 % of it after 6 steps and 37 % after 100, so a run on a small dataset scored (and, in the mean
-    teacher, was taught by) a network close to its initialisation."""
+    teacher, was taught by) a network close to its initialisation. `window` > 0 caps the average at about that many
+    steps (decay at most 1 − 1/window), for a run too short for 1/(1 − ema) of them."""
     algo.steps += 1
     if algo.teacher is not None:
-        ema_update(algo.teacher, algo.clf, min(algo.ema, 1.0 - 1.0 / float(algo.steps)), buffers=buffers)
+        decay = min(algo.ema, 1.0 - 1.0 / float(algo.steps))
+        if window > 0:
+            decay = min(decay, 1.0 - 1.0 / max(window, 1.0))
+        ema_update(algo.teacher, algo.clf, decay, buffers=buffers)
 
 
 class Algorithm(nn.Module):
@@ -68,6 +72,7 @@ class Algorithm(nn.Module):
         self.base_lr = lr
         self.aug = augment or NO_AUGMENT
         self.label_smoothing = label_smoothing
+        self.total_steps = 0  # the run's length, set by fit(): from the schedule, so not checkpointed
         params = [q for q in self.clf.parameters() if q.requires_grad]  # SHOT freezes its head first
         # fused: the whole Adam update in one kernel per step instead of a dozen foreach ops; 1-7 % of a
         # LeNet mean-teacher step on one CPU thread (bench/RESULTS_speed.md). Same maths, float-order only.
@@ -169,17 +174,18 @@ class DANN(Algorithm):
     uses_unlabelled = True
 
     def __init__(self, clf: Classifier, *, gamma: float = 10.0, lambda_max: float = 1.0, ema: float = 0.0,
-                 **kw) -> None:
+                 ema_horizon: float = 0.0, **kw) -> None:
         if clf.domain_head is None:
             raise ValueError("DANN needs a Classifier built with a domain head (domain_hidden=...)")
         super().__init__(clf, **kw)
-        self.gamma, self.lambda_max, self.ema = gamma, lambda_max, ema
+        self.gamma, self.lambda_max, self.ema, self.ema_horizon = gamma, lambda_max, ema, ema_horizon
         self.teacher = copy.deepcopy(clf).requires_grad_(False) if ema > 0 else None
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # the EMA's warm-up; in checkpoints
 
     @classmethod
     def from_config(cls, clf, a, **ctx):
-        return cls(clf, gamma=a.dann.gamma, lambda_max=a.dann.lambda_max, ema=a.dann.ema, **cls.common(a))
+        return cls(clf, gamma=a.dann.gamma, lambda_max=a.dann.lambda_max, ema=a.dann.ema,
+                   ema_horizon=a.dann.ema_horizon, **cls.common(a))
 
     def domain_loss(self, feats: torch.Tensor, x_unl: torch.Tensor, p: float) -> torch.Tensor:
         # Target features in their own forward pass: with BatchNorm each domain gets its own statistics.
@@ -194,7 +200,8 @@ class DANN(Algorithm):
         loss = cls_loss + dom_loss  # the reversal layer already scales the trunk's share by λ
         check(loss)
         self.step(loss)
-        average_teacher(self, buffers=True)  # a no-op but the step count without ema
+        # ema_horizon: the average spans at most that fraction of the run (fit() sets total_steps)
+        average_teacher(self, buffers=True, window=self.ema_horizon * self.total_steps)  # without ema: the count
         return {"cls_loss": cls_loss.detach(), "domain_loss": dom_loss.detach()}
 
     def predictor(self) -> nn.Module:
