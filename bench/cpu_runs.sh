@@ -536,6 +536,12 @@ WAVE33_Q1=(
   "printed_mnist_convnet_dannmt_horizon configs/usps_mnist.yaml printed_mnist_convnet_dannmt $PRINTED --set adapt.variants=[dann,dann_mean_teacher] $HORIZON"
 )
 
+# Wave 34 (fifteenth session; record only, started only if wave 33's rule adopts ema_horizon=0.2): USPS→MNIST's record
+# chain of wave 32 (DANN 3 → mean teacher 18) with the cap, same data, VAE and seeds. Queue 0, after wave 33's job.
+WAVE34_Q0=(
+  "usps_mnist_convnet_dannmt18_horizon configs/usps_mnist.yaml usps_mnist_convnet_dannmt12 $MT01 $CONVNET $DANNMT18 $HORIZON"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
