@@ -539,6 +539,17 @@ WAVE33_Q1=(
   "printed_mnist_convnet_dannmt_horizon configs/usps_mnist.yaml printed_mnist_convnet_dannmt $PRINTED --set adapt.variants=[dann,dann_mean_teacher] $HORIZON"
 )
 
+# Wave 35 (fifteenth session; record only): wave 32's USPS→MNIST chain met the 99.0 goal at its threshold (29,700 of
+# 30,000), so four more seeds of the same job, to say how far that holds; every figure reported whatever it shows. The
+# adapt seed is seed + 100·r: seed 1 and seed 2, two repeats each (adapt seeds 1, 101 on queue 0; 2, 102 on queue 1),
+# same data and VAE (prepare and pretrain are shared, so `seed` changes the adapt stage alone).
+WAVE35_Q0=(
+  "usps_mnist_convnet_dannmt18_s1 configs/usps_mnist.yaml usps_mnist_convnet_dannmt12 $MT01 $CONVNET $DANNMT18 $DEMA --set seed=1 --set adapt.repeats=2"
+)
+WAVE35_Q1=(
+  "usps_mnist_convnet_dannmt18_s2 configs/usps_mnist.yaml usps_mnist_convnet_dannmt12 $MT01 $CONVNET $DANNMT18 $DEMA --set seed=2 --set adapt.repeats=2"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
