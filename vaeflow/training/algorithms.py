@@ -1,8 +1,8 @@
 """Adaptation methods as strategies of one shape (DomainBed's): `update(...)` takes one optimiser step on a
 labelled batch and, for the methods that use them, a batch of unlabelled images; `predict(x)` scores.
 
-The training loop (adapt_trainer.fit) draws the batches, sets the progress p ∈ [0, 1] and checkpoints the
-algorithm as a whole (it is an nn.Module: network, teacher, every buffer), so each method is only its
+The training loop (adapt_trainer.fit) draws the batches, sets the progress p ∈ [0, 1] and the run's length
+(`total_steps`, which DANN's ema_horizon reads) and checkpoints the algorithm as a whole (it is an nn.Module: network, teacher, every buffer), so each method is only its
 loss. A new method is one subclass plus one row in vaeflow/variants.py, nothing else.
 
 Hooks a method may override (all no-ops here):
@@ -15,6 +15,7 @@ Hooks a method may override (all no-ops here):
   ERM          cross-entropy on the labelled batch (source_only, finetune, scratch, oracle)
   NoTraining   no step at all: a continuation scored as it is (adabn)
   DANN         + a domain classifier behind gradient reversal (Ganin et al., 2016); dann.ema scores an EMA
+               (dann.ema_horizon: its span capped at a fraction of the run)
   JointERM     source labels + every target training label, each domain its own batch (joint_oracle)
 """
 from __future__ import annotations
