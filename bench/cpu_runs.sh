@@ -530,7 +530,7 @@ WAVE32_Q1=(
 # record chain is rerun with it.
 #   - queue 0: the colour target, DANN 5 → mean teacher 5; queue 1: printed → MNIST, DANN 5 → mean teacher 5.
 # Measured (19:37-20:12 UTC): rejected by (b), printed DANN −0.53 ± 0.27 (bench/RESULTS.md); USPS→MNIST's rerun with the
-# cap, queued for the case of adoption, was stopped in its first epoch.
+# cap, queued for the case of adoption, was stopped after about five minutes, unscored.
 HORIZON="$DEMA --set adapt.dann.ema_horizon=0.2"
 WAVE33_Q0=(
   "mnist_colour_convnet_dannmt_horizon configs/mnist_usps.yaml mnist_colour_convnet_adamatch4 $MT01 $CONVNET $UDA --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[dann,dann_mean_teacher] $HORIZON"
