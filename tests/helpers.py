@@ -99,6 +99,19 @@ def pixel_classes(n: int = 96, seed: int = 0):
     return x, y
 
 
+def pixel_classifier(seed: int = 0, n_classes: int = 3, dropout: bool = False, **kw):
+    """The tiny classifier of the algorithm tests on `pixel_classes` images: Linear 16 → 12, ReLU (then dropout 0.2
+    for the mean teacher's noise), a head of 8, feature BatchNorm; `kw` the rest (a domain head, standardize)."""
+    import torch
+    from torch import nn
+
+    from vaeflow.models.classifier import Classifier
+
+    torch.manual_seed(seed)
+    layers = [nn.Flatten(), nn.Linear(16, 12), nn.ReLU()] + ([nn.Dropout(0.2)] if dropout else [])
+    return Classifier(nn.Sequential(*layers), 12, n_classes, 8, feature_bn=True, **kw)
+
+
 def assert_warmed_up_ema(algo, step, ema: float = 0.95) -> None:
     """`algo.teacher` is the warmed-up EMA of `algo.clf` (vaeflow.training.algorithms.average_teacher), against its
     closed form: after 3 calls of `step()` the mean of the 3 students (the warm-up, 1/(1 − ema) = 20 steps), after 34

@@ -7,9 +7,8 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
-from tests.helpers import StopAt, assert_warmed_up_ema, pixel_classes
+from tests.helpers import StopAt, assert_warmed_up_ema, pixel_classes, pixel_classifier
 from vaeflow import hooks
 from vaeflow.config import AugmentConfig
 from vaeflow.models.classifier import Classifier
@@ -20,9 +19,7 @@ AUG = AugmentConfig(translate=0.1, rotate_deg=10, scale=0.1, shear_deg=5, noise=
 
 
 def _clf(seed=0) -> Classifier:
-    torch.manual_seed(seed)
-    trunk = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU())
-    return Classifier(trunk, 12, 3, 8, domain_hidden=6, standardize=True, feature_bn=True)
+    return pixel_classifier(seed, domain_hidden=6, standardize=True)
 
 
 def test_the_scored_and_continued_network_is_the_warmed_up_ema_of_the_students():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import StopAt, assert_warmed_up_ema, pixel_classes
+from tests.helpers import StopAt, assert_warmed_up_ema, pixel_classes, pixel_classifier
 from vaeflow import hooks
 from vaeflow.config import AugmentConfig
 from vaeflow.models.classifier import Classifier
@@ -19,9 +19,7 @@ AUG = AugmentConfig(translate=0.1, rotate_deg=10, scale=0.1, shear_deg=5, noise=
 
 
 def _clf(seed=0, n_classes=3) -> Classifier:
-    torch.manual_seed(seed)
-    trunk = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Dropout(0.2))
-    return Classifier(trunk, 12, n_classes, 8, standardize=True, feature_bn=True)
+    return pixel_classifier(seed, n_classes, dropout=True, standardize=True)
 
 
 def test_ema_update_matches_its_closed_form():

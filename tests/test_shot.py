@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import cdist
-from torch import nn
 
-from tests.helpers import StopAt, pixel_classes
+from tests.helpers import StopAt, pixel_classes, pixel_classifier
 from vaeflow import hooks
 from vaeflow.models.classifier import Classifier
 from vaeflow.training.adapt_trainer import fit
@@ -55,9 +54,7 @@ def test_centroid_pseudo_labels_match_a_direct_computation_on_a_toy_set():
 
 
 def _clf(seed=0) -> Classifier:
-    torch.manual_seed(seed)
-    trunk = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU())
-    return Classifier(trunk, 12, 3, 8, feature_bn=True)
+    return pixel_classifier(seed)
 
 
 def _run(tmp_path, stop_at=None, monkeypatch=None):

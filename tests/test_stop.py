@@ -9,8 +9,7 @@ import signal
 import pytest
 import torch
 
-from tests.helpers import pixel_classes
-from tests.test_mean_teacher import _clf
+from tests.helpers import pixel_classes, pixel_classifier
 from vaeflow import stop
 from vaeflow.config import AugmentConfig
 from vaeflow.progress import tick
@@ -76,7 +75,8 @@ def test_long_loops_that_report_progress_stop_too():
 
 def _algo():
     torch.manual_seed(0)
-    return MeanTeacher(_clf(), threshold=0.5, lr=1e-2, weight_decay=0.0, augment=AugmentConfig(noise=0.05))
+    return MeanTeacher(pixel_classifier(dropout=True, standardize=True), threshold=0.5, lr=1e-2, weight_decay=0.0,
+                       augment=AugmentConfig(noise=0.05))
 
 
 def test_a_stopped_training_ends_within_a_step_and_resumes_to_the_uninterrupted_weights(tmp_path):
