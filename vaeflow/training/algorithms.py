@@ -2,8 +2,9 @@
 labelled batch and, for the methods that use them, a batch of unlabelled images; `predict(x)` scores.
 
 The training loop (adapt_trainer.fit) draws the batches, sets the progress p ∈ [0, 1] and the run's length
-(`total_steps`, which DANN's ema_horizon reads) and checkpoints the algorithm as a whole (it is an nn.Module: network, teacher, every buffer), so each method is only its
-loss. A new method is one subclass plus one row in vaeflow/variants.py, nothing else.
+(`total_steps`, which DANN's ema_horizon reads) and checkpoints the algorithm as a whole (it is an nn.Module:
+network, teacher, every buffer), so each method is only its loss. A new method is one subclass plus one row in
+vaeflow/variants.py, nothing else.
 
 Hooks a method may override (all no-ops here):
   from_config(clf, adapt_cfg, **ctx)  build it from the adapt section (ctx: the VAE, for methods that use it)
