@@ -551,6 +551,37 @@ WAVE35_Q1=(
   "usps_mnist_convnet_dannmt18_s2 configs/usps_mnist.yaml usps_mnist_convnet_dannmt12 $MT01 $CONVNET $DANNMT18 $DEMA --set seed=2 --set adapt.repeats=2"
 )
 
+# Wave 36 (sixteenth session; both queues): the mean teacher's alignment with a slack of 2,
+# adapt.mean_teacher.align_slack=2, nothing else. Why, before any run: alignment to the labelled (source) shares
+# assumes the domains share them; the digit sets do not (USPS's 0 is 16 %, MNIST's 10 %), and there alignment cost
+# 0.3-0.5 points and one seed in three or seven drifted 1.2-1.3 points down on USPS→MNIST (waves 26, 30, 35; none did
+# without it), while on the colour target it stopped two of three runs collapsing a class (wave 26). With a slack s a
+# class whose recent share is within [prior/s, prior·s] is left alone and one beyond is pulled back to the band's edge:
+# class shares may differ by up to s between domains unopposed, a collapse is still opposed. s = 2, fixed before any run:
+# the digit sets' shares differ by at most 1.7× (so alignment should be idle there), the collapse check flags a class at
+# 1/4 of its share (so a collapse is opposed well before it is flagged).
+# Rule, fixed before any run: make align_slack=2 the default only if, paired by seed with wave 31's jobs (same data,
+# seeds and code but for the option; DANN, which does not read it, must reproduce them to the last digit, else the
+# pairing is void and the rule is not applied): (a) on the colour target DANN → mean teacher loses no more than 0.3 on
+# average and no run is flagged; (b) on printed digits → MNIST DANN → mean teacher loses no more than 0.3 on average;
+# (c) no run of these jobs is newly flagged. The presets' chains (wave 32's jobs, and USPS→MNIST's seed 1, the seed that
+# drifted in wave 35) run after, for the record, whatever the rule decides.
+#   - queue 0: the colour target, DANN 5 → mean teacher 5; USPS→MNIST DANN 3 → mean teacher 18, seeds 0, 100, 200,
+#     then seed 1;
+#   - queue 1: printed → MNIST, DANN 5 → mean teacher 5; MNIST→USPS source 3, SHOT 3 → mean teacher 18.
+# These jobs prepare their own data (the scratch of the earlier waves is gone); the convnet starts at random, so the
+# VAE (1 epoch here) is not read.
+SLACK="$DEMA --set adapt.mean_teacher.align_slack=2"
+WAVE36_Q0=(
+  "mnist_colour_convnet_dannmt_slack configs/mnist_usps.yaml - $MT01 $CONVNET $UDA --set pretrain.epochs=1 --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[dann,dann_mean_teacher] $SLACK"
+  "usps_mnist_convnet_dannmt18_slack configs/usps_mnist.yaml - $MT01 $CONVNET $DANNMT18 $SLACK --set pretrain.epochs=1"
+  "usps_mnist_convnet_dannmt18_slack_s1 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_slack $MT01 $CONVNET $DANNMT18 $SLACK --set pretrain.epochs=1 --set seed=1 --set adapt.repeats=1"
+)
+WAVE36_Q1=(
+  "printed_mnist_convnet_dannmt_slack configs/usps_mnist.yaml - $PRINTED --set adapt.variants=[dann,dann_mean_teacher] $SLACK"
+  "mnist_usps_convnet_shotmt18_slack configs/mnist_usps.yaml - $MT01 $CONVNET $SHOTMT18 $SLACK --set pretrain.epochs=1"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do

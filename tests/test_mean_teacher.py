@@ -123,6 +123,33 @@ def test_alignment_scales_the_teacher_by_labelled_shares_over_its_recent_predict
     assert torch.equal(off.aligned(p), p)
 
 
+def test_alignment_with_slack_moves_only_the_classes_outside_the_band_and_only_to_its_edge():
+    """Against a hand computation with the history full of one batch's mean m: with slack s, a class whose share is
+    within [prior/s, prior·s] keeps its probability up to the row's renormalisation, one below is scaled by
+    (prior/s)/m_c, one above by (prior·s)/m_c. slack 1 is the plain alignment, bit for bit; a slack so wide that every
+    class is inside leaves the probabilities as they are."""
+    y = torch.tensor([0, 1, 2, 3])  # labelled shares 1/4 each
+    p = torch.tensor([[0.60, 0.30, 0.08, 0.02], [0.50, 0.20, 0.28, 0.02]])  # mean 0.55, 0.25, 0.18, 0.02
+
+    def aligned(slack):
+        algo = MeanTeacher(_clf(n_classes=4), lr=1e-2, weight_decay=0.0, align=True, align_slack=slack)
+        algo.setup(torch.zeros(4, 1, 4, 4), y, None)
+        algo.p_unl_hist.copy_(p.mean(0).expand_as(algo.p_unl_hist))  # every slot this batch's mean already
+        return algo.aligned(p)
+
+    m = p.mean(0)
+    scale = torch.tensor([0.5 / 0.55, 1.0, 1.0, 0.125 / 0.02])  # slack 2: band [0.125, 0.5]; class 0 above, 3 below
+    want = p * scale
+    assert torch.allclose(aligned(2.0), want / want.sum(1, keepdim=True), atol=1e-5)
+    plain = MeanTeacher(_clf(n_classes=4), lr=1e-2, weight_decay=0.0, align=True)
+    plain.setup(torch.zeros(4, 1, 4, 4), y, None)
+    plain.p_unl_hist.copy_(m.expand_as(plain.p_unl_hist))
+    assert torch.equal(aligned(1.0), plain.aligned(p))
+    full = p * 0.25 / m
+    assert torch.allclose(aligned(1.0), full / full.sum(1, keepdim=True), atol=1e-5)
+    assert torch.allclose(aligned(50.0), p, atol=1e-5)
+
+
 def test_continued_alignment_estimates_the_unlabelled_shares_with_the_network_it_continues():
     """Against a direct computation: the shares are the continued network's mean probability over the unlabelled
     images, each batch of 256 normalised by its own statistics (a fresh train-mode copy per batch, dropout off). The

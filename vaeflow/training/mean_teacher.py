@@ -20,6 +20,9 @@ The shares it aligns to (adapt.mean_teacher.align_to): the labelled set's, which
 the domains share their class frequencies, or, for a variant that continues an adapted network, that network's mean
 prediction on the unlabelled images (`predicted_shares`, fixed at the start): a label-free estimate of the
 unlabelled set's own shares, so alignment keeps the teacher from drifting away from where it started.
+How far it pulls (adapt.mean_teacher.align_slack): all the way to those shares (1), or only a class whose share has
+left the band [shares / slack, shares · slack], back to the band's edge (`within`): the domains may then differ in
+their class frequencies by up to that factor unopposed, while a class that collapses is still raised.
 
 The same engine serves unsupervised domain adaptation (labelled = source, unlabelled = target train)
 and few-label learning (labelled = the few target labels, unlabelled = the target train): nothing in
@@ -53,11 +56,22 @@ def align(p_target: torch.Tensor, p_source_dist: torch.Tensor, p_target_dist: to
     return q / q.sum(1, keepdim=True)
 
 
-def align_recent(p_target: torch.Tensor, p_source_dist: torch.Tensor, history: torch.Tensor, step: int) -> torch.Tensor:
+def within(shares: torch.Tensor, prior: torch.Tensor, slack: float) -> torch.Tensor:
+    """`shares` clipped, class by class, into [prior / slack, prior · slack]: the nearest class distribution (per class)
+    that differs from `prior` by no more than a factor `slack`. slack = 1 gives `prior` itself."""
+    return torch.minimum(torch.maximum(shares, prior / slack), prior * slack)
+
+
+def align_recent(p_target: torch.Tensor, p_source_dist: torch.Tensor, history: torch.Tensor, step: int,
+                 slack: float = 1.0) -> torch.Tensor:
     """align() against the recent target distribution: this batch's mean prediction takes the history's slot for
-    `step` (a ring of HISTORY rows, kept in place), and the rows' mean is the target distribution."""
+    `step` (a ring of HISTORY rows, kept in place), and the rows' mean is the target distribution. With slack > 1 the
+    distribution is pulled only as far as `within(·, p_source_dist, slack)`: a class whose share is within that
+    factor of the prior is left as it is, one beyond is moved back to the band's edge."""
     history[step % len(history)] = p_target.mean(0)
-    return align(p_target, p_source_dist, history.mean(0))
+    recent = history.mean(0)
+    goal = p_source_dist if slack == 1.0 else within(recent, p_source_dist, slack)
+    return align(p_target, goal, recent)
 
 
 @torch.no_grad()
@@ -89,9 +103,10 @@ class MeanTeacher(Algorithm):
 
     def __init__(self, clf: Classifier, *, ema: float = 0.99, threshold: float = 0.968,
                  consistency_weight: float = 3.0, class_balance: float = 0.005, align: bool = False,
-                 align_to: str = "labelled", continued: bool = False, **kw) -> None:
+                 align_to: str = "labelled", align_slack: float = 1.0, continued: bool = False, **kw) -> None:
         super().__init__(clf, **kw)
         self.aligns = align  # not `align`: that is the module's function
+        self.align_slack = align_slack
         # a network trained from the VAE encoder or at random predicts nothing yet: only a continued one estimates
         self.align_to = align_to if continued else "labelled"
         c = clf.n_classes
@@ -110,7 +125,8 @@ class MeanTeacher(Algorithm):
     def from_config(cls, clf, a, continued: bool = False, **ctx):
         mt = a.mean_teacher
         return cls(clf, ema=mt.ema, threshold=mt.threshold, consistency_weight=mt.consistency_weight,
-                   class_balance=mt.class_balance, align=mt.align, align_to=mt.align_to, continued=continued,
+                   class_balance=mt.class_balance, align=mt.align, align_to=mt.align_to, align_slack=mt.align_slack,
+                   continued=continued,
                    **cls.common(a))
 
     def setup(self, x_lab, y_lab, x_unl) -> None:
@@ -128,7 +144,7 @@ class MeanTeacher(Algorithm):
         """The teacher's probabilities as targets: aligned to `prior` (setup's shares) when align is set."""
         if not self.aligns:
             return teacher_probs
-        return align_recent(teacher_probs, self.prior, self.p_unl_hist, int(self.steps))
+        return align_recent(teacher_probs, self.prior, self.p_unl_hist, int(self.steps), self.align_slack)
 
     @classmethod
     def schedule(cls, a) -> int:
