@@ -567,13 +567,17 @@ WAVE35_Q1=(
 # does not read the option, must be bit-identical between the two, else the pairing is void and the rule not
 # applied): (a) on the colour target DANN → mean teacher loses no more than 0.3 on average and no run is flagged;
 # (b) on printed digits → MNIST DANN → mean teacher loses no more than 0.3 on average; (c) no run of these jobs is
-# newly flagged. On this box the presets' chains take ~1.5× their AMD time (a convnet step 80 ms against ~45), so
-# they no longer fit the 15 minutes at wave 32's schedule, and the four jobs above fill the session: they are wave 37,
-# written down, not run here.
+# newly flagged. The baselines double the development jobs, which then fill the session: the presets' chains are
+# wave 37, written down, not run here. (Written before the runs: "on this box the chains take ~1.5× their AMD time, a
+# convnet step 80 ms". That step shared its core with a job; with a core of its own it costs what it did on the AMD,
+# 67.8 ms against 68.9, bench/bench_precision.py.)
 #   - queue 0: the colour target, DANN 5 → mean teacher 5, slack then base;
 #   - queue 1: printed → MNIST, DANN 5 → mean teacher 5, slack then base.
 # These jobs prepare their own data (the scratch of the earlier waves is gone); the convnet starts at random, so the
 # VAE (1 epoch here) is not read.
+# Measured (21:44-23:08 UTC): DANN bit-identical in both jobs of each pair; rejected by (a), (b) and (c): colour
+# DANN → mean teacher 87.64 ± 8.01 against 94.02 ± 0.60 (one run newly flagged), printed 92.69 ± 8.53 against
+# 97.67 ± 0.05 (bench/RESULTS.md).
 SLACK="$DEMA --set adapt.mean_teacher.align_slack=2"
 WAVE36_Q0=(
   "mnist_colour_convnet_dannmt_slack configs/mnist_usps.yaml - $MT01 $CONVNET $UDA --set pretrain.epochs=1 --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[dann,dann_mean_teacher] $SLACK"
