@@ -598,6 +598,17 @@ WAVE37_Q1=(
   "mnist_usps_convnet_shotmt18_base configs/mnist_usps.yaml mnist_usps_convnet_shotmt18_slack $MT01 $CONVNET $SHOTMT18 $DEMA --set pretrain.epochs=1"
 )
 
+# Wave 38 (sixteenth session; record only, it decides nothing): the presets' chains at today's defaults on the Intel
+# box, one seed each (adapt seed 0), to time a seed there against the 15 minutes and to see whether the AMD's figures
+# hold on another box at all. Same jobs as wave 32's, repeats 1.
+#   - queue 0: USPS→MNIST, DANN 3 → mean teacher 18; queue 1: MNIST→USPS, source 3, SHOT 3 → mean teacher 18.
+WAVE38_Q0=(
+  "usps_mnist_convnet_dannmt18_intel configs/usps_mnist.yaml - $MT01 $CONVNET $DANNMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1"
+)
+WAVE38_Q1=(
+  "mnist_usps_convnet_shotmt18_intel configs/mnist_usps.yaml - $MT01 $CONVNET $SHOTMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do

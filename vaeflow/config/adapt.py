@@ -74,9 +74,9 @@ class MeanTeacherConfig(Section):
         "labelled", description="the class shares align pulls the teacher towards: 'labelled' (the labelled "
         "set's) or 'continued' (the mean prediction on the unlabelled images of the network the variant continues, "
         "kept fixed; a variant that continues none uses the labelled shares)")
-    # Alignment to the labelled shares assumes the domains share them; where they do not (USPS's 0 is 16 %, MNIST's 10 %)
-    # it cost the digit presets 0.3-0.5 points, while on a colour target it stopped a class collapsing. A slack lets
-    # the shares differ by up to that factor and still raises a class that falls further (a collapse). 1 by a rule
+    # Alignment to the labelled shares assumes the domains share them; where they do not (USPS's 0 is 16 %, MNIST's
+    # 10 %) it cost the digit presets 0.3-0.5 points, while on a colour target it stopped a class collapsing. A slack
+    # lets the shares differ by up to that factor and still raises a class that falls further (a collapse). 1 by a rule
     # fixed before its runs (bench/cpu_runs.sh, wave 36): at 2 a DANN → mean teacher run collapsed a class on the
     # colour target (94.02 → 87.64) and one drifted on printed digits → MNIST (97.67 → 92.69), each paired by seed.
     align_slack: float = Field(1.0, ge=1.0, le=100.0, description="align only a class whose recent share has left "

@@ -126,8 +126,7 @@ class MeanTeacher(Algorithm):
         mt = a.mean_teacher
         return cls(clf, ema=mt.ema, threshold=mt.threshold, consistency_weight=mt.consistency_weight,
                    class_balance=mt.class_balance, align=mt.align, align_to=mt.align_to, align_slack=mt.align_slack,
-                   continued=continued,
-                   **cls.common(a))
+                   continued=continued, **cls.common(a))
 
     def setup(self, x_lab, y_lab, x_unl) -> None:
         # Before any resume (fit() restores the checkpoint after setup), so the teacher here is still the continued
