@@ -179,7 +179,9 @@ def test_fused_adam_matches_the_foreach_adam_over_many_steps():
         out.append(ps)
     for a, b in zip(*out):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-        assert not torch.equal(a, b) or a.numel() < 100  # really two code paths (they round differently)
+    # Really two code paths: they round differently somewhere. Not in every tensor: on an Intel Xeon the 500-weight
+    # tensor came out bit-equal (on an AMD EPYC none did), while 143 of the 400,000 weights differed.
+    assert any(not torch.equal(a, b) for a, b in zip(*out))
 
 
 def test_algorithms_use_fused_adam_on_cpu():
