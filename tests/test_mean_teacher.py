@@ -131,23 +131,19 @@ def test_alignment_with_slack_moves_only_the_classes_outside_the_band_and_only_t
     y = torch.tensor([0, 1, 2, 3])  # labelled shares 1/4 each
     p = torch.tensor([[0.60, 0.30, 0.08, 0.02], [0.50, 0.20, 0.28, 0.02]])  # mean 0.55, 0.25, 0.18, 0.02
 
-    def aligned(slack):
-        algo = MeanTeacher(_clf(n_classes=4), lr=1e-2, weight_decay=0.0, align=True, align_slack=slack)
+    def aligned(**kw):
+        algo = MeanTeacher(_clf(n_classes=4), lr=1e-2, weight_decay=0.0, align=True, **kw)
         algo.setup(torch.zeros(4, 1, 4, 4), y, None)
         algo.p_unl_hist.copy_(p.mean(0).expand_as(algo.p_unl_hist))  # every slot this batch's mean already
         return algo.aligned(p)
 
-    m = p.mean(0)
     scale = torch.tensor([0.5 / 0.55, 1.0, 1.0, 0.125 / 0.02])  # slack 2: band [0.125, 0.5]; class 0 above, 3 below
     want = p * scale
-    assert torch.allclose(aligned(2.0), want / want.sum(1, keepdim=True), atol=1e-5)
-    plain = MeanTeacher(_clf(n_classes=4), lr=1e-2, weight_decay=0.0, align=True)
-    plain.setup(torch.zeros(4, 1, 4, 4), y, None)
-    plain.p_unl_hist.copy_(m.expand_as(plain.p_unl_hist))
-    assert torch.equal(aligned(1.0), plain.aligned(p))
-    full = p * 0.25 / m
-    assert torch.allclose(aligned(1.0), full / full.sum(1, keepdim=True), atol=1e-5)
-    assert torch.allclose(aligned(50.0), p, atol=1e-5)
+    assert torch.allclose(aligned(align_slack=2.0), want / want.sum(1, keepdim=True), atol=1e-5)
+    assert torch.equal(aligned(align_slack=1.0), aligned())
+    full = p * 0.25 / p.mean(0)
+    assert torch.allclose(aligned(align_slack=1.0), full / full.sum(1, keepdim=True), atol=1e-5)
+    assert torch.allclose(aligned(align_slack=50.0), p, atol=1e-5)
 
 
 def test_continued_alignment_estimates_the_unlabelled_shares_with_the_network_it_continues():

@@ -58,7 +58,8 @@ def align(p_target: torch.Tensor, p_source_dist: torch.Tensor, p_target_dist: to
 
 def within(shares: torch.Tensor, prior: torch.Tensor, slack: float) -> torch.Tensor:
     """`shares` clipped, class by class, into [prior / slack, prior · slack]: the nearest class distribution (per class)
-    that differs from `prior` by no more than a factor `slack`. slack = 1 gives `prior` itself."""
+    that differs from `prior` by no more than a factor `slack`. slack = 1 gives `prior` itself, exactly (x / 1, x · 1,
+    max and min round nothing), so the plain alignment is this with no slack."""
     return torch.minimum(torch.maximum(shares, prior / slack), prior * slack)
 
 
@@ -70,8 +71,7 @@ def align_recent(p_target: torch.Tensor, p_source_dist: torch.Tensor, history: t
     factor of the prior is left as it is, one beyond is moved back to the band's edge."""
     history[step % len(history)] = p_target.mean(0)
     recent = history.mean(0)
-    goal = p_source_dist if slack == 1.0 else within(recent, p_source_dist, slack)
-    return align(p_target, goal, recent)
+    return align(p_target, within(recent, p_source_dist, slack), recent)
 
 
 @torch.no_grad()
