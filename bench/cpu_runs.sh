@@ -609,6 +609,19 @@ WAVE38_Q1=(
   "mnist_usps_convnet_shotmt18_intel configs/mnist_usps.yaml - $MT01 $CONVNET $SHOTMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1"
 )
 
+# Wave 39 (seventeenth session; record only, it decides nothing): wave 38's chains for adapt seeds 100 and 200, so that
+# each preset has the same three seeds on the Intel box as wave 32 had on the AMD (seed + 100·r for r = 0, 1, 2; with
+# repeats 1, `--set seed=100` gives adapt seed 100). Same data and VAE as wave 38's job (shared), same defaults.
+#   - queue 0: USPS→MNIST, DANN 3 → mean teacher 18; queue 1: MNIST→USPS, source 3, SHOT 3 → mean teacher 18.
+WAVE39_Q0=(
+  "usps_mnist_convnet_dannmt18_intel_s100 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=100"
+  "usps_mnist_convnet_dannmt18_intel_s200 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=200"
+)
+WAVE39_Q1=(
+  "mnist_usps_convnet_shotmt18_intel_s100 configs/mnist_usps.yaml mnist_usps_convnet_shotmt18_intel $MT01 $CONVNET $SHOTMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=100"
+  "mnist_usps_convnet_shotmt18_intel_s200 configs/mnist_usps.yaml mnist_usps_convnet_shotmt18_intel $MT01 $CONVNET $SHOTMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=200"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
