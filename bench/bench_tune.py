@@ -4,6 +4,7 @@ local Ray (num_cpus=2), alternating sequential and concurrent `--repeats` times.
 
     nice -n 10 .venv/bin/python bench/bench_tune.py [--epochs 40] [--repeats 2] [--seq-cpus 1]
     nice -n 5 .venv/bin/python bench/bench_tune.py --workload issue23 --repeats 1   # issue 23's check
+    ... --compare-order   # a third mode: concurrent with tune.order=sampled (the order as drawn)
 
 --workload issue23 is issue 23's check instead: 4 samples of params.yaml's own search space,
 tune.max_epochs=400 and grace_period=400 (so ASHA stops nothing), pretrain.patience as in params.yaml
@@ -109,6 +110,8 @@ def _experiment(root: Path, name: str, epochs: int, concurrent: bool, seq_cpus: 
 
     mode = (["tune.max_concurrent_trials=2", "tune.cpus_per_trial=1"] if concurrent
             else ["tune.max_concurrent_trials=1", f"tune.cpus_per_trial={seq_cpus}"])
+    if name.startswith("concurrent_sampled"):  # --compare-order: the trials in the order they were sampled
+        mode.append("tune.order=sampled")
     if workload == "issue23":
         work = ["tune.num_samples=4"]
     else:
@@ -169,8 +172,15 @@ def main() -> None:
     ap.add_argument("--workload", choices=("lrs", "issue23"), default="lrs",
                     help="lrs: 4 fixed learning rates, no early stopping; issue23: 4 samples of the default space")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="a params override for both modes")
+    ap.add_argument("--compare-order", action="store_true",
+                    help="also run the concurrent mode with tune.order=sampled (a third mode, same process)")
     args = ap.parse_args()
+    import logging
+
     import ray
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("vaeflow").setLevel(logging.INFO)  # the stage's own lines: the probe's costs and the order
 
     from vaeflow.tasks import prepare
     from vaeflow.config import load_config
@@ -182,11 +192,12 @@ def main() -> None:
     t_ray = time.perf_counter()
     start_local(num_cpus=2, num_gpus=0)
     ray_start_s = time.perf_counter() - t_ray
-    runs: dict[str, list[dict]] = {"sequential": [], "concurrent": []}
+    modes = ("sequential", "concurrent") + (("concurrent_sampled",) if args.compare_order else ())
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
     try:
         for r in range(args.repeats):
-            for mode in ("sequential", "concurrent"):
-                res = _experiment(root, f"{mode}_{r}", args.epochs, mode == "concurrent", args.seq_cpus,
+            for mode in modes:
+                res = _experiment(root, f"{mode}_{r}", args.epochs, mode != "sequential", args.seq_cpus,
                                   args.sets, args.workload)
                 runs[mode].append(res)
                 print(f"{mode:>10} run {r}: {res['wall_s']:.1f} s wall, trials' own training "
@@ -207,6 +218,9 @@ def main() -> None:
            "ray_start_s": ray_start_s, "trials": len(LRS),
            "seq_cpus": args.seq_cpus, "overrides": args.sets,
            "sequential_wall_s": seq, "concurrent_wall_s": conc, "speedup": seq / conc, "runs": runs}
+    if args.compare_order:
+        sampled = statistics.median(x["wall_s"] for x in runs["concurrent_sampled"])
+        out.update(concurrent_sampled_wall_s=sampled, speedup_sampled_order=seq / sampled)
     print(json.dumps(out, indent=2))
 
 

@@ -97,6 +97,58 @@ def trial(config: dict, *, base: dict, data: Prepared, cpus: float, test_hooks: 
             log.warning("tune: trial %s diverged, ending it: %s", config, e)
 
 
+# Training images of a probe epoch (trial_configs): a few steps at any batch size of the space, well under a
+# second for the conv VAE on 3x32x32 images, one thread.
+PROBE_IMAGES = 512
+
+
+def trial_configs(cfg: Config, data: Prepared) -> list[dict]:
+    """Every trial's configuration, in the order Tune is to start them (vaeflow/tuning/order.py): the sampled
+    order, or with tune.order=longest_first the most expensive first, by a probe of each distinct model and
+    batch size. The probe runs only where the order can matter: more trials than slots, and two slots or more."""
+    from vaeflow.tuning.order import draw, longest_first
+    from vaeflow.tuning.space import to_ray
+
+    t = cfg.tune
+    configs = [{k: plain(v) for k, v in c.items()} for c in draw(to_ray(t.search_space), t.num_samples, cfg.seed)]
+    if t.order == "sampled" or not 1 < t.max_concurrent_trials < len(configs):
+        return configs
+    t0 = time.perf_counter()
+    x = data.unlabelled_train()
+    x_val, _ = data.likelihood_split("val")
+    m = min(len(x), PROBE_IMAGES)
+    sample = (to_tensor(x[:m], torch.device("cpu")),  # the same share of the validation images: an epoch's
+              to_tensor(x_val[:max(1, round(len(x_val) * m / len(x)))], torch.device("cpu")))  # split of cost
+    ordered, costs = longest_first(configs, lambda c: probe_epoch(cfg, data, c, *sample),
+                                   key=lambda c: cost_key(cfg, c))
+    log.info("tune: trials start longest first (tune.order), by a probe epoch on %d images (%.1f s): %s", m,
+             time.perf_counter() - t0, ", ".join(f"{1e3 * s:.0f} ms" for s in costs))
+    return ordered
+
+
+def cost_key(cfg: Config, config: dict) -> tuple[int, str]:
+    """What an epoch's cost depends on: the model built and the batch size (not lr or beta)."""
+    vcfg, pcfg = apply_tuned(cfg, config)
+    return pcfg.batch_size, vcfg.model_dump_json()
+
+
+def probe_epoch(cfg: Config, data: Prepared, config: dict, x: torch.Tensor, x_val: torch.Tensor) -> float:
+    """Seconds of one training epoch of `config`'s trial on `x` and `x_val` (vaeflow/training/cost.py), on the
+    CPU with a trial's torch threads. The driver's RNGs and threads are left as they were."""
+    from vaeflow.training.cost import epoch_seconds
+
+    vcfg, pcfg = apply_tuned(cfg, config)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(trial_threads(cfg.tune.cpus_per_trial))
+    try:
+        with torch.random.fork_rng():  # the model's init and its noise come from the global RNG
+            torch.manual_seed(cfg.seed)
+            model = build_vae(vcfg, data.image_shape, cfg.data.likelihood)
+            return epoch_seconds(model, x, x_val, trial_settings(cfg, pcfg, data))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool = False,
          callbacks: list[Any] | None = None) -> dict:
     """Run (or with `resume`, continue) the experiment and write its outputs."""
@@ -121,7 +173,8 @@ def tune(cfg: Config, paths: Paths, *, address: str | None = None, resume: bool 
         trainable = rt.with_resources(buffered_trainable(
             rt.with_parameters(trial, base=cfg.model_dump(mode="json"), data=data, cpus=res["cpu"],
                                test_hooks=hooks.current())), res)
-        tuner = make_tuner(trainable, cfg, paths.root, resume=resume, callbacks=callbacks)
+        configs = None if resume else trial_configs(cfg, data)
+        tuner = make_tuner(trainable, cfg, paths.root, resume=resume, configs=configs, callbacks=callbacks)
         if resume:
             _say_if_nothing_left(exp, started_with or cfg.model_dump(mode="json"))
         else:

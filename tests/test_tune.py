@@ -91,6 +91,7 @@ def test_a_trials_fingerprint_covers_what_it_trains_and_nothing_else():
     ("tune.search_space.hidden={grid: [[8], []]}", ["[] is not a valid vae.hidden"]),
     ("tune.grace_period=40", ["grace_period must not exceed max_epochs"]),
     ("tune.gpus_per_trial=1.5", ["whole number of GPUs"]),
+    ("tune.order=shortest_first", ["tune.order", "longest_first", "sampled"]),
 ])
 def test_bad_tune_params_are_refused_by_name(override, words):
     with pytest.raises(ConfigError) as e:

@@ -37,7 +37,7 @@ def test_only_what_trials_train_or_how_they_are_judged_blocks_a_resume():
     assert differences(started, _dump(*START)) == []
     # run-only settings, and sections the tune stage never reads, may differ
     run_only = [*START, "threads=4", "device=auto", "tune.cpus_per_trial=2", "tune.max_failures=5",
-                "tune.checkpoint_every_s=3", "tune.storage_path=/elsewhere", "pretrain.epochs=9",
+                "tune.checkpoint_every_s=3", "tune.storage_path=/elsewhere", "tune.order=sampled", "pretrain.epochs=9",
                 "pretrain.max_minutes=1", "eval.iwae_samples=5000", "adapt.epochs=3", "data.root=/data"]
     assert differences(started, _dump(*run_only)) == []
     # the user's case: the same command without the start's --set flags

@@ -1,7 +1,7 @@
 """The `tune` section, with its search-space schema (which hyperparameters may be tuned, and how)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -15,6 +15,9 @@ TUNABLE = {"latent_dim": "vae", "hidden": "vae", "lr": "pretrain", "beta": "pret
 class TuneConfig(Section):
     num_samples: int = Field(4, ge=1, description="samples of the search space (each grid point this many times)")
     max_concurrent_trials: int = Field(2, ge=1)
+    order: Literal["longest_first", "sampled"] = Field(
+        "longest_first", description="the order trials start in: the most expensive first, by a probe epoch "
+        "of each (a shorter makespan when trials outnumber slots), or as sampled; which trials run is the same")
     cpus_per_trial: float = Field(1, gt=0, description="also each trial's torch threads (at least 1)")
     gpus_per_trial: float = Field(0, ge=0, description="fractional shares a GPU: 0.25 = four trials per GPU")
     max_epochs: int = Field(30, ge=1, description="ASHA's max_t: epochs of a trial that is never stopped")

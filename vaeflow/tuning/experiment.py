@@ -134,17 +134,17 @@ def preflight(cfg: Config, root: Path, resume: bool) -> None:
         raise ConfigError("tune.search_space is empty: name at least one hyperparameter to tune")
 
 
-def make_tuner(trainable: Any, cfg: Config, root: Path, *, resume: bool,
+def make_tuner(trainable: Any, cfg: Config, root: Path, *, resume: bool, configs: list[dict] | None = None,
                callbacks: list[Any] | None = None) -> Any:
-    """A Tuner for a fresh experiment, or, with `resume`, the interrupted one restored from storage.
+    """A Tuner for a fresh experiment over `configs` (every trial's configuration, in the order to start them:
+    tasks/tune.py `trial_configs`), or, with `resume`, the interrupted one restored from storage.
 
     Restoring keeps finished trials as they are (they are not run again), resumes unfinished and errored
-    trials from their last checkpoint, and keeps the search state, so no new samples are drawn twice."""
+    trials from their last checkpoint, and keeps the search state, so no configuration is handed out twice."""
     from ray import tune
-    from ray.tune.search import BasicVariantGenerator
 
     from vaeflow.tuning.asha import ResumableASHA
-    from vaeflow.tuning.space import to_ray
+    from vaeflow.tuning.order import Ordered
 
     # Tune's default loggers are CSV (progress.csv, which the trials table and curves read), JSON and, when
     # tensorboardX is importable, TensorBoard. With epochs of tens of milliseconds the driver's work on every
@@ -166,15 +166,17 @@ def make_tuner(trainable: Any, cfg: Config, root: Path, *, resume: bool,
     t = cfg.tune
     scheduler = ResumableASHA(path, time_attr="training_iteration", max_t=t.max_epochs,
                               grace_period=t.grace_period, reduction_factor=t.reduction_factor)
+    if configs is None:
+        raise ValueError("make_tuner: a new experiment needs its trials' configurations (tasks/tune.py trial_configs)")
     return tune.Tuner(
         trainable,
-        param_space=to_ray(t.search_space),
+        # The space was sampled already (seeded: the same params draw the same trials, vaeflow/tuning/order.py);
+        # the searcher hands the samples out in order, Tune's ConcurrencyLimiter caps how many run at once.
+        param_space={},
         tune_config=tune.TuneConfig(
-            metric=METRIC, mode=MODE, scheduler=scheduler, num_samples=t.num_samples,
+            metric=METRIC, mode=MODE, scheduler=scheduler, num_samples=len(configs),
             reuse_actors=True,  # a new trial reuses a finished one's process: no torch import and warm-up
-            # Seeded sampling: the same params draw the same trials. The concurrency cap goes here: Tune
-            # ignores TuneConfig.max_concurrent_trials when it is handed a search algorithm.
-            search_alg=BasicVariantGenerator(random_state=cfg.seed, max_concurrent=t.max_concurrent_trials)),
+            search_alg=Ordered(configs), max_concurrent_trials=t.max_concurrent_trials),
         run_config=tune.RunConfig(
             name=t.experiment_name, storage_path=storage_root(cfg, root), callbacks=callbacks, verbose=1,
             failure_config=tune.FailureConfig(max_failures=t.max_failures),

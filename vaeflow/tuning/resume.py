@@ -43,10 +43,12 @@ RUN_ONLY = {
     # section's epochs); tests/test_tune_resume.py checks trial_settings ignores each of them
     "pretrain": {"epochs", "use_tuned", "objective", "k", "lr_schedule", "capture"},
     # resources, retries, checkpoint keeping and logging, and where the experiment lives (so a moved or
-    # shared storage path still resumes); num_samples, search_space, max_epochs, grace_period and
-    # reduction_factor decide which trials run and how ASHA and the trials table judge them: compared
+    # shared storage path still resumes); the order trials start in (a resume goes on with the start's
+    # searcher, restored from Tune's state, whatever it says now); num_samples, search_space, max_epochs,
+    # grace_period and reduction_factor decide which trials run and how ASHA and the trials table judge them:
+    # compared
     "tune": {"max_concurrent_trials", "cpus_per_trial", "gpus_per_trial", "max_failures", "keep_checkpoints",
-             "checkpoint_every_s", "tensorboard", "storage_path", "experiment_name"},
+             "checkpoint_every_s", "tensorboard", "storage_path", "experiment_name", "order"},
 }
 WHOLE = {"tune.search_space"}  # compared, and shown, as one value: a --set of it replaces it whole
 _ABSENT = object()  # a key one side's schema does not have (an experiment started by another version)
