@@ -624,6 +624,25 @@ WAVE39_Q1=(
   "mnist_usps_convnet_shotmt18_intel_s200 configs/mnist_usps.yaml mnist_usps_convnet_shotmt18_intel $MT01 $CONVNET $SHOTMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=200"
 )
 
+# Wave 40 (seventeenth session; record only, it decides nothing): on this box every USPS→MNIST seed of wave 38-39
+# drifted (rarest class at 0.55 of its labelled share), against one seed in seven on the AMD. The cause named there
+# is alignment to the source's class shares, which USPS and MNIST do not share. The same three seeds and jobs with the
+# two existing ways around it, to say how much of the 1.24-point miss each gets back on this box:
+#   - queue 0: adapt.mean_teacher.align_to=continued (align to DANN's own mean prediction on the unlabelled target);
+#   - queue 1: adapt.mean_teacher.align=false.
+# Neither can become the preset's setting from these runs (they are read on the preset's own target); the
+# development pairs decided the default (waves 26-28, 36), and these figures go to the docs as a record for users.
+WAVE40_Q0=(
+  "usps_mnist_convnet_dannmt18_cont_s0 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set adapt.mean_teacher.align_to=continued --set seed=0"
+  "usps_mnist_convnet_dannmt18_cont_s100 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set adapt.mean_teacher.align_to=continued --set seed=100"
+  "usps_mnist_convnet_dannmt18_cont_s200 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set adapt.mean_teacher.align_to=continued --set seed=200"
+)
+WAVE40_Q1=(
+  "usps_mnist_convnet_dannmt18_noalign_s0 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set adapt.mean_teacher.align=false --set seed=0"
+  "usps_mnist_convnet_dannmt18_noalign_s100 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set adapt.mean_teacher.align=false --set seed=100"
+  "usps_mnist_convnet_dannmt18_noalign_s200 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set adapt.mean_teacher.align=false --set seed=200"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
