@@ -97,15 +97,17 @@ def trial(config: dict, *, base: dict, data: Prepared, cpus: float, test_hooks: 
             log.warning("tune: trial %s diverged, ending it: %s", config, e)
 
 
-# Training images of a probe epoch (trial_configs): a few steps at any batch size of the space, well under a
-# second for the conv VAE on 3x32x32 images, one thread.
+# Training images of a probe epoch (trial_configs), the same for every trial: two steps or more at the batch
+# sizes a search space usually offers (up to 256).
 PROBE_IMAGES = 512
 
 
 def trial_configs(cfg: Config, data: Prepared) -> list[dict]:
     """Every trial's configuration, in the order Tune is to start them (vaeflow/tuning/order.py): the sampled
     order, or with tune.order=longest_first the most expensive first, by a probe of each distinct model and
-    batch size. The probe runs only where the order can matter: more trials than slots, and two slots or more."""
+    batch size. The probe runs only where the order can matter: more trials than slots, and two slots or more.
+    It runs on the driver's CPU, so for trials on GPUs the order is the CPU's (an estimate: it orders, it never
+    changes a trial)."""
     from vaeflow.tuning.order import draw, longest_first
     from vaeflow.tuning.space import to_ray
 
@@ -117,8 +119,9 @@ def trial_configs(cfg: Config, data: Prepared) -> list[dict]:
     x = data.unlabelled_train()
     x_val, _ = data.likelihood_split("val")
     m = min(len(x), PROBE_IMAGES)
-    sample = (to_tensor(x[:m], torch.device("cpu")),  # the same share of the validation images: an epoch's
-              to_tensor(x_val[:max(1, round(len(x_val) * m / len(x)))], torch.device("cpu")))  # split of cost
+    # the same share of the validation images, so training and validation weigh in an epoch's cost as they do
+    m_val = max(1, round(len(x_val) * m / len(x)))
+    sample = to_tensor(x[:m], torch.device("cpu")), to_tensor(x_val[:m_val], torch.device("cpu"))
     ordered, costs = longest_first(configs, lambda c: probe_epoch(cfg, data, c, *sample),
                                    key=lambda c: cost_key(cfg, c))
     log.info("tune: trials start longest first (tune.order), by a probe epoch on %d images (%.1f s): %s", m,

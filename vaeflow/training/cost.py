@@ -36,6 +36,8 @@ def epoch_seconds(model: VAE, x_train: torch.Tensor, x_val_obs: torch.Tensor, se
     warm-up epoch. The observations come from a private generator, the model's noise from the global RNG (as
     in training): a caller that must keep that RNG's state forks it (torch.random.fork_rng)."""
     gen = torch.Generator(device=x_train.device).manual_seed(0)
+    # binary=False: the observation is always drawn (train_vae skips it for already-binary images, ~8 % of a
+    # step), which shifts every configuration's cost alike and so not their order
     step = _Step(model, _NoUpdate(model), x_train, settings.objective, settings.k, settings.likelihood,
                  settings.levels, binary=False, gen=gen)
     n, b = len(x_train), settings.batch_size

@@ -3,14 +3,15 @@
 Why: with more trials than slots, Tune starts the next trial whenever a slot frees up, in the order the
 search hands them out. When trials cost different amounts (a wide model at a small batch size trains an
 epoch several times slower than a narrow one at a large batch size), starting the expensive ones last
-leaves one slot idle while the other finishes: on issue 23's workload (4 trials, 2 slots) the sampled order
-packed {11, 6} s against {4.5, 8.5} s of training, a makespan 1.5 s longer than the best split
-(bench/RESULTS_tune.md). Longest-first (LPT: start the most expensive trial whenever a slot frees up) is
-the classic rule for that; it needs each trial's cost before it starts, which `tasks/tune.py` measures with
-a short probe of one training epoch on a slice of the data.
+leaves one slot idle while the other finishes: with 4 trials of the default space on 2 slots the
+sampled order packed {12.8, 6.8} s against {4.8, 9.5} s of training, a makespan 2 s longer than
+longest first's {12.8, 4.8} against {9.5, 6.8} (bench/RESULTS_tune.md). Longest first (LPT: start the
+most expensive trial whenever a slot frees up) is the classic rule for that; it needs each trial's cost
+before it starts, which `tasks/tune.py` measures with a short probe of one training epoch on a slice of
+the data.
 
 `draw` gives exactly the configurations Tune's BasicVariantGenerator draws for the same space and seed
-(tests/test_tune.py compares them), so the order changes when a trial starts, never which trials run or
+(tests/test_tune_order.py compares them), so the order changes when a trial starts, never which trials run or
 what any of them trains (each trial seeds itself from `seed`).
 """
 from __future__ import annotations
@@ -21,9 +22,6 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from ray.tune.search import Searcher  # this module is imported where Ray is (make_tuner), never at import time
-
-ORDERS = ("longest_first", "sampled")
-
 
 def draw(param_space: dict[str, Any], num_samples: int, seed: int) -> list[dict[str, Any]]:
     """The sample BasicVariantGenerator(random_state=seed) draws: `num_samples` times every grid point."""
@@ -40,11 +38,11 @@ def longest_first(configs: list[dict], cost: Callable[[dict], float], key: Calla
     """`configs` most expensive first (ties keep the sampled order), and their costs in that order. `cost`
     is called once per distinct `key` (configurations that build the same model at the same batch size cost
     the same, whatever their learning rate)."""
-    seen: dict[Hashable, float] = {}
-    for c in configs:
-        if key(c) not in seen:
-            seen[key(c)] = cost(c)
-    costs = [seen[key(c)] for c in configs]
+    keys, seen = [key(c) for c in configs], {}
+    for k, c in zip(keys, configs):
+        if k not in seen:
+            seen[k] = cost(c)
+    costs = [seen[k] for k in keys]
     order = sorted(range(len(configs)), key=lambda i: -costs[i])
     return [configs[i] for i in order], [costs[i] for i in order]
 
