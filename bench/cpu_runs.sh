@@ -632,6 +632,8 @@ WAVE39_Q1=(
 #   - queue 1: adapt.mean_teacher.align=false.
 # Neither can become the preset's setting from these runs (they are read on the preset's own target); the
 # development pairs decided the default (waves 26-28, 36), and these figures go to the docs as a record for users.
+# Measured (01:40-02:49 UTC): continued 98.65 ± 0.74 (99.04, 97.79, 99.11), not aligned 99.03 ± 0.08 (98.94, 99.09,
+# 99.06), against 97.76 ± 0.09 aligned to USPS's shares: ~130 MNIST 7s called 2 (bench/RESULTS.md).
 WAVE40_Q0=(
   "usps_mnist_convnet_dannmt18_cont_s0 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set adapt.mean_teacher.align_to=continued --set seed=0"
   "usps_mnist_convnet_dannmt18_cont_s100 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA --set pretrain.epochs=1 --set adapt.repeats=1 --set adapt.mean_teacher.align_to=continued --set seed=100"
