@@ -3,10 +3,10 @@ sequentially (1 at a time, with `--seq-cpus` CPUs and as many torch threads), in
 local Ray (num_cpus=2), alternating sequential and concurrent `--repeats` times.
 
     nice -n 10 .venv/bin/python bench/bench_tune.py [--epochs 40] [--repeats 2] [--seq-cpus 1]
-    nice -n 5 .venv/bin/python bench/bench_tune.py --workload issue23 --repeats 1   # issue 23's check
+    nice -n 5 .venv/bin/python bench/bench_tune.py --workload samples --repeats 1   # issue 23's check
     ... --compare-order   # a third mode: concurrent with tune.order=sampled (the order as drawn)
 
---workload issue23 is issue 23's check instead: 4 samples of params.yaml's own search space,
+--workload samples (also spelled issue23, as older results name it) is issue 23's check instead: 4 samples of params.yaml's own search space,
 tune.max_epochs=400 and grace_period=400 (so ASHA stops nothing), pretrain.patience as in params.yaml
 (trials stop early after 7-20 s), cpus_per_trial=1. Both modes draw the same 4 configurations (seeded).
 Per-phase timings come from a Tune callback: Ray start, fit start -> first trial start, each trial's
@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 LRS = [0.003, 0.002, 0.001, 0.0005]
+SAMPLES = ("samples", "issue23")  # one workload, two names: earlier results call it issue23
 
 
 def _phase_callback():
@@ -112,7 +113,7 @@ def _experiment(root: Path, name: str, epochs: int, concurrent: bool, seq_cpus: 
             else ["tune.max_concurrent_trials=1", f"tune.cpus_per_trial={seq_cpus}"])
     if name.startswith("concurrent_sampled"):  # --compare-order: the trials in the order they were sampled
         mode.append("tune.order=sampled")
-    if workload == "issue23":
+    if workload in SAMPLES:
         work = ["tune.num_samples=4"]
     else:
         work = ["pretrain.patience=1000", "tune.num_samples=1",
@@ -153,7 +154,7 @@ def _experiment(root: Path, name: str, epochs: int, concurrent: bool, seq_cpus: 
 
     table = pd.read_csv(root / "metrics" / "tune_trials.csv")
     assert len(table) == 4, table
-    if workload != "issue23":
+    if workload not in SAMPLES:
         assert set(table["epochs"]) == {epochs}, table
     return {"wall_s": wall, "trial_seconds_sum": float(table["seconds"].sum()), "best": summary["best_val_nelbo"],
             "epochs": sorted(int(e) for e in table["epochs"]),
@@ -169,8 +170,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="alternate sequential/concurrent this many times")
     ap.add_argument("--seq-cpus", type=int, default=1, choices=(1, 2),
                     help="CPUs (and torch threads) of a trial in the sequential mode")
-    ap.add_argument("--workload", choices=("lrs", "issue23"), default="lrs",
-                    help="lrs: 4 fixed learning rates, no early stopping; issue23: 4 samples of the default space")
+    ap.add_argument("--workload", choices=("lrs", *SAMPLES), default="lrs",
+                    help="lrs: 4 fixed learning rates, no early stopping; samples (or issue23): 4 samples of the "
+                    "default space")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="a params override for both modes")
     ap.add_argument("--compare-order", action="store_true",
                     help="also run the concurrent mode with tune.order=sampled (a third mode, same process)")
