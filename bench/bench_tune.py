@@ -6,9 +6,9 @@ local Ray (num_cpus=2), alternating sequential and concurrent `--repeats` times.
     nice -n 5 .venv/bin/python bench/bench_tune.py --workload samples --repeats 1   # issue 23's check
     ... --compare-order   # a third mode: concurrent with tune.order=sampled (the order as drawn)
 
---workload samples (also spelled issue23, as older results name it) is issue 23's check instead: 4 samples of params.yaml's own search space,
-tune.max_epochs=400 and grace_period=400 (so ASHA stops nothing), pretrain.patience as in params.yaml
-(trials stop early after 7-20 s), cpus_per_trial=1. Both modes draw the same 4 configurations (seeded).
+--workload samples (also spelled issue23, as older results name it) is issue 23's check instead: 4
+samples of params.yaml's own search space, tune.max_epochs=400 and grace_period=400 (so ASHA stops
+nothing), pretrain.patience as in params.yaml (trials stop early after 7-20 s), cpus_per_trial=1. Both modes draw the same 4 configurations (seeded).
 Per-phase timings come from a Tune callback: Ray start, fit start -> first trial start, each trial's
 overhead (from its slot being free to its first result, less its first epoch: the trial process start
 and imports for the first wave, a reused process later), last result -> fit return, the stage's outputs;
@@ -111,8 +111,6 @@ def _experiment(root: Path, name: str, epochs: int, concurrent: bool, seq_cpus: 
 
     mode = (["tune.max_concurrent_trials=2", "tune.cpus_per_trial=1"] if concurrent
             else ["tune.max_concurrent_trials=1", f"tune.cpus_per_trial={seq_cpus}"])
-    if name.startswith("concurrent_sampled"):  # --compare-order: the trials in the order they were sampled
-        mode.append("tune.order=sampled")
     if workload in SAMPLES:
         work = ["tune.num_samples=4"]
     else:
@@ -199,8 +197,10 @@ def main() -> None:
     try:
         for r in range(args.repeats):
             for mode in modes:
+                # --compare-order's third mode: concurrent, the trials in the order they were sampled
+                sets = args.sets + (["tune.order=sampled"] if mode == "concurrent_sampled" else [])
                 res = _experiment(root, f"{mode}_{r}", args.epochs, mode != "sequential", args.seq_cpus,
-                                  args.sets, args.workload)
+                                  sets, args.workload)
                 runs[mode].append(res)
                 print(f"{mode:>10} run {r}: {res['wall_s']:.1f} s wall, trials' own training "
                       f"{res['trial_seconds_sum']:.1f} s, load {res['load_avg_1m_before']:.1f} -> "

@@ -116,12 +116,11 @@ def trial_configs(cfg: Config, data: Prepared) -> list[dict]:
     if t.order == "sampled" or not 1 < t.max_concurrent_trials < len(configs):
         return configs
     t0 = time.perf_counter()
-    x = data.unlabelled_train()
-    x_val, _ = data.likelihood_split("val")
-    m = min(len(x), PROBE_IMAGES)
+    m = min(data.size("train"), PROBE_IMAGES)
     # the same share of the validation images, so training and validation weigh in an epoch's cost as they do
-    m_val = max(1, round(len(x_val) * m / len(x)))
-    sample = to_tensor(x[:m], torch.device("cpu")), to_tensor(x_val[:m_val], torch.device("cpu"))
+    m_val = max(1, round(data.size("val") * m / data.size("train")))
+    cpu = torch.device("cpu")
+    sample = to_tensor(data.unlabelled_train(m), cpu), to_tensor(data.likelihood_split("val", m_val)[0], cpu)
     ordered, costs = longest_first(configs, lambda c: probe_epoch(cfg, data, c, *sample),
                                    key=lambda c: cost_key(cfg, c))
     log.info("tune: trials start longest first (tune.order), by a probe epoch on %d images (%.1f s): %s", m,

@@ -87,6 +87,20 @@ def test_trial_configs_put_the_costliest_first_and_probe_only_where_the_order_ca
         assert probed == [], extra
 
 
+def test_the_first_images_of_the_prepared_data_are_the_head_of_the_whole(prepared):
+    """The probe's slice (`limit`) without copying the rest: the same images, across the domains' boundary."""
+    import numpy as np
+
+    n_src, n_val = len(prepared.source.x_train), len(prepared.obs["source"]["obs_val"])
+    for k in (5, n_src + 3):
+        assert np.array_equal(prepared.unlabelled_train(k), prepared.unlabelled_train()[:k])
+    for k in (5, n_val + 3):
+        for got, whole in zip(prepared.likelihood_split("val", k), prepared.likelihood_split("val")):
+            assert np.array_equal(got, whole[:k])
+    assert prepared.size("train") == len(prepared.unlabelled_train())
+    assert prepared.size("val") == len(prepared.likelihood_split("val")[0])
+
+
 def test_the_probe_moves_no_weight_and_leaves_rngs_and_threads_as_they_were(prepared):
     from vaeflow.prepared import to_tensor
     from vaeflow.tasks import tune as stage

@@ -31,16 +31,24 @@ class Prepared:
     def dim(self) -> int:
         return int(np.prod(self.image_shape))
 
-    def unlabelled_train(self) -> np.ndarray:
-        """Raw intensities of both domains' training images: what the generative models learn from."""
-        return np.concatenate([self.source.x_train, self.target.x_train])
+    def unlabelled_train(self, limit: int | None = None) -> np.ndarray:
+        """Raw intensities of both domains' training images: what the generative models learn from. With
+        `limit`, the first `limit` of them (source first), without copying the rest."""
+        return np.concatenate([self.source.x_train[:limit], self.target.x_train[:limit]])[:limit]
 
-    def likelihood_split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """Fixed observations of both domains for `split` (val|test), and a domain index (0 source, 1 target).
+    def likelihood_split(self, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Fixed observations of both domains for `split` (val|test), and a domain index (0 source, 1 target);
+        with `limit`, the first `limit` of them (source first), without copying the rest.
 
         GMM and VAE are scored on exactly these arrays, so their NLLs are in the same units."""
-        a, b = self.obs["source"][f"obs_{split}"], self.obs["target"][f"obs_{split}"]
-        return np.concatenate([a, b]), np.repeat([0, 1], [len(a), len(b)])
+        a, b = self.obs["source"][f"obs_{split}"][:limit], self.obs["target"][f"obs_{split}"][:limit]
+        return np.concatenate([a, b])[:limit], np.repeat([0, 1], [len(a), len(b)])[:limit]
+
+    def size(self, split: str) -> int:
+        """Images of both domains in `split`: train (the unlabelled training images), val or test."""
+        if split == "train":
+            return len(self.source.x_train) + len(self.target.x_train)
+        return sum(len(o[f"obs_{split}"]) for o in self.obs.values())
 
 
 def load_prepared(paths: Paths) -> Prepared:
