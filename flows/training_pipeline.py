@@ -1,9 +1,10 @@
 """The Prefect flow `training_pipeline`: the stages as tasks, wired as the DAG.
 
 prepare → (gmm ∥ pretrain ∥ autoencoders) → (adapt ∥ samplers) → evaluate, on a two-thread pool: while
-pretrain trains, gmm then autoencoders use the other thread; samplers runs beside adapt. Off the critical
-path: each stage's dvc.lock record (a background thread, `_Records`) and, once a thread is free while
-pretrain trains, the start of adapt's worker processes (`_Prewarm`).
+pretrain trains, gmm then autoencoders use the other thread (autoencoders in a process of its own, so that
+it leaves pretrain the GIL); samplers runs beside adapt. Off the critical path: each stage's dvc.lock record
+(a background thread, `_Records`) and, once a thread is free while pretrain trains, the start of adapt's
+worker processes (`_Prewarm`).
 Each task skips its stage when DVC says it is up to date (see vaeflow/uptodate.py), retries transient
 I/O errors with exponential backoff, and never retries a validation error.
 """
@@ -28,7 +29,7 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
 from vaeflow.flows.artifacts import publish  # noqa: E402
-from vaeflow.tasks import PREWARM, STAGES, UPSTREAM  # noqa: E402
+from vaeflow.tasks import OWN_PROCESS, PREWARM, STAGES, UPSTREAM  # noqa: E402
 from vaeflow.tasks import tune as tune_stage  # noqa: E402
 from vaeflow import uptodate  # noqa: E402
 from vaeflow.config import flow_workers, load_config  # noqa: E402
@@ -64,13 +65,25 @@ def run_stage(name: str, params_file: str, overrides: list[str], root: str, trac
     cfg = load_config(params_file, overrides)
     TRAINING.add(name)
     try:
-        result = STAGES[name](cfg, Paths(Path(out or root)))
+        result = _stage_fn(name, cfg)(cfg, Paths(Path(out or root)))
     finally:
         TRAINING.discard(name)
     if track:
         RECORDS.submit(name, root)
     logger.info("stage %s done", name)
     return {"stage": name, "skipped": False, **(result if isinstance(result, dict) else {})}
+
+
+def _stage_fn(name: str, cfg: Any) -> Any:
+    """How the flow runs a stage: in this thread, or for an OWN_PROCESS stage in a process of its own, when
+    the flow has a second thread and the box a second core for it, on CPU (a GPU's work is not GIL-bound)."""
+    from vaeflow.runtime import select_device
+    from vaeflow.tasks.workers import run_stage as in_process, usable_cores
+
+    if (name in OWN_PROCESS and not STAGES.replaced(name) and WORKERS > 1 and usable_cores() > 1
+            and select_device(cfg.device).type == "cpu"):
+        return lambda c, p: in_process(name, c, p)
+    return STAGES[name]
 
 
 class _Records:

@@ -30,6 +30,11 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 # (adapt: its worker processes' start, ~2 s of imports, while pretrain ends), and release at its end.
 PREWARM: dict[str, str] = {"adapt": "adapt_parallel"}
 
+# Stages the flow runs in a process of their own (tasks/workers.py: run_stage) when it has a second thread and
+# core: autoencoders trains beside pretrain, and in a thread of the flow's process its many small ops took the
+# GIL from pretrain's (pretrain's training took 15 s instead of 13 on 2 cores). Results are the same either way.
+OWN_PROCESS: frozenset[str] = frozenset({"autoencoders"})
+
 
 def dag_text() -> str:
     """The DAG in one line for help texts, e.g. `prepare → (gmm ∥ pretrain) → evaluate`: stages grouped by
@@ -55,6 +60,9 @@ class _Stages(MutableMapping):
         if name not in UPSTREAM:
             raise KeyError(name)
         return importlib.import_module(f"{__name__}.{name}").run
+
+    def replaced(self, name: str) -> bool:
+        return name in self._replaced
 
     def __setitem__(self, name: str, fn: StageFn) -> None:
         if name not in UPSTREAM:

@@ -60,6 +60,13 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def import_optimizers() -> None:
+    """Import what a process's first torch.optim optimiser imports: its constructor is wrapped by
+    torch._disable_dynamo, which imports torch._dynamo on first use (~0.8 s of CPU). A process that waits
+    anyway (a worker starting, the CLI while Prefect's server boots) pays it there, not on a training's path."""
+    import torch._dynamo  # noqa: F401
+
+
 def set_threads(n: int) -> None:
     """Threads for torch, BLAS and OpenMP. n=0 leaves the libraries' defaults (all cores). Ray trials pass
     their CPU share so the box is not oversubscribed."""
