@@ -3,11 +3,13 @@
     cd PROJECT && python /path/to/bench/flow_cpu.py --json OUT.json [vaeflow run's options]
 
 Each stage runs in one thread of the flow's pool, and with `threads: 1` torch computes in that thread, so the
-stage's CPU time is that thread's (time.thread_time, the stage module's import included). Also recorded: the
-CPU time of DVC's up-to-date check and
-record around each stage (vaeflow/uptodate.py), of this process before the flow starts (imports, params, lock), of writing the report (flows/artifacts
-publish), of the whole process (time.process_time at exit) and of its waited-for children (the early Prefect
-server; getrusage RUSAGE_CHILDREN). Wall times beside them. Compare runs by CPU time on a loaded box: wall time
+stage's CPU time is that thread's (time.thread_time, the stage module's import included); a stage the flow
+runs in a process of its own (OWN_PROCESS, tasks/workers.py) shows only its waiting thread's, and its
+process's CPU is among the children's. Also recorded: the CPU time of DVC's up-to-date check and record
+around each stage (vaeflow/uptodate.py), of this process before the flow starts (imports, params, lock), of
+writing the report (flows/artifacts publish), of the whole process (time.process_time at exit) and of its
+waited-for children (the early Prefect server, worker processes; getrusage RUSAGE_CHILDREN). Wall times
+beside them. Compare runs by CPU time on a loaded box: wall time
 there measures the load."""
 from __future__ import annotations
 
@@ -60,14 +62,6 @@ def _timed(label: str, fn):
 
 
 def main() -> None:
-    import importlib
-
-    from vaeflow import tasks
-
-    for name in list(tasks.UPSTREAM):
-        def run(cfg, paths, _name=name):
-            return importlib.import_module(f"vaeflow.tasks.{_name}").run(cfg, paths)
-        tasks.STAGES[name] = _timed(name, run)
     from vaeflow import uptodate
 
     for fn in ("is_up_to_date", "record"):  # DVC's bookkeeping around each stage, summed over the stages
@@ -93,6 +87,9 @@ def main() -> None:
         if tp is not None and hasattr(tp, "publish"):
             builtins.__import__ = real_import
             tp.publish = _timed("publish", tp.publish)
+            # each stage as the flow runs it (a stage in a process of its own too: its thread then only waits)
+            stage_fn = tp._stage_fn
+            tp._stage_fn = lambda name, cfg: _timed(name, stage_fn(name, cfg))
             RECORD["flow_imported_cpu_s"] = round(time.process_time() - T0_CPU, 2)
         return mod
     builtins.__import__ = hooked
