@@ -84,7 +84,7 @@ def main() -> None:
     def hooked(name, *a, **kw):  # patch publish once `run` has imported the flow module (lazily, after the server)
         mod = real_import(name, *a, **kw)
         tp = sys.modules.get("vaeflow.flows.training_pipeline")
-        if tp is not None and hasattr(tp, "publish"):
+        if tp is not None and hasattr(tp, "publish") and hasattr(tp, "_stage_fn"):
             builtins.__import__ = real_import
             tp.publish = _timed("publish", tp.publish)
             # each stage as the flow runs it (a stage in a process of its own too: its thread then only waits)
