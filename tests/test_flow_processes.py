@@ -1,0 +1,121 @@
+"""A stage the flow runs in a process of its own (tasks/workers.py: run_stage) gives what it gives in a thread,
+bit for bit, logs through the caller, and dies with a stop; the flow picks the process only where it pays."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+
+import pytest
+import torch
+
+from tests.conftest import REPO, TINY
+from vaeflow import stop
+from vaeflow.config import load_config
+from vaeflow.io import load_torch, read_json
+from vaeflow.paths import Paths
+from vaeflow.tasks import OWN_PROCESS, STAGES
+from vaeflow.tasks.workers import run_stage
+
+CFG = TINY + ["ae.epochs=3", "ae.patience=10"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("own_process")
+    cfg = load_config(REPO / "params.yaml", CFG)
+    STAGES["prepare"](cfg, Paths(root))
+    return cfg, root
+
+
+def _fresh(inputs, tmp_path, name):
+    cfg, root = inputs
+    dst = tmp_path / name
+    shutil.copytree(root / "data", dst / "data")
+    return cfg, Paths(dst)
+
+
+def _no_seconds(d):
+    if isinstance(d, dict):
+        return {k: _no_seconds(v) for k, v in d.items() if "seconds" not in k}
+    return d
+
+
+def test_a_stage_in_its_own_process_gives_the_threads_results_and_logs_here(inputs, tmp_path):
+    cfg, here = _fresh(inputs, tmp_path, "thread")
+    _, there = _fresh(inputs, tmp_path, "process")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("vaeflow")
+    log.addHandler(handler)
+    try:
+        a = STAGES["autoencoders"](cfg, here)
+        seen = len(records)
+        b = run_stage("autoencoders", cfg, there)
+    finally:
+        log.removeHandler(handler)
+    assert _no_seconds(a) == _no_seconds(b)
+    assert _no_seconds(read_json(here.stage_metrics("autoencoders"))) == _no_seconds(
+        read_json(there.stage_metrics("autoencoders")))
+    for name in ("ae", "dae"):
+        wa, wb = load_torch(here.ae_model(name)), load_torch(there.ae_model(name))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
+    # the worker's lines reach this process's "vaeflow" logger, as the thread's did
+    forwarded = [r.getMessage() for r in records[seen:]]
+    assert any(m.startswith("autoencoders: dae best epoch") for m in forwarded), forwarded
+
+
+def test_a_stop_kills_the_stage_process_at_once(inputs, tmp_path, monkeypatch):
+    """The stop flag (a SIGTERM or Ctrl-C of the flow's process) ends the wait at once and kills the worker,
+    paused inside its training (a test hook), instead of waiting for it."""
+    cfg, paths = _fresh(inputs, tmp_path, "stopped")
+    signal_file = tmp_path / "paused.txt"
+    monkeypatch.setenv("VAEFLOW_PAUSE_AT", "step:dae:1:1")
+    monkeypatch.setenv("VAEFLOW_PAUSE_SIGNAL", str(signal_file))
+
+    def stop_when_paused():
+        while not signal_file.exists():
+            time.sleep(0.05)
+        stop.request()
+
+    threading.Thread(target=stop_when_paused, daemon=True).start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(stop.Stopped):
+            run_stage("autoencoders", cfg, paths)
+    finally:
+        stop._requested.clear()
+    assert time.perf_counter() - t0 < 120  # not the hook's 300 s pause
+    pid = int(signal_file.read_text().split()[0])
+    assert pid != os.getpid()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not paths.ae_model("dae").exists() and paths.ae_model("ae").exists()
+
+
+def test_the_flow_runs_only_own_process_stages_apart_and_only_where_it_pays(monkeypatch):
+    from vaeflow.flows import training_pipeline as tp
+    import vaeflow.tasks.workers as workers
+
+    cfg = load_config(REPO / "params.yaml", ["device=cpu"])
+    assert OWN_PROCESS == {"autoencoders"}
+    monkeypatch.setattr(workers, "usable_cores", lambda: 2)
+    monkeypatch.setattr(tp, "WORKERS", 2)
+    assert tp._stage_fn("autoencoders", cfg) is not STAGES["autoencoders"]  # a process of its own
+    assert tp._stage_fn("pretrain", cfg) is STAGES["pretrain"]  # the critical path stays in the flow's thread
+    monkeypatch.setattr(tp, "WORKERS", 1)  # one thread at a time: nothing trains beside it
+    assert tp._stage_fn("autoencoders", cfg) is STAGES["autoencoders"]
+    monkeypatch.setattr(tp, "WORKERS", 2)
+    monkeypatch.setattr(workers, "usable_cores", lambda: 1)  # one core: a second process would only compete
+    assert tp._stage_fn("autoencoders", cfg) is STAGES["autoencoders"]
+    monkeypatch.setattr(workers, "usable_cores", lambda: 2)
+    fake = lambda c, p: {}  # noqa: E731  a test's stand-in cannot be imported by a worker: it runs here
+    STAGES["autoencoders"] = fake
+    try:
+        assert tp._stage_fn("autoencoders", cfg) is fake
+    finally:
+        del STAGES["autoencoders"]
+    assert not STAGES.replaced("autoencoders")
