@@ -89,7 +89,7 @@ def main() -> None:
             tp.publish = _timed("publish", tp.publish)
             # each stage as the flow runs it (a stage in a process of its own too: its thread then only waits)
             stage_fn = tp._stage_fn
-            tp._stage_fn = lambda name, cfg: _timed(name, stage_fn(name, cfg))
+            tp._stage_fn = lambda name, *a: _timed(name, stage_fn(name, *a))
             RECORD["flow_imported_cpu_s"] = round(time.process_time() - T0_CPU, 2)
         return mod
     builtins.__import__ = hooked

@@ -29,7 +29,8 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
 from vaeflow.flows.artifacts import publish  # noqa: E402
-from vaeflow.tasks import OWN_PROCESS, PREWARM, STAGES, UPSTREAM  # noqa: E402
+from vaeflow.tasks import PREWARM, STAGES, UPSTREAM  # noqa: E402
+from vaeflow.tasks.workers import stage_runner as _stage_fn  # noqa: E402
 from vaeflow.tasks import tune as tune_stage  # noqa: E402
 from vaeflow import uptodate  # noqa: E402
 from vaeflow.config import flow_workers, load_config  # noqa: E402
@@ -65,25 +66,13 @@ def run_stage(name: str, params_file: str, overrides: list[str], root: str, trac
     cfg = load_config(params_file, overrides)
     TRAINING.add(name)
     try:
-        result = _stage_fn(name, cfg)(cfg, Paths(Path(out or root)))
+        result = _stage_fn(name, cfg, WORKERS)(cfg, Paths(Path(out or root)))
     finally:
         TRAINING.discard(name)
     if track:
         RECORDS.submit(name, root)
     logger.info("stage %s done", name)
     return {"stage": name, "skipped": False, **(result if isinstance(result, dict) else {})}
-
-
-def _stage_fn(name: str, cfg: Any) -> Any:
-    """How the flow runs a stage: in this thread, or for an OWN_PROCESS stage in a process of its own, when
-    the flow has a second thread and the box a second core for it, on CPU (a GPU's work is not GIL-bound)."""
-    from vaeflow.runtime import select_device
-    from vaeflow.tasks.workers import run_stage as in_process, usable_cores
-
-    if (name in OWN_PROCESS and not STAGES.replaced(name) and WORKERS > 1 and usable_cores() > 1
-            and select_device(cfg.device).type == "cpu"):
-        return lambda c, p: in_process(name, c, p)
-    return STAGES[name]
 
 
 class _Records:

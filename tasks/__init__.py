@@ -30,7 +30,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 # (adapt: its worker processes' start, ~2 s of imports, while pretrain ends), and release at its end.
 PREWARM: dict[str, str] = {"adapt": "adapt_parallel"}
 
-# Stages the flow runs in a process of their own (tasks/workers.py: run_stage) when it has a second thread and
+# Stages the flow runs in a process of their own (tasks/workers.py: stage_runner) when it has a second thread and
 # core: autoencoders trains beside pretrain, and in a thread of the flow's process its many small ops took the
 # GIL from pretrain's (pretrain's training took 15 s instead of 13 on 2 cores). Results are the same either way.
 OWN_PROCESS: frozenset[str] = frozenset({"autoencoders"})

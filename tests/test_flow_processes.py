@@ -97,25 +97,21 @@ def test_a_stop_kills_the_stage_process_at_once(inputs, tmp_path, monkeypatch):
 
 
 def test_the_flow_runs_only_own_process_stages_apart_and_only_where_it_pays(monkeypatch):
-    from vaeflow.flows import training_pipeline as tp
     import vaeflow.tasks.workers as workers
 
     cfg = load_config(REPO / "params.yaml", ["device=cpu"])
     assert OWN_PROCESS == {"autoencoders"}
     monkeypatch.setattr(workers, "usable_cores", lambda: 2)
-    monkeypatch.setattr(tp, "WORKERS", 2)
-    assert tp._stage_fn("autoencoders", cfg) is not STAGES["autoencoders"]  # a process of its own
-    assert tp._stage_fn("pretrain", cfg) is STAGES["pretrain"]  # the critical path stays in the flow's thread
-    monkeypatch.setattr(tp, "WORKERS", 1)  # one thread at a time: nothing trains beside it
-    assert tp._stage_fn("autoencoders", cfg) is STAGES["autoencoders"]
-    monkeypatch.setattr(tp, "WORKERS", 2)
+    assert workers.stage_runner("autoencoders", cfg, 2) is not STAGES["autoencoders"]  # a process of its own
+    assert workers.stage_runner("pretrain", cfg, 2) is STAGES["pretrain"]  # the critical path stays in the thread
+    assert workers.stage_runner("autoencoders", cfg, 1) is STAGES["autoencoders"]  # one thread: nothing beside it
     monkeypatch.setattr(workers, "usable_cores", lambda: 1)  # one core: a second process would only compete
-    assert tp._stage_fn("autoencoders", cfg) is STAGES["autoencoders"]
+    assert workers.stage_runner("autoencoders", cfg, 2) is STAGES["autoencoders"]
     monkeypatch.setattr(workers, "usable_cores", lambda: 2)
     fake = lambda c, p: {}  # noqa: E731  a test's stand-in cannot be imported by a worker: it runs here
     STAGES["autoencoders"] = fake
     try:
-        assert tp._stage_fn("autoencoders", cfg) is fake
+        assert workers.stage_runner("autoencoders", cfg, 2) is fake
     finally:
         del STAGES["autoencoders"]
     assert not STAGES.replaced("autoencoders")
