@@ -31,8 +31,8 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 PREWARM: dict[str, str] = {"adapt": "adapt_parallel"}
 
 # Stages the flow runs in a process of their own (tasks/workers.py: stage_runner) when it has a second thread and
-# core: autoencoders trains beside pretrain, and in a thread of the flow's process its many small ops took the
-# GIL from pretrain's (pretrain's training took 14-15.5 s instead of 12-13 on 2 cores). Results are the same.
+# cores for both: autoencoders trains beside pretrain, and in a thread of the flow's process its many small ops
+# took the GIL from pretrain's (pretrain's training took 14-15.5 s instead of 12-13 on 2 cores). Same results.
 OWN_PROCESS: frozenset[str] = frozenset({"autoencoders"})
 
 

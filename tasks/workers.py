@@ -175,12 +175,13 @@ def run_stage(name: str, cfg: Config, paths: Paths):
 
 def stage_runner(name: str, cfg: Config, flow_threads: int) -> Callable[[Config, Paths], dict]:
     """How the flow runs stage `name`: its `run` in the calling thread, or for an OWN_PROCESS stage `run_stage`
-    here, when the flow has a second thread and the box a second core for it, on CPU (a GPU's work is not
+    here, when the flow has a second thread and the box cores for both at the configured threads (with
+    `threads: 0`, all cores, each process would start a pool of all cores), on CPU (a GPU's work is not
     GIL-bound). A stage a test replaced (STAGES[name] = fn) runs in the thread: a worker could not import it."""
     from vaeflow.runtime import select_device
     from vaeflow.tasks import OWN_PROCESS, STAGES
 
-    if (name in OWN_PROCESS and not STAGES.replaced(name) and flow_threads > 1 and usable_cores() > 1
-            and select_device(cfg.device).type == "cpu"):
+    if (name in OWN_PROCESS and not STAGES.replaced(name) and flow_threads > 1 and cfg.threads > 0
+            and usable_cores() >= 2 * cfg.threads and select_device(cfg.device).type == "cpu"):
         return lambda c, p: run_stage(name, c, p)
     return STAGES[name]

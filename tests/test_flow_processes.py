@@ -108,6 +108,11 @@ def test_the_flow_runs_only_own_process_stages_apart_and_only_where_it_pays(monk
     monkeypatch.setattr(workers, "usable_cores", lambda: 1)  # one core: a second process would only compete
     assert workers.stage_runner("autoencoders", cfg, 2) is STAGES["autoencoders"]
     monkeypatch.setattr(workers, "usable_cores", lambda: 2)
+    for threads, cores, apart in ((0, 8, False), (2, 3, False), (2, 4, True)):  # threads 0: a pool of all cores each
+        monkeypatch.setattr(workers, "usable_cores", lambda c=cores: c)
+        many = cfg.model_copy(update={"threads": threads})
+        assert (workers.stage_runner("autoencoders", many, 2) is not STAGES["autoencoders"]) is apart
+    monkeypatch.setattr(workers, "usable_cores", lambda: 2)
     fake = lambda c, p: {}  # noqa: E731  a test's stand-in cannot be imported by a worker: it runs here
     STAGES["autoencoders"] = fake
     try:
