@@ -665,6 +665,16 @@ WAVE41_Q1=(
   "mnist_usps_convnet_shotmt18_bf16_s200 configs/mnist_usps.yaml mnist_usps_convnet_shotmt18_intel $MT01 $CONVNET $SHOTMT18 $DEMA $BF16 --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=200"
 )
 
+# Wave 42 (eighteenth session; record only, it decides nothing): wave 41's USPS→MNIST chain in bf16 for two more
+# seeds (adapt seeds 300 and 400, one a core), to say how often a seed falls into the 7→2 basin there (wave 41: one
+# of three; fp32 on this box: three of three; the AMD: one of seven). Same data and VAE, same defaults.
+WAVE42_Q0=(
+  "usps_mnist_convnet_dannmt18_bf16_s300 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA $BF16 --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=300"
+)
+WAVE42_Q1=(
+  "usps_mnist_convnet_dannmt18_bf16_s400 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA $BF16 --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=400"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
