@@ -668,6 +668,7 @@ WAVE41_Q1=(
 # Wave 42 (eighteenth session; record only, it decides nothing): wave 41's USPS→MNIST chain in bf16 for two more
 # seeds (adapt seeds 300 and 400, one a core), to say how often a seed falls into the 7→2 basin there (wave 41: one
 # of three; fp32 on this box: three of three; the AMD: one of seven). Same data and VAE, same defaults.
+# Measured (05:15-05:31 UTC): 99.17 and 98.96, neither in the basin; five bf16 seeds 98.75 ± 0.71 (bench/RESULTS.md).
 WAVE42_Q0=(
   "usps_mnist_convnet_dannmt18_bf16_s300 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA $BF16 --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=300"
 )
