@@ -46,7 +46,11 @@ def _killer(marker: Path, window: Path):
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.processes.setdefault(trial.trial_id, {}).setdefault(result["started"], result["resumed"])
-            if result.get("epoch") == WINDOW_EPOCH and not window.exists():
+            # Not the process the outside kill is set for: under load Tune can hand over epochs 1-4 of one process
+            # in one go, and the window kill then took that process before the timer, which found it gone (one
+            # restart short). Its restart, or the other trial, reports WINDOW_EPOCH later with another pid.
+            outside = json.loads(marker.read_text())["pid"] if marker.exists() else None
+            if result.get("epoch") == WINDOW_EPOCH and not window.exists() and result["pid"] != outside:
                 window.write_text(json.dumps({"trial_id": trial.trial_id, "pid": result["pid"]}))
                 os.kill(result["pid"], signal.SIGKILL)
             if result.get("epoch") != 1 or marker.exists():
