@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Callable
 
 import torch
 
-from vaeflow import stop
 from vaeflow.config import Config
 from vaeflow.paths import Paths
-from vaeflow.tasks.workers import Workers, _ready, from_worker, to_caller, usable_cores  # noqa: F401  (_ready: tests)
+from vaeflow.tasks.workers import Workers, to_caller, usable_cores
 
 log = logging.getLogger("vaeflow")
 ADAPT = ("vaeflow.tasks.adapt",)  # what a worker imports when it starts (most of its start)
@@ -90,14 +88,4 @@ def train_in_workers(chains: list[list[tuple[str, int]]], cfg: Config, paths: Pa
     w.emit_in(contextvars.copy_context())
     log.info("adapt: %d trainings in %d chains on %d worker processes (%d thread each)",
              sum(map(len, chains)), len(chains), n, threads)
-    ok = False
-    try:
-        pending = {w.pool.submit(_run, c, cfg, paths) for c in chains}
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for f in done:
-                finished(from_worker(f.result()))
-            stop.check()  # a signal reaches this process's main thread only; the flag reaches this one
-        ok = True
-    finally:
-        w.close(cancel=not ok)
+    w.gather([(_run, c, cfg, paths) for c in chains], finished)

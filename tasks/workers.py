@@ -20,14 +20,16 @@ import multiprocessing as mp
 import os
 import signal
 import threading
-from concurrent.futures import ProcessPoolExecutor, wait
-from typing import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, Callable
 
 import torch
 
 from vaeflow import stop
 from vaeflow.config import Config
 from vaeflow.paths import Paths
+from vaeflow.runtime import select_device
+from vaeflow.tasks import OWN_PROCESS, STAGES
 
 log = logging.getLogger("vaeflow")
 
@@ -137,6 +139,22 @@ class Workers:
         while (record := self.queue.get()) is not None:
             self._ctx[0].run(logging.getLogger(record.name).handle, record)
 
+    def gather(self, calls: list[tuple], each: Callable[[Any], None]) -> None:
+        """Run every call `(fn, *args)` on the pool, hand each result (its tensors back) to `each` in this process
+        as it ends, then shut the pool down. A stop (the flag, looked at every 0.2 s: a signal reaches this
+        process's main thread only) or the first error kills what still runs and is raised here."""
+        ok = False
+        try:
+            pending = {self.pool.submit(*c) for c in calls}
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for f in done:
+                    each(from_worker(f.result()))
+                stop.check()
+            ok = True
+        finally:
+            self.close(cancel=not ok)
+
     def close(self, cancel: bool = False) -> None:
         """Shut the pool down; with `cancel` (an error, a stop), the running tasks are killed rather than waited
         for: each training has checkpointed at most checkpoint_every_s ago, which is where a re-run resumes."""
@@ -151,8 +169,6 @@ class Workers:
 
 
 def _stage(name: str, cfg: Config, paths: Paths):
-    from vaeflow.tasks import STAGES
-
     return to_caller(STAGES[name](cfg, paths))
 
 
@@ -161,16 +177,9 @@ def run_stage(name: str, cfg: Config, paths: Paths):
     Prefect run context) and is killed by an error or a stop here (the stage resumes from its checkpoints)."""
     w = Workers(1, cfg.threads, preload=(f"vaeflow.tasks.{name}",))
     w.emit_in(contextvars.copy_context())
-    ok = False
-    try:
-        future = w.pool.submit(_stage, name, cfg, paths)
-        while not wait([future], timeout=0.2)[0]:
-            stop.check()  # a signal reaches this process's main thread only; the flag reaches this one
-        out = from_worker(future.result())
-        ok = True
-        return out
-    finally:
-        w.close(cancel=not ok)
+    out: list = []
+    w.gather([(_stage, name, cfg, paths)], out.append)
+    return out[0]
 
 
 def stage_runner(name: str, cfg: Config, flow_threads: int) -> Callable[[Config, Paths], dict]:
@@ -178,9 +187,6 @@ def stage_runner(name: str, cfg: Config, flow_threads: int) -> Callable[[Config,
     here, when the flow has a second thread and the box cores for both at the configured threads (with
     `threads: 0`, all cores, each process would start a pool of all cores), on CPU (a GPU's work is not
     GIL-bound). A stage a test replaced (STAGES[name] = fn) runs in the thread: a worker could not import it."""
-    from vaeflow.runtime import select_device
-    from vaeflow.tasks import OWN_PROCESS, STAGES
-
     if (name in OWN_PROCESS and not STAGES.replaced(name) and flow_threads > 1 and cfg.threads > 0
             and usable_cores() >= 2 * cfg.threads and select_device(cfg.device).type == "cpu"):
         return lambda c, p: run_stage(name, c, p)

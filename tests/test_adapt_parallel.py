@@ -103,7 +103,9 @@ def test_prewarmed_workers_that_no_stage_takes_are_shut_down():
     cfg = load_config(REPO / "params.yaml", TINY + ["adapt.workers=2"])
     ap.prewarm(cfg)
     w = ap._prewarmed["workers"]
-    pids = {w.pool.submit(ap._ready).result(timeout=120) for _ in range(4)}
+    from vaeflow.tasks.workers import _ready
+
+    pids = {w.pool.submit(_ready).result(timeout=120) for _ in range(4)}
     assert 1 <= len(pids) <= 2 and os.getpid() not in pids
     ap.release()
     assert ap._prewarmed == {}
