@@ -676,6 +676,45 @@ WAVE42_Q1=(
   "usps_mnist_convnet_dannmt18_bf16_s400 configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA $BF16 --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=400"
 )
 
+# Wave 43 (nineteenth session; both queues): the mean teacher's alignment as a floor, adapt.mean_teacher.align_floor=
+# true, nothing else. Why, before any run: alignment is there to stop a collapse, and a collapse is a class falling;
+# two-way alignment also pushes down a class the unlabelled set has more of than the labelled one. USPS's 7 is 8.8 %,
+# MNIST's 10.3 %: aligned to USPS's shares the teacher holds MNIST's 7 at 0.85 of its own share while 2 is held at
+# 0.97, and the 7s nearest 2 go to 2 (waves 38-41: ~130 MNIST 7s called 2 in every fp32 seed on this box; 99.03 without
+# alignment). A floor raises a falling class as fully as two-way alignment does and never lowers one, so the ratio of
+# 7 to 2 is the teacher's own. Unlike the slack of wave 36 (a band of [prior/2, prior·2], rejected: it let a class
+# fall to half its share unopposed) the floor's bottom edge is the share itself.
+# Rule, fixed before any run, wave 36's: make align_floor=true the default only if, paired by seed with wave 36's
+# *_base jobs (DANN, which does not read the option, must be bit-identical between the two, else the pairing is void
+# and the rule not applied): (a) on the colour target DANN → mean teacher loses no more than 0.3 on average and no run
+# is flagged; (b) on printed digits → MNIST DANN → mean teacher loses no more than 0.3 on average; (c) no run of
+# these jobs is newly flagged. Same data and VAE as wave 36 (shared), same seeds (0, 100, 200), fp32.
+#   - queue 0: the colour target, DANN 5 → mean teacher 5; queue 1: printed → MNIST, DANN 5 → mean teacher 5.
+FLOOR="--set adapt.mean_teacher.align_floor=true"
+WAVE43_Q0=(
+  "mnist_colour_convnet_dannmt_floor configs/mnist_usps.yaml mnist_colour_convnet_dannmt_slack $MT01 $CONVNET $UDA --set pretrain.epochs=1 --set data.target=npz:$colour --set data.channels=3 --set adapt.variants=[dann,dann_mean_teacher] $DEMA $FLOOR"
+)
+WAVE43_Q1=(
+  "printed_mnist_convnet_dannmt_floor configs/usps_mnist.yaml printed_mnist_convnet_dannmt_slack $PRINTED --set adapt.variants=[dann,dann_mean_teacher] $DEMA $FLOOR"
+)
+# Wave 44 (nineteenth session; record only, it decides nothing, whatever wave 43 decides): the presets' chains with
+# the floor, paired by seed with waves 38-39 (fp32, USPS → MNIST: every seed in the 7 → 2 basin) and wave 41 (bf16,
+# MNIST → USPS: bf16 so that the three seeds fit the session). Same data and VAE as wave 38's jobs.
+#   - queue 0: USPS → MNIST fp32 seeds 0 and 200, then MNIST → USPS bf16 seed 200;
+#   - queue 1: USPS → MNIST fp32 seed 100, then MNIST → USPS bf16 seeds 0 and 100.
+UM="configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_intel $MT01 $CONVNET $DANNMT18 $DEMA $FLOOR --set pretrain.epochs=1 --set adapt.repeats=1"
+MU="configs/mnist_usps.yaml mnist_usps_convnet_shotmt18_intel $MT01 $CONVNET $SHOTMT18 $DEMA $FLOOR $BF16 --set pretrain.epochs=1 --set adapt.repeats=1"
+WAVE44_Q0=(
+  "usps_mnist_convnet_dannmt18_floor_s0 $UM --set seed=0"
+  "usps_mnist_convnet_dannmt18_floor_s200 $UM --set seed=200"
+  "mnist_usps_convnet_shotmt18_floor_bf16_s200 $MU --set seed=200"
+)
+WAVE44_Q1=(
+  "usps_mnist_convnet_dannmt18_floor_s100 $UM --set seed=100"
+  "mnist_usps_convnet_shotmt18_floor_bf16_s0 $MU --set seed=0"
+  "mnist_usps_convnet_shotmt18_floor_bf16_s100 $MU --set seed=100"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do

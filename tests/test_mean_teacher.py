@@ -146,6 +146,29 @@ def test_alignment_with_slack_moves_only_the_classes_outside_the_band_and_only_t
     assert torch.allclose(aligned(align_slack=50.0), p, atol=1e-5)
 
 
+def test_alignment_as_a_floor_raises_the_classes_below_their_share_and_lowers_none():
+    """Against a hand computation with the history full of one batch's mean m: with align_floor a class below its
+    share (prior/s) is scaled by (prior/s)/m_c, every other class keeps its probability up to the row's
+    renormalisation, so the ratio of two over-predicted classes is the teacher's own (two-way alignment changes it).
+    With slack 2 it is the band's bottom edge alone."""
+    y = torch.tensor([0, 1, 2, 3])  # labelled shares 1/4 each
+    p = torch.tensor([[0.60, 0.30, 0.08, 0.02], [0.50, 0.20, 0.28, 0.02]])  # mean 0.55, 0.25, 0.18, 0.02
+
+    def aligned(**kw):
+        algo = MeanTeacher(_clf(n_classes=4), lr=1e-2, weight_decay=0.0, align=True, **kw)
+        algo.setup(torch.zeros(4, 1, 4, 4), y, None)
+        algo.p_unl_hist.copy_(p.mean(0).expand_as(algo.p_unl_hist))
+        return algo.aligned(p)
+
+    for slack, scale in [(1.0, [1.0, 1.0, 0.25 / 0.18, 0.25 / 0.02]), (2.0, [1.0, 1.0, 1.0, 0.125 / 0.02])]:
+        want = p * torch.tensor(scale)
+        got = aligned(align_slack=slack, align_floor=True)
+        assert torch.allclose(got, want / want.sum(1, keepdim=True), atol=1e-5)
+        assert torch.allclose(got[:, 0] / got[:, 1], p[:, 0] / p[:, 1], atol=1e-5)  # the over-predicted pair as it was
+    two_way = aligned()
+    assert not torch.allclose(two_way[:, 0] / two_way[:, 1], p[:, 0] / p[:, 1], atol=1e-3)
+
+
 def test_continued_alignment_estimates_the_unlabelled_shares_with_the_network_it_continues():
     """Against a direct computation: the shares are the continued network's mean probability over the unlabelled
     images, each batch of 256 normalised by its own statistics (a fresh train-mode copy per batch, dropout off). The

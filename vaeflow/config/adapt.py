@@ -82,6 +82,12 @@ class MeanTeacherConfig(Section):
     align_slack: float = Field(1.0, ge=1.0, le=100.0, description="align only a class whose recent share has left "
                                "[share/slack, share·slack] of the aligned-to shares, back to that band's edge (1: "
                                "align every class all the way)")
+    # A collapse is a class falling; a floor opposes it as fully as two-way alignment does, and leaves alone a class
+    # that the unlabelled set has more of than the labelled one (two-way alignment pushes that class into its
+    # neighbours). Off: as measured before the option existed.
+    align_floor: bool = Field(False, description="alignment only raises a class whose recent share is below the "
+                              "aligned-to share (a floor against a collapse); a class predicted more often is not "
+                              "lowered")
     # Its own length, so that a mean teacher continuing a short source phase (shot_mean_teacher) can take the
     # longer share of a fixed budget: the source phase is done once its source-validation accuracy is flat.
     epochs: int = Field(0, ge=0, le=100_000, description="epochs of every mean-teacher variant (0: adapt.epochs)")

@@ -23,6 +23,10 @@ unlabelled set's own shares, so alignment keeps the teacher from drifting away f
 How far it pulls (adapt.mean_teacher.align_slack): all the way to those shares (1), or only a class whose share has
 left the band [shares / slack, shares · slack], back to the band's edge (`within`): the domains may then differ in
 their class frequencies by up to that factor unopposed, while a class that collapses is still raised.
+Which way it pulls (adapt.mean_teacher.align_floor): both (a class above its share is lowered to it, one below is
+raised), or up only: a floor. A collapse is a class falling, and the floor raises it as fully as alignment does; what
+it leaves alone is a class the unlabelled set simply has more of, which two-way alignment pushes down into its
+neighbours (a source whose 7s are rarer than the target's holds the target's 7 down, and its most 2-like 7s go to 2).
 
 The same engine serves unsupervised domain adaptation (labelled = source, unlabelled = target train)
 and few-label learning (labelled = the few target labels, unlabelled = the target train): nothing in
@@ -56,22 +60,24 @@ def align(p_target: torch.Tensor, p_source_dist: torch.Tensor, p_target_dist: to
     return q / q.sum(1, keepdim=True)
 
 
-def within(shares: torch.Tensor, prior: torch.Tensor, slack: float) -> torch.Tensor:
+def within(shares: torch.Tensor, prior: torch.Tensor, slack: float, floor: bool = False) -> torch.Tensor:
     """`shares` clipped, class by class, into [prior / slack, prior · slack]: the nearest class distribution (per class)
     that differs from `prior` by no more than a factor `slack`. slack = 1 gives `prior` itself, exactly (x / 1, x · 1,
-    max and min round nothing), so the plain alignment is this with no slack."""
-    return torch.minimum(torch.maximum(shares, prior / slack), prior * slack)
+    max and min round nothing), so the plain alignment is this with no slack. With `floor` the band has no top
+    (shares are only raised to prior / slack): a class predicted more often than its prior is left alone."""
+    raised = torch.maximum(shares, prior / slack)
+    return raised if floor else torch.minimum(raised, prior * slack)
 
 
 def align_recent(p_target: torch.Tensor, p_source_dist: torch.Tensor, history: torch.Tensor, step: int,
-                 slack: float = 1.0) -> torch.Tensor:
+                 slack: float = 1.0, floor: bool = False) -> torch.Tensor:
     """align() against the recent target distribution: this batch's mean prediction takes the history's slot for
     `step` (a ring of HISTORY rows, kept in place), and the rows' mean is the target distribution. With slack > 1 the
     distribution is pulled only as far as `within(·, p_source_dist, slack)`: a class whose share is within that
-    factor of the prior is left as it is, one beyond is moved back to the band's edge."""
+    factor of the prior is left as it is, one beyond is moved back to the band's edge; with `floor`, only one below."""
     history[step % len(history)] = p_target.mean(0)
     recent = history.mean(0)
-    return align(p_target, within(recent, p_source_dist, slack), recent)
+    return align(p_target, within(recent, p_source_dist, slack, floor), recent)
 
 
 @torch.no_grad()
@@ -103,10 +109,11 @@ class MeanTeacher(Algorithm):
 
     def __init__(self, clf: Classifier, *, ema: float = 0.99, threshold: float = 0.968,
                  consistency_weight: float = 3.0, class_balance: float = 0.005, align: bool = False,
-                 align_to: str = "labelled", align_slack: float = 1.0, continued: bool = False, **kw) -> None:
+                 align_to: str = "labelled", align_slack: float = 1.0, align_floor: bool = False,
+                 continued: bool = False, **kw) -> None:
         super().__init__(clf, **kw)
         self.aligns = align  # not `align`: that is the module's function
-        self.align_slack = align_slack
+        self.align_slack, self.align_floor = align_slack, align_floor
         # a network trained from the VAE encoder or at random predicts nothing yet: only a continued one estimates
         self.align_to = align_to if continued else "labelled"
         c = clf.n_classes
@@ -126,7 +133,7 @@ class MeanTeacher(Algorithm):
         mt = a.mean_teacher
         return cls(clf, ema=mt.ema, threshold=mt.threshold, consistency_weight=mt.consistency_weight,
                    class_balance=mt.class_balance, align=mt.align, align_to=mt.align_to, align_slack=mt.align_slack,
-                   continued=continued, **cls.common(a))
+                   align_floor=mt.align_floor, continued=continued, **cls.common(a))
 
     def setup(self, x_lab, y_lab, x_unl) -> None:
         # Before any resume (fit() restores the checkpoint after setup), so the teacher here is still the continued
@@ -143,7 +150,8 @@ class MeanTeacher(Algorithm):
         """The teacher's probabilities as targets: aligned to `prior` (setup's shares) when align is set."""
         if not self.aligns:
             return teacher_probs
-        return align_recent(teacher_probs, self.prior, self.p_unl_hist, int(self.steps), self.align_slack)
+        return align_recent(teacher_probs, self.prior, self.p_unl_hist, int(self.steps), self.align_slack,
+                            self.align_floor)
 
     @classmethod
     def schedule(cls, a) -> int:
