@@ -715,6 +715,18 @@ WAVE44_Q1=(
   "mnist_usps_convnet_shotmt18_floor_bf16_s100 $MU --set seed=100"
 )
 
+# Wave 45 (nineteenth session; record only, it decides nothing): wave 44's USPS → MNIST chain with the floor in bf16,
+# the seeds of wave 41 (0, 100, 200; seed 0 fell into the 7 → 2 basin there), so that the preset's figure with the
+# floor is also measured within the 15 minutes a seed on this box (fp32 takes ~20 here). Same data and VAE.
+#   - queue 0: seed 100; queue 1: seeds 0 and 200 (each queue starts when its wave-44 jobs are done).
+WAVE45_Q0=(
+  "usps_mnist_convnet_dannmt18_floor_bf16_s100 $UM $BF16 --set seed=100"
+)
+WAVE45_Q1=(
+  "usps_mnist_convnet_dannmt18_floor_bf16_s0 $UM $BF16 --set seed=0"
+  "usps_mnist_convnet_dannmt18_floor_bf16_s200 $UM $BF16 --set seed=200"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
