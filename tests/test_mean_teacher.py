@@ -123,27 +123,30 @@ def test_alignment_scales_the_teacher_by_labelled_shares_over_its_recent_predict
     assert torch.equal(off.aligned(p), p)
 
 
+# A teacher's batch over 4 classes whose labelled shares are 1/4 each: mean 0.55, 0.25, 0.18, 0.02.
+P4 = torch.tensor([[0.60, 0.30, 0.08, 0.02], [0.50, 0.20, 0.28, 0.02]])
+
+
+def _aligned_p4(**kw) -> torch.Tensor:
+    """P4 aligned by a mean teacher with options kw, its history full of P4's mean already (every slot)."""
+    algo = MeanTeacher(_clf(n_classes=4), lr=1e-2, weight_decay=0.0, align=True, **kw)
+    algo.setup(torch.zeros(4, 1, 4, 4), torch.tensor([0, 1, 2, 3]), None)
+    algo.p_unl_hist.copy_(P4.mean(0).expand_as(algo.p_unl_hist))
+    return algo.aligned(P4)
+
+
 def test_alignment_with_slack_moves_only_the_classes_outside_the_band_and_only_to_its_edge():
     """Against a hand computation with the history full of one batch's mean m: with slack s, a class whose share is
     within [prior/s, prior·s] keeps its probability up to the row's renormalisation, one below is scaled by
     (prior/s)/m_c, one above by (prior·s)/m_c. slack 1 is the plain alignment, bit for bit; a slack so wide that every
     class is inside leaves the probabilities as they are."""
-    y = torch.tensor([0, 1, 2, 3])  # labelled shares 1/4 each
-    p = torch.tensor([[0.60, 0.30, 0.08, 0.02], [0.50, 0.20, 0.28, 0.02]])  # mean 0.55, 0.25, 0.18, 0.02
-
-    def aligned(**kw):
-        algo = MeanTeacher(_clf(n_classes=4), lr=1e-2, weight_decay=0.0, align=True, **kw)
-        algo.setup(torch.zeros(4, 1, 4, 4), y, None)
-        algo.p_unl_hist.copy_(p.mean(0).expand_as(algo.p_unl_hist))  # every slot this batch's mean already
-        return algo.aligned(p)
-
     scale = torch.tensor([0.5 / 0.55, 1.0, 1.0, 0.125 / 0.02])  # slack 2: band [0.125, 0.5]; class 0 above, 3 below
-    want = p * scale
-    assert torch.allclose(aligned(align_slack=2.0), want / want.sum(1, keepdim=True), atol=1e-5)
-    assert torch.equal(aligned(align_slack=1.0), aligned())
-    full = p * 0.25 / p.mean(0)
-    assert torch.allclose(aligned(align_slack=1.0), full / full.sum(1, keepdim=True), atol=1e-5)
-    assert torch.allclose(aligned(align_slack=50.0), p, atol=1e-5)
+    want = P4 * scale
+    assert torch.allclose(_aligned_p4(align_slack=2.0), want / want.sum(1, keepdim=True), atol=1e-5)
+    assert torch.equal(_aligned_p4(align_slack=1.0), _aligned_p4())
+    full = P4 * 0.25 / P4.mean(0)
+    assert torch.allclose(_aligned_p4(align_slack=1.0), full / full.sum(1, keepdim=True), atol=1e-5)
+    assert torch.allclose(_aligned_p4(align_slack=50.0), P4, atol=1e-5)
 
 
 def test_alignment_as_a_floor_raises_the_classes_below_their_share_and_lowers_none():
@@ -151,22 +154,14 @@ def test_alignment_as_a_floor_raises_the_classes_below_their_share_and_lowers_no
     share (prior/s) is scaled by (prior/s)/m_c, every other class keeps its probability up to the row's
     renormalisation, so the ratio of two over-predicted classes is the teacher's own (two-way alignment changes it).
     With slack 2 it is the band's bottom edge alone."""
-    y = torch.tensor([0, 1, 2, 3])  # labelled shares 1/4 each
-    p = torch.tensor([[0.60, 0.30, 0.08, 0.02], [0.50, 0.20, 0.28, 0.02]])  # mean 0.55, 0.25, 0.18, 0.02
-
-    def aligned(**kw):
-        algo = MeanTeacher(_clf(n_classes=4), lr=1e-2, weight_decay=0.0, align=True, **kw)
-        algo.setup(torch.zeros(4, 1, 4, 4), y, None)
-        algo.p_unl_hist.copy_(p.mean(0).expand_as(algo.p_unl_hist))
-        return algo.aligned(p)
-
     for slack, scale in [(1.0, [1.0, 1.0, 0.25 / 0.18, 0.25 / 0.02]), (2.0, [1.0, 1.0, 1.0, 0.125 / 0.02])]:
-        want = p * torch.tensor(scale)
-        got = aligned(align_slack=slack, align_floor=True)
+        want = P4 * torch.tensor(scale)
+        got = _aligned_p4(align_slack=slack, align_floor=True)
         assert torch.allclose(got, want / want.sum(1, keepdim=True), atol=1e-5)
-        assert torch.allclose(got[:, 0] / got[:, 1], p[:, 0] / p[:, 1], atol=1e-5)  # the over-predicted pair as it was
-    two_way = aligned()
-    assert not torch.allclose(two_way[:, 0] / two_way[:, 1], p[:, 0] / p[:, 1], atol=1e-3)
+        # the over-predicted pair (classes 0 and 1) as it was
+        assert torch.allclose(got[:, 0] / got[:, 1], P4[:, 0] / P4[:, 1], atol=1e-5)
+    two_way = _aligned_p4()
+    assert not torch.allclose(two_way[:, 0] / two_way[:, 1], P4[:, 0] / P4[:, 1], atol=1e-3)
 
 
 def test_continued_alignment_estimates_the_unlabelled_shares_with_the_network_it_continues():
