@@ -752,6 +752,21 @@ WAVE47_Q1=(
   "usps_mnist_convnet_dannmt18_floor_bf16_s400 $UM $BF16 --set seed=400"
 )
 
+# Wave 48 (twentieth session; record only, it decides nothing): wave 46 measured, paired by seed, the floor at
+# 1.31 ± 0.66 % error (0.95, 0.91, 2.07: seed 200 calls 127 of MNIST's test 7s 2s) and two-way alignment at
+# 0.93 ± 0.04 (0.90, 0.97, 0.93). Two more adapt seeds each (300, 400; --set seed, one repeat, same data and VAE) say
+# how often a seed falls into that basin with each. Both figures are reported, whatever they show; wave 46's stay.
+#   - queue 0: the floor, seeds 300 and 400; queue 1: two-way, seeds 300 and 400.
+FEW="configs/mnist_100labels.yaml mnist_100labels_mtfew25_floor $MT01 --set adapt.epochs=25 --set adapt.variants=[mean_teacher_few] $ALIGN --set adapt.repeats=1"
+WAVE48_Q0=(
+  "mnist_100labels_mtfew25_floor_s300 $FEW --set seed=300"
+  "mnist_100labels_mtfew25_floor_s400 $FEW --set seed=400"
+)
+WAVE48_Q1=(
+  "mnist_100labels_mtfew25_twoway_s300 $FEW $TWO_WAY --set seed=300"
+  "mnist_100labels_mtfew25_twoway_s400 $FEW $TWO_WAY --set seed=400"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
