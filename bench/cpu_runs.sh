@@ -732,6 +732,8 @@ WAVE45_Q1=(
 # alignment, paired by seed on this box (wave 29's 1.42 ± 0.75 was two-way, on the AMD box). Fresh data and VAE (the
 # first job makes them; the second shares them). What is read: the paired difference and seconds a seed.
 #   - queue 0 (after wave 47's job): the floor (the default); queue 1 (after wave 47's job): two-way.
+# Measured (09:31-10:26 UTC): floor 1.31 ± 0.66 % error (0.95, 0.91, 2.07: seed 200 calls 127 of MNIST's 7s 2s),
+# two-way 0.93 ± 0.04 (0.90, 0.97, 0.93); 936-989 s a seed (bench/RESULTS.md).
 TWO_WAY="--set adapt.mean_teacher.align_floor=false"
 WAVE46_Q0=(
   "mnist_100labels_mtfew25_floor configs/mnist_100labels.yaml - $MT01 --set adapt.epochs=25 --set adapt.variants=[mean_teacher_few] $ALIGN"
@@ -745,6 +747,7 @@ WAVE46_Q1=(
 # two-way jobs (99.17, 98.96). Why: the three seeds gave 98.99, 0.01 under the goal; five say whether that is a miss
 # of the method or of three draws. Both are reported, whatever they show. Same data and VAE.
 #   - queue 0: seed 300; queue 1: seed 400 (run before wave 46).
+# Measured (09:18-09:31 UTC): 98.96 and 99.03; the five seeds with the floor 98.99 ± 0.06 (bench/RESULTS.md).
 WAVE47_Q0=(
   "usps_mnist_convnet_dannmt18_floor_bf16_s300 $UM $BF16 --set seed=300"
 )
@@ -757,6 +760,8 @@ WAVE47_Q1=(
 # 0.93 ± 0.04 (0.90, 0.97, 0.93). Two more adapt seeds each (300, 400; --set seed, one repeat, same data and VAE) say
 # how often a seed falls into that basin with each. Both figures are reported, whatever they show; wave 46's stay.
 #   - queue 0: the floor, seeds 300 and 400; queue 1: two-way, seeds 300 and 400.
+# Measured (10:28-11:01 UTC): floor 2.09 (133 7s called 2) and 0.76, two-way 1.07 and 0.88; five seeds: floor
+# 1.36 ± 0.66, two-way 0.95 ± 0.08 (bench/RESULTS.md).
 FEW="configs/mnist_100labels.yaml mnist_100labels_mtfew25_floor $MT01 --set adapt.epochs=25 --set adapt.variants=[mean_teacher_few] $ALIGN --set adapt.repeats=1"
 WAVE48_Q0=(
   "mnist_100labels_mtfew25_floor_s300 $FEW --set seed=300"
