@@ -812,6 +812,7 @@ WAVE50_Q1=(
 # Wave 51 (twentieth session; a diagnosis, it decides nothing): wave 50's few-label mean teacher stayed at 21-25 %
 # on the printed digits. The same 100 labels, data and VAE with supervised training alone (finetune: the VAE encoder
 # fine-tuned; scratch: random init), 5 epochs, seed 0, say whether the labels themselves carry this network further.
+# Measured (11:37-11:40 UTC): finetune 28.82 %, scratch 34.00 % accuracy (the mean teacher: 21 %).
 WAVE51_Q0=(
   "printed_100labels_supervised $FEWP --set adapt.epochs=5 --set adapt.variants=[finetune,scratch] --set seed=0"
 )
