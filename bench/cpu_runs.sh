@@ -735,11 +735,12 @@ WAVE45_Q1=(
 # Measured (09:31-10:26 UTC): floor 1.31 ± 0.66 % error (0.95, 0.91, 2.07: seed 200 calls 127 of MNIST's 7s 2s),
 # two-way 0.93 ± 0.04 (0.90, 0.97, 0.93); 936-989 s a seed (bench/RESULTS.md).
 TWO_WAY="--set adapt.mean_teacher.align_floor=false"
+MTFEW25="--set adapt.epochs=25 --set adapt.variants=[mean_teacher_few] $ALIGN"  # wave 29's job (waves 46-50)
 WAVE46_Q0=(
-  "mnist_100labels_mtfew25_floor configs/mnist_100labels.yaml - $MT01 --set adapt.epochs=25 --set adapt.variants=[mean_teacher_few] $ALIGN"
+  "mnist_100labels_mtfew25_floor configs/mnist_100labels.yaml - $MT01 $MTFEW25"
 )
 WAVE46_Q1=(
-  "mnist_100labels_mtfew25_twoway configs/mnist_100labels.yaml mnist_100labels_mtfew25_floor $MT01 --set adapt.epochs=25 --set adapt.variants=[mean_teacher_few] $ALIGN $TWO_WAY"
+  "mnist_100labels_mtfew25_twoway configs/mnist_100labels.yaml mnist_100labels_mtfew25_floor $MT01 $MTFEW25 $TWO_WAY"
 )
 
 # Wave 47 (twentieth session; record only, it decides nothing and does not replace the three-seed figure the goal is
@@ -762,7 +763,7 @@ WAVE47_Q1=(
 #   - queue 0: the floor, seeds 300 and 400; queue 1: two-way, seeds 300 and 400.
 # Measured (10:28-11:01 UTC): floor 2.09 (133 7s called 2) and 0.76, two-way 1.07 and 0.88; five seeds: floor
 # 1.36 ± 0.66, two-way 0.95 ± 0.08 (bench/RESULTS.md).
-FEW="configs/mnist_100labels.yaml mnist_100labels_mtfew25_floor $MT01 --set adapt.epochs=25 --set adapt.variants=[mean_teacher_few] $ALIGN --set adapt.repeats=1"
+FEW="configs/mnist_100labels.yaml mnist_100labels_mtfew25_floor $MT01 $MTFEW25 --set adapt.repeats=1"
 WAVE48_Q0=(
   "mnist_100labels_mtfew25_floor_s300 $FEW --set seed=300"
   "mnist_100labels_mtfew25_floor_s400 $FEW --set seed=400"
@@ -783,12 +784,12 @@ WAVE48_Q1=(
 # newly flagged. Whatever this shows, it is reported.
 # Measured (11:02-11:11 UTC): floor 11.33 ± 0.70 % error (11.26, 12.06, 10.66), two-way 11.33 ± 0.52 (11.86, 11.31,
 # 10.81), paired 0.00 ± 0.68, none flagged; ~140 s a seed. This target's half of the rule holds (bench/RESULTS.md).
-FEWC="configs/mnist_100labels.yaml - $MT01 --set data.source=npz:$colour --set data.target=npz:$colour --set data.channels=3 --set adapt.epochs=25 --set adapt.variants=[mean_teacher_few] $ALIGN"
+FEWC="$MT01 --set data.source=npz:$colour --set data.target=npz:$colour --set data.channels=3 $MTFEW25"
 WAVE49_Q0=(
-  "colour_100labels_mtfew25_floor $FEWC"
+  "colour_100labels_mtfew25_floor configs/mnist_100labels.yaml - $FEWC"
 )
 WAVE49_Q1=(
-  "colour_100labels_mtfew25_twoway ${FEWC/ - / colour_100labels_mtfew25_floor } $TWO_WAY"
+  "colour_100labels_mtfew25_twoway configs/mnist_100labels.yaml colour_100labels_mtfew25_floor $FEWC $TWO_WAY"
 )
 
 # Wave 50 (twentieth session; record only this session): wave 49's second development target, the printed digits
@@ -797,16 +798,17 @@ WAVE49_Q1=(
 # The rule is wave 49's, unchanged. Queue 0: the floor; queue 1: two-way.
 # Measured (11:14-11:38 UTC): seed 0, 78.85 % error with the floor and 78.40 two-way (21-25 % accuracy at every
 # epoch: the network does not learn from 10 labels a class here); seeds 100 and 200 stopped for the session's checks.
-FEWP="configs/mnist_100labels.yaml printed_100labels_mtfew25_floor_s0 $MT01 --set data.source=npz:$printed --set data.target=npz:$printed --set data.channels=3 --set adapt.epochs=25 --set adapt.variants=[mean_teacher_few] $ALIGN --set adapt.repeats=1"
+FEWP="$MT01 --set data.source=npz:$printed --set data.target=npz:$printed --set data.channels=3 $MTFEW25 --set adapt.repeats=1"
+P0="configs/mnist_100labels.yaml printed_100labels_mtfew25_floor_s0"  # the preset; the job whose data and VAE they share
 WAVE50_Q0=(
-  "printed_100labels_mtfew25_floor_s0 ${FEWP/ printed_100labels_mtfew25_floor_s0 / - } --set seed=0"
-  "printed_100labels_mtfew25_floor_s100 $FEWP --set seed=100"
-  "printed_100labels_mtfew25_floor_s200 $FEWP --set seed=200"
+  "printed_100labels_mtfew25_floor_s0 configs/mnist_100labels.yaml - $FEWP --set seed=0"
+  "printed_100labels_mtfew25_floor_s100 $P0 $FEWP --set seed=100"
+  "printed_100labels_mtfew25_floor_s200 $P0 $FEWP --set seed=200"
 )
 WAVE50_Q1=(
-  "printed_100labels_mtfew25_twoway_s0 $FEWP $TWO_WAY --set seed=0"
-  "printed_100labels_mtfew25_twoway_s100 $FEWP $TWO_WAY --set seed=100"
-  "printed_100labels_mtfew25_twoway_s200 $FEWP $TWO_WAY --set seed=200"
+  "printed_100labels_mtfew25_twoway_s0 $P0 $FEWP $TWO_WAY --set seed=0"
+  "printed_100labels_mtfew25_twoway_s100 $P0 $FEWP $TWO_WAY --set seed=100"
+  "printed_100labels_mtfew25_twoway_s200 $P0 $FEWP $TWO_WAY --set seed=200"
 )
 
 # Wave 51 (twentieth session; a diagnosis, it decides nothing): wave 50's few-label mean teacher stayed at 21-25 %
@@ -814,7 +816,7 @@ WAVE50_Q1=(
 # fine-tuned; scratch: random init), 5 epochs, seed 0, say whether the labels themselves carry this network further.
 # Measured (11:37-11:40 UTC): finetune 28.82 %, scratch 34.00 % accuracy (the mean teacher: 21 %).
 WAVE51_Q0=(
-  "printed_100labels_supervised $FEWP --set adapt.epochs=5 --set adapt.variants=[finetune,scratch] --set seed=0"
+  "printed_100labels_supervised $P0 $FEWP --set adapt.epochs=5 --set adapt.variants=[finetune,scratch] --set seed=0"
 )
 
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
