@@ -819,6 +819,26 @@ WAVE51_Q0=(
   "printed_100labels_supervised $P0 $FEWP --set adapt.epochs=5 --set adapt.variants=[finetune,scratch] --set seed=0"
 )
 
+# Wave 52 (twenty-first session; a diagnosis, it decides nothing): why the few-label mean teacher falls below plain
+# supervised training on the printed digits (wave 50: 21-26 % at every epoch; wave 51: finetune 28.8, scratch 34.0
+# after 5 epochs). Seed 0, wave 50's data and VAE, 5 epochs each (~3 min a mean teacher), one factor at a time:
+# the default; random init (is it the VAE's start? scratch beat finetune); no consistency and no balance term
+# (the same machinery, teacher scored, labels alone: is it the unlabelled loss?); no balance term; FixMatch and
+# FlexMatch (do the pseudo-label methods fail the same way?); and supervised training for 25 epochs (the budget's
+# baseline). Any change it suggests needs a rule of its own, written down before runs on the development targets.
+D5="$P0 $FEWP --set adapt.epochs=5 --set seed=0"
+WAVE52_Q0=(
+  "printed_100labels_d5_mt $D5"
+  "printed_100labels_d5_mt_random $D5 --set adapt.warm_start=false"
+  "printed_100labels_d5_fixmatch $D5 --set adapt.variants=[fixmatch]"
+  "printed_100labels_supervised25 $P0 $FEWP --set adapt.variants=[finetune,scratch] --set seed=0"
+)
+WAVE52_Q1=(
+  "printed_100labels_d5_mt_labelsonly $D5 --set adapt.mean_teacher.consistency_weight=0 --set adapt.mean_teacher.class_balance=0"
+  "printed_100labels_d5_mt_nobalance $D5 --set adapt.mean_teacher.class_balance=0"
+  "printed_100labels_d5_flexmatch $D5 --set adapt.variants=[flexmatch]"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
