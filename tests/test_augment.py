@@ -75,3 +75,33 @@ def test_noise_has_the_configured_moments():
     n = d.numel()  # 49,152 draws: the standard error of the mean is 0.2/sqrt(n) ≈ 0.0009
     assert abs(d.mean().item()) < 5 * 0.2 / math.sqrt(n)
     assert d.std().item() == pytest.approx(0.2, rel=0.02)
+
+
+def test_intensity_flip_mirrors_each_image_about_its_mean_and_standardised_is_the_negative():
+    from vaeflow.models.classifier import standardize
+    x = _images(n=8, c=3)
+    out = augment(x, AugmentConfig(intensity_flip=1.0, translate=0, rotate_deg=0, scale=0, shear_deg=0, noise=0),
+                  torch.Generator().manual_seed(0))
+    m = x.mean(dim=(1, 2, 3), keepdim=True)  # a direct computation, per image over pixels and channels
+    assert torch.allclose(out, 2 * m - x, atol=1e-6)
+    assert torch.allclose(out.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=1e-6)
+    assert torch.allclose(standardize(out), -standardize(x), atol=1e-4)  # French et al.'s −x on standardised images
+
+
+def test_intensity_flip_flips_the_asked_share_of_images_and_leaves_the_rest_untouched():
+    x = _images(n=4000, c=1, side=4)
+    out = augment(x, AugmentConfig(intensity_flip=0.3, translate=0, rotate_deg=0, scale=0, shear_deg=0, noise=0),
+                  torch.Generator().manual_seed(1))
+    same = (out == x).flatten(1).all(1)
+    flipped = torch.isclose(out, 2 * x.mean(dim=(1, 2, 3), keepdim=True) - x, atol=1e-6).flatten(1).all(1)
+    assert bool((same ^ flipped).all())  # every image is either itself or its mirror, never both or neither
+    share = flipped.float().mean().item()  # binomial(4000, 0.3): standard error 0.0072
+    assert abs(share - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 4000)
+
+
+def test_intensity_flip_off_leaves_the_other_draws_unchanged():
+    # a run with the knob at 0 draws exactly what it drew before the knob existed (resumed runs, old figures)
+    x = _images(c=3)
+    with_flip_off = augment(x, ON.model_copy(update={"intensity_flip": 0.0}), torch.Generator().manual_seed(5))
+    assert torch.equal(with_flip_off, augment(x, ON, torch.Generator().manual_seed(5)))
+    assert not is_identity(OFF.model_copy(update={"intensity_flip": 0.5}))

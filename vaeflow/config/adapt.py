@@ -46,6 +46,11 @@ class AugmentConfig(Section):
     noise: float = Field(0.1, ge=0, le=1, description="std of additive Gaussian noise, in intensity units")
     padding: Literal["zeros", "border", "reflection"] = Field(
         "zeros", description="what fills pixels moved in from outside the image")
+    # French et al.'s intens_flip (their colour digit pairs): a digit printed light on dark and dark on light is
+    # the same digit, which a geometric warp never shows the network. Off by default (the digit figures were
+    # measured without it).
+    intensity_flip: float = Field(0.0, ge=0, le=1, description="probability that an image is mirrored about its "
+                                  "mean intensity (x → 2·mean − x: light on dark ↔ dark on light)")
 
 
 class MeanTeacherConfig(Section):

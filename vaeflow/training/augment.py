@@ -1,4 +1,4 @@
-"""Batched data augmentation on the training device: random affine warps and Gaussian noise.
+"""Batched data augmentation on the training device: random affine warps, intensity flips and Gaussian noise.
 
 One call transforms a whole batch with one `affine_grid` + `grid_sample`, on whatever device the batch is
 on: no per-image Python loop, no PIL, no host round trip. Randomness comes from torch's global RNG of that
@@ -21,7 +21,7 @@ NO_AUGMENT = AugmentConfig(translate=0, rotate_deg=0, scale=0, shear_deg=0, nois
 
 
 def is_identity(cfg: AugmentConfig) -> bool:
-    return not any((cfg.translate, cfg.rotate_deg, cfg.scale, cfg.shear_deg, cfg.noise))
+    return not any((cfg.translate, cfg.rotate_deg, cfg.scale, cfg.shear_deg, cfg.noise, cfg.intensity_flip))
 
 
 def _uniform(n: int, bound: float, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -77,10 +77,21 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | No
         theta = affine_matrices(len(x), cfg, x, generator)
         grid = affine_grid(theta, x.shape[-2:])
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode=cfg.padding, align_corners=False)
+    if cfg.intensity_flip:
+        x = intensity_flip(x, cfg.intensity_flip, generator)
     if cfg.noise:
         x = x + cfg.noise * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
     return x
 
+
+def intensity_flip(x: torch.Tensor, prob: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image, with probability `prob`, mirrored about its own mean over pixels and channels: 2·mean − x. The
+    mean is kept and every deviation from it negated, so under per-image standardisation it is exactly −x (French et
+    al. negate standardised images); a dark background becomes a light one of the same distance from the mean.
+    After the warp, so that the pixels its zero padding moved in are flipped with the background they continue."""
+    flip = torch.rand(len(x), device=x.device, generator=generator) < prob
+    mean = x.flatten(1).mean(1).view((-1,) + (1,) * (x.dim() - 1))
+    return torch.where(flip.view(mean.shape), 2 * mean - x, x)
 
 
 def cutout(x: torch.Tensor, frac: float, generator: torch.Generator | None = None) -> torch.Tensor:
