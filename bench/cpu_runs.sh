@@ -867,6 +867,26 @@ WAVE53_Q1=(
   "printed_mnist_convnet_dannmt_flip configs/usps_mnist.yaml printed_mnist_convnet_dannmt_slack $PRINTED --set adapt.variants=[dann,dann_mean_teacher] $DEMA $FLOOR $FLIP"
 )
 
+# Wave 54 (twenty-first session; record only, it decides nothing): the printed digits with 100 labels and the
+# intensity flip at the few-label budget, whatever wave 53 decides. Written down after wave 53's first few-label job
+# (seed 0: 51.6 % against 24.8 without the flip, at 5 epochs), before any of these runs. Seed 0 unless named:
+#   - supervised training with the flip, 25 epochs (finetune, scratch), against wave 52's 38.5 and 44.1 without it:
+#     a method is compared with supervised training that has the same augmentation;
+#   - the few-label mean teacher with the flip, 25 epochs (wave 50's job), adapt seeds 0, 100, 200;
+#   - FixMatch and FlexMatch with the flip, 5 epochs (wave 52: 22.5 and 17.3 without it), and the mean teacher with
+#     the flip from a random start, 5 epochs (wave 52 without the flip: 33.5).
+WAVE54_Q0=(
+  "printed_100labels_supervised25_flip $P0 $FEWP --set adapt.variants=[finetune,scratch] --set seed=0 $FLIP"
+  "printed_100labels_mtfew25_flip_s0 $P0 $FEWP --set seed=0 $FLIP"
+  "printed_100labels_mtfew25_flip_s200 $P0 $FEWP --set seed=200 $FLIP"
+)
+WAVE54_Q1=(
+  "printed_100labels_d5_mt_random_flip $D5 --set adapt.warm_start=false $FLIP"
+  "printed_100labels_d5_fixmatch_flip $D5 --set adapt.variants=[fixmatch] $FLIP"
+  "printed_100labels_d5_flexmatch_flip $D5 --set adapt.variants=[flexmatch] $FLIP"
+  "printed_100labels_mtfew25_flip_s100 $P0 $FEWP --set seed=100 $FLIP"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
