@@ -31,6 +31,7 @@ from vaeflow.prepared import load_prepared, load_vae, to_tensor
 from vaeflow.progress import epoch_bar
 from vaeflow.runtime import autocast, seed_everything, select_device
 from vaeflow.training.adapt_trainer import AdaptResult, confusion, fit, steps_for
+from vaeflow.training.augment import resolve_auto
 from vaeflow.training.algorithms import DANN, resolve
 from vaeflow.training.checkpoint import fingerprint
 from vaeflow.training.health import (SHARE_IMAGES, class_shares, collapse_check, fallback, ideal_retention,
@@ -100,7 +101,9 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     cls = resolve(spec.algorithm)
     # "joint" (joint_oracle): an oracle's every target training label, for the target batches of its own
     joint = {"y_unl": sets["target"][1]} if spec.labelled == "joint" else {}
-    algo = cls.from_config(clf, a, vae=vae, continued=spec.continues is not None, **joint).to(ctx["device"])
+    # ctx["adapt"]: cfg.adapt with "auto" settings resolved from the data (resolve_auto)
+    algo = cls.from_config(clf, ctx["adapt"], vae=vae, continued=spec.continues is not None, **joint)
+    algo = algo.to(ctx["device"])
     x_lab, y_lab = sets[spec.labelled] if spec.labelled else sets["source"]
     x_unl = sets["unlabelled"]
     prepare = _scorer(spec, x_unl)
@@ -153,6 +156,7 @@ def context(cfg: Config, paths: Paths) -> dict:
     sets = {"source": (xs, ys), "unlabelled": xt,
             "few": (xt[lab], t(tgt.y_train[lab])), "target": (xt, t(tgt.y_train)), "joint": (xs, ys)}
     return {"sets": sets, "vae": vae, "device": device, "n_classes": src.n_classes, "trained": {}, "data": data,
+            "adapt": resolve_auto(a, xs, xt),
             "steps": steps_for(len(xs), len(xt), a.batch_size), "monitor": (t(src.x_val), t(src.y_val)),
             "target_test": (t(tgt.x_test), t(tgt.y_test)), "source_test": (t(src.x_test), t(src.y_test)),
             "hashes": (data.hashes, file_sha256(paths.vae)), "calibration": torch.cat([xs[:2048], xt[:2048]])}
@@ -213,6 +217,7 @@ def run(cfg: Config, paths: Paths) -> dict:
     rule = RULES[a.selection]
     out = {"variants": results, "paired": paired_differences(results), "steps_per_epoch": ctx["steps"],
            "epochs": a.epochs, "repeats": a.repeats, "selection_rule": rule.name,
+           "intensity_flip": ctx["adapt"].augment.intensity_flip,
            "selection": rule.description.format(repeats=a.repeats)}
     write_json(paths.stage_metrics("adapt"), out)
     return out

@@ -123,7 +123,7 @@ def _adapt_notes(a: dict, cfg: Config, m: dict) -> list[str]:
     aug = ad.augment
     pipeline = (f"Every classifier shares the input pipeline: augmentation (shift ≤ {aug.translate:.0%} of the side, "
                 f"rotation and shear ≤ {aug.rotate_deg:g}°/{aug.shear_deg:g}°, zoom ±{aug.scale:.0%}, noise σ "
-                f"{aug.noise:g}{f', intensity flip p {aug.intensity_flip:g}' if aug.intensity_flip else ''}), "
+                f"{aug.noise:g}{f', intensity flip {aug.intensity_flip}' if aug.intensity_flip else ''}), "
                 f"per-image standardisation {'on' if ad.standardize else 'off'}, feature BatchNorm "
                 f"{'on' if ad.feature_bn else 'off'}, label smoothing {ad.label_smoothing:g}.")
     pipeline += (f" BatchNorm after every trunk layer {'on' if ad.layer_bn else 'off'}; variants marked AdaBN are "

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow  # adapt runs every registered variant three times
 UNSUPERVISED = [v for v in NAMES if not reads_target_labels(v)]
 CFG = TINY + [f"adapt.variants=[{', '.join(NAMES)}]", "adapt.repeats=1", "adapt.layer_bn=true",
               "adapt.epochs=2", "adapt.self_training.rounds=1", "adapt.self_training.epochs=1", "adapt.shot.epochs=1",
-              "adapt.self_training.threshold=0.5", "adapt.mean_teacher.threshold=0.3", "adapt.fixmatch.threshold=0.3"]
+              "adapt.self_training.threshold=0.5", "adapt.mean_teacher.threshold=0.3", "adapt.fixmatch.threshold=0.3",
+              "adapt.augment.intensity_flip=0.5"]  # the flip's draws are checked label-blind too
 
 
 def _permute_target_train_labels(root) -> None:
@@ -72,6 +73,7 @@ def test_the_selection_rule_is_written_down(two_runs):
     _, results, a, _ = two_runs
     out = results[a]
     assert out["selection_rule"] == "last" and "no target label" in out["selection"]
+    assert out["intensity_flip"] == 0.5  # what the methods trained with, written down beside the rule
 
 
 def test_shared_pools_give_both_domains_the_whole_dataset_and_refuse_source_labels():

@@ -105,3 +105,51 @@ def test_intensity_flip_off_leaves_the_other_draws_unchanged():
     with_flip_off = augment(x, ON.model_copy(update={"intensity_flip": 0.0}), torch.Generator().manual_seed(5))
     assert torch.equal(with_flip_off, augment(x, ON, torch.Generator().manual_seed(5)))
     assert not is_identity(OFF.model_copy(update={"intensity_flip": 0.5}))
+
+
+def _printed(n: int, light_on_dark: bool, c: int = 3, side: int = 10) -> torch.Tensor:
+    """n images of a bar (the figure) on a plain ground, in one polarity."""
+    x = torch.full((n, c, side, side), 0.1 if light_on_dark else 0.9)
+    x[:, :, 3:7, 4:6] = 0.9 if light_on_dark else 0.1
+    return x
+
+
+def test_dark_on_light_counts_the_images_whose_border_is_brighter_than_the_whole():
+    from vaeflow.training.augment import dark_on_light
+    x = torch.cat([_printed(30, True), _printed(10, False)])
+    assert dark_on_light(x) == pytest.approx(10 / 40)
+    assert dark_on_light(_printed(5, True, c=1)) == 0.0 and dark_on_light(_printed(5, False, c=1)) == 1.0
+    # the direct computation on random images: the mean of the outermost ring against the image mean
+    r = _images(n=50, c=3, side=6)
+    g = r.mean(1)
+    ring = torch.cat([g[:, 0], g[:, -1], g[:, 1:-1, 0], g[:, 1:-1, -1]], 1)
+    assert ring.shape[1] == 4 * 6 - 4
+    assert dark_on_light(r) == pytest.approx(float((ring.mean(1) > g.flatten(1).mean(1)).float().mean()))
+
+
+@pytest.mark.parametrize("shares, flip", [([0.0, 0.0], 0.0), ([0.0, 0.97], 0.5), ([0.49, 0.49], 0.5),
+                                          ([0.05, 0.1], 0.0), ([1.0, 1.0], 0.0), ([0.2, 0.0], 0.5)])
+def test_auto_flip_is_on_where_the_domains_show_both_polarities(shares, flip):
+    from vaeflow.training.augment import auto_flip
+    assert auto_flip(shares) == flip
+
+
+def test_resolve_auto_reads_the_images_and_leaves_a_number_alone():
+    from vaeflow.config.adapt import AdaptConfig
+    from vaeflow.training.augment import resolve_auto
+    auto = AdaptConfig()
+    assert auto.augment.intensity_flip == "auto"
+    light = _printed(20, True)
+    assert resolve_auto(auto, light, light).augment.intensity_flip == 0.0
+    assert resolve_auto(auto, light, _printed(20, False)).augment.intensity_flip == 0.5  # the domains differ
+    fixed = auto.model_copy(update={"augment": auto.augment.model_copy(update={"intensity_flip": 0.25})})
+    assert resolve_auto(fixed, light, _printed(20, False)) is fixed
+
+
+def test_an_unresolved_auto_or_a_bad_value_is_refused_by_name():
+    from pydantic import ValidationError
+    with pytest.raises(ValueError, match="intensity_flip='auto'"):
+        augment(_images(), AugmentConfig(intensity_flip="auto"))
+    for bad in ("sometimes", 1.5, -0.1):
+        with pytest.raises(ValidationError, match="intensity_flip"):
+            AugmentConfig(intensity_flip=bad)
