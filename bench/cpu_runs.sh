@@ -56,8 +56,9 @@ export PYTHONPATH=$root${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_TH
 # mean_teacher.class_balance=0.005: what the runs were measured with (the default became 0.1 after them; the
 # *_balance jobs set 0.1 themselves, later on the line, which wins). mean_teacher.align=false likewise (the default
 # became true after wave 26; its jobs set it themselves), and dann.ema=0 (0.999 became the default after wave 31, whose
-# jobs set it themselves).
-COMMON="--set device=cpu --set threads=1 --set data.root=$data --set pretrain.epochs=3 --set adapt.repeats=3 --set eval.iwae_samples=1 --set eval.iwae_chunk=1 --set adapt.bn_init=fresh --set adapt.mean_teacher.class_balance=0.005 --set adapt.mean_teacher.align=false --set adapt.dann.ema=0"
+# jobs set it themselves). augment.intensity_flip=0: every wave before 53 ran without the flip, which "auto" (the
+# default since wave 53) turns on for the colour and printed targets; waves 53-54 set it themselves.
+COMMON="--set device=cpu --set threads=1 --set data.root=$data --set pretrain.epochs=3 --set adapt.repeats=3 --set eval.iwae_samples=1 --set eval.iwae_chunk=1 --set adapt.bn_init=fresh --set adapt.mean_teacher.class_balance=0.005 --set adapt.mean_teacher.align=false --set adapt.dann.ema=0 --set adapt.augment.intensity_flip=0"
 UDA="--set adapt.epochs=5 --set adapt.shot.epochs=3"
 UDA_VARIANTS="[source_only, adabn, shot, dann, mean_teacher]"
 # queue NAME: job lines "NAME PRESET SHARE_FROM overrides..." (SHARE_FROM: a job whose prepared data and VAE
