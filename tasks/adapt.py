@@ -31,8 +31,8 @@ from vaeflow.prepared import load_prepared, load_vae, to_tensor
 from vaeflow.progress import epoch_bar
 from vaeflow.runtime import autocast, seed_everything, select_device
 from vaeflow.training.adapt_trainer import AdaptResult, confusion, fit, steps_for
-from vaeflow.training.augment import resolve_auto
 from vaeflow.training.algorithms import DANN, resolve
+from vaeflow.training.augment import resolve_auto
 from vaeflow.training.checkpoint import fingerprint
 from vaeflow.training.health import (SHARE_IMAGES, class_shares, collapse_check, fallback, ideal_retention,
                                      inherited, retention_check, source_root)

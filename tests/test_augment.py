@@ -144,6 +144,11 @@ def test_resolve_auto_reads_the_images_and_leaves_a_number_alone():
     assert resolve_auto(auto, light, _printed(20, False)).augment.intensity_flip == 0.5  # the domains differ
     fixed = auto.model_copy(update={"augment": auto.augment.model_copy(update={"intensity_flip": 0.25})})
     assert resolve_auto(fixed, light, _printed(20, False)) is fixed
+    # FixMatch's strong view may say auto too, and gets the same value; a number there stays
+    both = AdaptConfig(fixmatch={"strong": {"intensity_flip": "auto"}}, augment={"intensity_flip": 0.25})
+    out = resolve_auto(both, light, _printed(20, False))
+    assert out.fixmatch.strong.intensity_flip == 0.5 and out.augment.intensity_flip == 0.25
+    assert out.fixmatch.strong.translate == both.fixmatch.strong.translate  # the rest of the view is kept
 
 
 def test_an_unresolved_auto_or_a_bad_value_is_refused_by_name():

@@ -92,7 +92,8 @@ def intensity_flip(x: torch.Tensor, prob: float, generator: torch.Generator | No
     al. negate standardised images); a dark background becomes a light one of the same distance from the mean.
     After the warp, so that the pixels its zero padding moved in are flipped with the background they continue."""
     if isinstance(prob, str):
-        raise ValueError(f"adapt.augment.intensity_flip={prob!r} must be resolved to a probability first (auto_flip)")
+        raise ValueError(f"adapt.augment.intensity_flip={prob!r} must be resolved to a probability first "
+                         "(resolve_auto)")
     flip = torch.rand(len(x), device=x.device, generator=generator) < prob
     mean = x.flatten(1).mean(1).view((-1,) + (1,) * (x.dim() - 1))
     return torch.where(flip.view(mean.shape), 2 * mean - x, x)
@@ -120,15 +121,19 @@ def auto_flip(shares: list[float], minority: float = AUTO_FLIP_MINORITY) -> floa
 
 
 def resolve_auto(a, xs: torch.Tensor, xt: torch.Tensor):
-    """The adapt section `a` as the methods train with it: intensity_flip "auto" becomes a probability, from the two
-    domains' unlabelled training images xs, xt (a run's fingerprint keeps "auto": the value follows from the data,
-    which it hashes). Any other setting is returned as it is."""
-    if a.augment.intensity_flip != "auto":
+    """The adapt section `a` as the methods train with it: intensity_flip "auto" (in adapt.augment, or in the strong
+    view, adapt.fixmatch.strong) becomes a probability, from the two domains' unlabelled training images xs, xt (a
+    run's fingerprint keeps "auto": the value follows from the data, which it hashes). Other settings stay as set."""
+    views = {"augment": a.augment, "strong": a.fixmatch.strong}
+    if all(v.intensity_flip != "auto" for v in views.values()):
         return a
     shares = [dark_on_light(xs), dark_on_light(xt)]
     p = auto_flip(shares)
     log.info("adapt: intensity_flip auto → %g (images dark on light: source %.2f, target %.2f)", p, *shares)
-    return a.model_copy(update={"augment": a.augment.model_copy(update={"intensity_flip": p})})
+    v = {k: c.model_copy(update={"intensity_flip": p}) if c.intensity_flip == "auto" else c
+         for k, c in views.items()}
+    fixmatch = a.fixmatch.model_copy(update={"strong": v["strong"]})
+    return a.model_copy(update={"augment": v["augment"], "fixmatch": fixmatch})
 
 
 def cutout(x: torch.Tensor, frac: float, generator: torch.Generator | None = None) -> torch.Tensor:
