@@ -101,9 +101,7 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     cls = resolve(spec.algorithm)
     # "joint" (joint_oracle): an oracle's every target training label, for the target batches of its own
     joint = {"y_unl": sets["target"][1]} if spec.labelled == "joint" else {}
-    # ctx["adapt"]: cfg.adapt with "auto" settings resolved from the data (resolve_auto)
-    algo = cls.from_config(clf, ctx["adapt"], vae=vae, continued=spec.continues is not None, **joint)
-    algo = algo.to(ctx["device"])
+    algo = cls.from_config(clf, a, vae=vae, continued=spec.continues is not None, **joint).to(ctx["device"])
     x_lab, y_lab = sets[spec.labelled] if spec.labelled else sets["source"]
     x_unl = sets["unlabelled"]
     prepare = _scorer(spec, x_unl)
@@ -156,7 +154,6 @@ def context(cfg: Config, paths: Paths) -> dict:
     sets = {"source": (xs, ys), "unlabelled": xt,
             "few": (xt[lab], t(tgt.y_train[lab])), "target": (xt, t(tgt.y_train)), "joint": (xs, ys)}
     return {"sets": sets, "vae": vae, "device": device, "n_classes": src.n_classes, "trained": {}, "data": data,
-            "adapt": resolve_auto(a, xs, xt),
             "steps": steps_for(len(xs), len(xt), a.batch_size), "monitor": (t(src.x_val), t(src.y_val)),
             "target_test": (t(tgt.x_test), t(tgt.y_test)), "source_test": (t(src.x_test), t(src.y_test)),
             "hashes": (data.hashes, file_sha256(paths.vae)), "calibration": torch.cat([xs[:2048], xt[:2048]])}
@@ -179,8 +176,11 @@ def train_chain(chain: list[tuple[str, int]], cfg: Config, paths: Paths, ctx: di
 
 
 def run(cfg: Config, paths: Paths) -> dict:
-    a = cfg.adapt
     ctx = context(cfg, paths)
+    # "auto" settings become numbers here, once (and logged once): every training, in this process or a worker,
+    # then reads the same resolved section, and the runs' fingerprints record the value they trained with
+    cfg = cfg.model_copy(update={"adapt": resolve_auto(cfg.adapt, ctx["sets"]["source"][0], ctx["sets"]["unlabelled"])})
+    a = cfg.adapt
     tgt, work = ctx["data"].target, chains(a.variants, a.repeats)
     records: dict[tuple[str, int], dict] = {}
     results: dict[str, dict] = {}
@@ -217,7 +217,7 @@ def run(cfg: Config, paths: Paths) -> dict:
     rule = RULES[a.selection]
     out = {"variants": results, "paired": paired_differences(results), "steps_per_epoch": ctx["steps"],
            "epochs": a.epochs, "repeats": a.repeats, "selection_rule": rule.name,
-           "intensity_flip": ctx["adapt"].augment.intensity_flip,
+           "intensity_flip": a.augment.intensity_flip,
            "selection": rule.description.format(repeats=a.repeats)}
     write_json(paths.stage_metrics("adapt"), out)
     return out

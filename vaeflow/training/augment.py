@@ -122,8 +122,8 @@ def auto_flip(shares: list[float], minority: float = AUTO_FLIP_MINORITY) -> floa
 
 def resolve_auto(a, xs: torch.Tensor, xt: torch.Tensor):
     """The adapt section `a` as the methods train with it: intensity_flip "auto" (in adapt.augment, or in the strong
-    view, adapt.fixmatch.strong) becomes a probability, from the two domains' unlabelled training images xs, xt (a
-    run's fingerprint keeps "auto": the value follows from the data, which it hashes). Other settings stay as set."""
+    view, adapt.fixmatch.strong) becomes a probability, from the two domains' unlabelled training images xs, xt.
+    Other settings stay as set."""
     views = {"augment": a.augment, "strong": a.fixmatch.strong}
     if all(v.intensity_flip != "auto" for v in views.values()):
         return a
