@@ -925,6 +925,14 @@ WAVE56_Q1=(
   "printed_100labels_mtfew25_flip_twoway_random_s200 $P0 $FEWP --set seed=200 $FLIP $TWO_WAY --set adapt.warm_start=false"
 )
 
+# Wave 57 (twenty-second session; a check, it decides nothing): adapt.mean_teacher.align_floor "auto" (the default
+# since wave 55's rule held: the floor on source labels, two-way on the few labels) through the real CLI on the MNIST
+# 100-label preset, seed 0, nothing about alignment set. It must reproduce wave 46's two-way seed-0 job (0.90 % error)
+# bit for bit: the same data, VAE, seed and settings, with align_floor reached through "auto" instead of false.
+WAVE57_Q0=(
+  "mnist_100labels_mtfew25_auto_s0 $FEW --set seed=0"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do

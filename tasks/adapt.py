@@ -31,7 +31,7 @@ from vaeflow.prepared import load_prepared, load_vae, to_tensor
 from vaeflow.progress import epoch_bar
 from vaeflow.runtime import autocast, seed_everything, select_device
 from vaeflow.training.adapt_trainer import AdaptResult, confusion, fit, steps_for
-from vaeflow.training.algorithms import DANN, resolve
+from vaeflow.training.algorithms import DANN, build_algorithm, resolve
 from vaeflow.training.augment import resolve_auto
 from vaeflow.training.checkpoint import fingerprint
 from vaeflow.training.health import (SHARE_IMAGES, class_shares, collapse_check, fallback, ideal_retention,
@@ -101,7 +101,7 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     cls = resolve(spec.algorithm)
     # "joint" (joint_oracle): an oracle's every target training label, for the target batches of its own
     joint = {"y_unl": sets["target"][1]} if spec.labelled == "joint" else {}
-    algo = cls.from_config(clf, a, vae=vae, continued=spec.continues is not None, **joint).to(ctx["device"])
+    algo = build_algorithm(variant, clf, a, vae=vae, **joint).to(ctx["device"])
     x_lab, y_lab = sets[spec.labelled] if spec.labelled else sets["source"]
     x_unl = sets["unlabelled"]
     prepare = _scorer(spec, x_unl)

@@ -6,14 +6,18 @@ import copy
 
 import pytest
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from tests.helpers import StopAt, assert_warmed_up_ema, pixel_classes, pixel_classifier
 from vaeflow import hooks
-from vaeflow.config import AugmentConfig
+from vaeflow.config import AdaptConfig, AugmentConfig
+from vaeflow.config.adapt import MeanTeacherConfig
 from vaeflow.models.classifier import Classifier
 from vaeflow.training.adapt_trainer import fit
-from vaeflow.training.mean_teacher import HISTORY, MeanTeacher, class_balance_loss, consistency_loss, ema_update
+from vaeflow.training.algorithms import build_algorithm
+from vaeflow.training.mean_teacher import (HISTORY, MeanTeacher, class_balance_loss, consistency_loss, ema_update,
+                                          floor_for)
 
 AUG = AugmentConfig(translate=0.1, rotate_deg=10, scale=0.1, shear_deg=5, noise=0.1)
 
@@ -162,6 +166,23 @@ def test_alignment_as_a_floor_raises_the_classes_below_their_share_and_lowers_no
         assert torch.allclose(got[:, 0] / got[:, 1], P4[:, 0] / P4[:, 1], atol=1e-5)
     two_way = _aligned_p4()
     assert not torch.allclose(two_way[:, 0] / two_way[:, 1], P4[:, 0] / P4[:, 1], atol=1e-3)
+
+
+def test_auto_floor_is_the_floor_on_another_domains_labels_and_two_way_on_the_unlabelled_sets_own():
+    """align_floor "auto" by the registry's labelled column, through the one builder every entry point uses: the
+    floor for the variants trained on source labels (or continuing one), two-way for the few-label mean teacher;
+    true and false are kept as set for every variant, and a value that is neither is refused by name."""
+    for floor, variants in [("auto", {"mean_teacher": True, "dann_mean_teacher": True, "shot_mean_teacher": True,
+                                      "mean_teacher_few": False}),
+                            (True, dict.fromkeys(["mean_teacher", "mean_teacher_few"], True)),
+                            (False, dict.fromkeys(["mean_teacher", "dann_mean_teacher", "mean_teacher_few"], False))]:
+        a = AdaptConfig(mean_teacher=MeanTeacherConfig(align_floor=floor))
+        for name, want in variants.items():
+            assert build_algorithm(name, _clf(), a).align_floor is want, (floor, name)
+    assert AdaptConfig().mean_teacher.align_floor == "auto"
+    assert floor_for("auto", "target") is False and floor_for("auto", None) is True
+    with pytest.raises(ValidationError, match="align_floor"):
+        MeanTeacherConfig(align_floor="sometimes")
 
 
 def test_continued_alignment_estimates_the_unlabelled_shares_with_the_network_it_continues():

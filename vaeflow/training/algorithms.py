@@ -258,4 +258,7 @@ def build_algorithm(name: str, clf: Classifier, adapt_cfg, **ctx) -> Algorithm:
 
     if name not in BY_NAME:
         raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(BY_NAME)}")
-    return resolve(BY_NAME[name].algorithm).from_config(clf, adapt_cfg, **ctx)
+    spec = BY_NAME[name]
+    # what the registry says of the variant, for methods whose settings depend on it (the mean teacher's "auto")
+    return resolve(spec.algorithm).from_config(clf, adapt_cfg, continued=spec.continues is not None,
+                                               labelled=spec.labelled, **ctx)

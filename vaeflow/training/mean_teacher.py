@@ -27,6 +27,8 @@ Which way it pulls (adapt.mean_teacher.align_floor): both (a class above its sha
 raised), or up only: a floor. A collapse is a class falling, and the floor raises it as fully as alignment does; what
 it leaves alone is a class the unlabelled set simply has more of, which two-way alignment pushes down into its
 neighbours (a source whose 7s are rarer than the target's holds the target's 7 down, and its most 2-like 7s go to 2).
+That can only happen when the labels come from another domain: "auto" (`floor_for`) keeps the floor there and pulls
+both ways when the labels were drawn from the unlabelled set itself (few-label learning), whose shares they estimate.
 
 The same engine serves unsupervised domain adaptation (labelled = source, unlabelled = target train)
 and few-label learning (labelled = the few target labels, unlabelled = the target train): nothing in
@@ -104,6 +106,14 @@ def class_balance_loss(student_probs: torch.Tensor, eps: float = 1e-6) -> torch.
     return -(u * torch.log(avg + eps) + (1 - u) * torch.log(1 - avg + eps)).sum()
 
 
+def floor_for(setting: bool | str, labelled: str | None) -> bool:
+    """adapt.mean_teacher.align_floor for a variant whose labels are `labelled` (its registry column): "auto" is the
+    floor unless the labels were drawn from the unlabelled set itself ("few", "target"), whose shares they estimate."""
+    if setting == "auto":
+        return labelled not in ("few", "target")
+    return bool(setting)
+
+
 class MeanTeacher(Algorithm):
     uses_unlabelled = True
 
@@ -129,11 +139,11 @@ class MeanTeacher(Algorithm):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # the EMA's warm-up; in checkpoints
 
     @classmethod
-    def from_config(cls, clf, a, continued: bool = False, **ctx):
+    def from_config(cls, clf, a, continued: bool = False, labelled: str | None = "source", **ctx):
         mt = a.mean_teacher
         return cls(clf, ema=mt.ema, threshold=mt.threshold, consistency_weight=mt.consistency_weight,
                    class_balance=mt.class_balance, align=mt.align, align_to=mt.align_to, align_slack=mt.align_slack,
-                   align_floor=mt.align_floor, continued=continued, **cls.common(a))
+                   align_floor=floor_for(mt.align_floor, labelled), continued=continued, **cls.common(a))
 
     def setup(self, x_lab, y_lab, x_unl) -> None:
         # Before any resume (fit() restores the checkpoint after setup), so the teacher here is still the continued
