@@ -928,8 +928,9 @@ WAVE56_Q1=(
 # Wave 57 (twenty-second session; a check, it decides nothing): adapt.mean_teacher.align_floor "auto" (the default
 # since wave 55's rule held: the floor on source labels, two-way on the few labels) through the real CLI on the MNIST
 # 100-label preset, seed 0, nothing about alignment set. It must reproduce wave 46's two-way seed-0 job (0.90 % error)
-# bit for bit: the same data, VAE, seed and settings, with align_floor reached through "auto" instead of false.
-WAVE57_Q0=(
+# bit for bit: the same data, VAE, seed and settings, with align_floor reached through "auto" instead of false. On
+# queue 1, after wave 56 there (queue 0 holds wave 56's MNIST -> printed jobs, ~18 min a seed).
+WAVE57_Q1=(
   "mnist_100labels_mtfew25_auto_s0 $FEW --set seed=0"
 )
 
