@@ -51,7 +51,8 @@ def collect(paths: Paths) -> dict:
     gen = sampler_report.collect(paths)  # issue 14: autoencoders and latent samplers
     checks.update(sampler_report.checks(gen))
     return {**gen, "gmm": {k: gmm[k] for k in GMM_KEYS if k in gmm}, "vae": {k: vae[k] for k in VAE_KEYS}, "adapt": variants,
-            "adapt_paired": adapt.get("paired", {}), "checks": checks,
+            "adapt_paired": adapt.get("paired", {}), "adapt_intensity_flip": adapt.get("intensity_flip"),
+            "checks": checks,
             "seconds": {"gmm_fit": gmm["fit_seconds"], "vae_train": vae["train_seconds"],
                         "adapt_train": sum(r["train_seconds"] for r in variants.values())}}
 
@@ -123,7 +124,7 @@ def _adapt_notes(a: dict, cfg: Config, m: dict) -> list[str]:
     aug = ad.augment
     pipeline = (f"Every classifier shares the input pipeline: augmentation (shift ≤ {aug.translate:.0%} of the side, "
                 f"rotation and shear ≤ {aug.rotate_deg:g}°/{aug.shear_deg:g}°, zoom ±{aug.scale:.0%}, noise σ "
-                f"{aug.noise:g}{f', intensity flip {aug.intensity_flip}' if aug.intensity_flip else ''}), "
+                f"{aug.noise:g}{_flip_text(aug.intensity_flip, m.get('adapt_intensity_flip'))}), "
                 f"per-image standardisation {'on' if ad.standardize else 'off'}, feature BatchNorm "
                 f"{'on' if ad.feature_bn else 'off'}, label smoothing {ad.label_smoothing:g}.")
     pipeline += (f" BatchNorm after every trunk layer {'on' if ad.layer_bn else 'off'}; variants marked AdaBN are "
@@ -131,6 +132,15 @@ def _adapt_notes(a: dict, cfg: Config, m: dict) -> list[str]:
     notes = [f"- `{k}`: {BY_NAME[k].note}" + (" (AdaBN)" if BY_NAME[k].target_bn else "") for k in a if k in BY_NAME]
     return [*notes, "", pipeline, "", *_paired_lines(m.get("adapt_paired") or {}), *_stability_lines(a),
             *_collapse_lines(a), *_retention_lines(a)]
+
+
+def _flip_text(setting: float | str, resolved: float | None) -> str:
+    """The intensity flip as the runs trained with it: "auto" is resolved by the adapt stage, which records the value
+    in metrics/adapt.json; the report says both."""
+    p = resolved if isinstance(resolved, (int, float)) else setting
+    if setting == "auto":
+        return f", intensity flip {p:g} (auto)" if isinstance(p, (int, float)) else ", intensity flip auto"
+    return f", intensity flip {p:g}" if p else ""
 
 
 def _paired_lines(paired: dict) -> list[str]:

@@ -158,3 +158,15 @@ def test_an_unresolved_auto_or_a_bad_value_is_refused_by_name():
     for bad in ("sometimes", 1.5, -0.1):
         with pytest.raises(ValidationError, match="intensity_flip"):
             AugmentConfig(intensity_flip=bad)
+
+
+def test_the_report_says_the_flip_the_runs_trained_with():
+    """The report's pipeline line: "auto" with the value the adapt stage resolved it to (metrics/adapt.json), a
+    number as set, 0 not at all; a metrics file without the value (an older run) keeps the setting's word."""
+    from vaeflow.tasks.evaluate import _flip_text
+
+    assert _flip_text("auto", 0.0) == ", intensity flip 0 (auto)"
+    assert _flip_text("auto", 0.5) == ", intensity flip 0.5 (auto)"
+    assert _flip_text("auto", None) == ", intensity flip auto"
+    assert _flip_text(0.5, 0.5) == ", intensity flip 0.5"
+    assert _flip_text(0.0, 0.0) == ""
