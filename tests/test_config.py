@@ -41,6 +41,11 @@ def test_params_yaml_validates_and_every_value_reaches_the_config_unchanged():
     ("adapt.variants=[dann,magic]", "adapt.variants", "source_only"),
     ("vae.hidden=[]", "vae.hidden", "non-empty"),
     ("adapt.backbone=convnet", "adapt.backbone", "warm_start=false"),
+    # a union (a number or 'auto'): the key itself, not a branch's name, and both alternatives in one line
+    ("adapt.augment.intensity_flip=sometimes", "adapt.augment.intensity_flip:", "a number, or input should be 'auto'"),
+    ("adapt.augment.intensity_flip=2", "adapt.augment.intensity_flip:", "less than or equal to 1, or input should be"),
+    ("adapt.mean_teacher.align_floor=sometimes", "adapt.mean_teacher.align_floor:",
+     "valid boolean, unable to interpret input, or input should be 'auto' (got 'sometimes')"),
 ])
 def test_bad_overrides_name_the_key(override, key, fragment):
     with pytest.raises(ConfigError) as e:

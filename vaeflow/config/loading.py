@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,16 @@ def _all_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
+# pydantic's names for a union's branches and validators in an error's location: not keys ("intensity_flip" is one,
+# so a prefix test on "int" would drop it)
+_BRANCH = re.compile(r"(int|float|bool|str|none|constrained-\w+|\w+(-\w+)*\[.*\])")
+
+
 def _format(err: ValidationError) -> str:
     lines = []
     valid = _all_keys(Config)
-    for e in err.errors():
-        loc = [str(p) for p in e["loc"] if not str(p).startswith(("function-", "literal[", "int", "list["))]
+    for e in _merge_branches(err.errors()):
+        loc = [str(p) for p in e["loc"] if not _BRANCH.fullmatch(str(p))]
         path = ".".join(loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             near = difflib.get_close_matches(path, valid, n=1, cutoff=0.6)
@@ -42,6 +48,19 @@ def _format(err: ValidationError) -> str:
             else:
                 lines.append(f"{path}: {msg} (got {e.get('input')!r})")
     return "invalid params:\n  " + "\n  ".join(dict.fromkeys(lines))
+
+
+def _merge_branches(errors: list[dict]) -> list[dict]:
+    """One error per key: a value that fits no branch of a union (a number or 'auto') fails once per branch, and
+    the reader needs the alternatives in one line."""
+    out: dict = {}
+    for e in errors:
+        key = tuple(str(p) for p in e["loc"] if not _BRANCH.fullmatch(str(p)))
+        if key in out and e["type"] != "extra_forbidden" and out[key]["msg"] != e["msg"]:
+            out[key] = {**out[key], "msg": out[key]["msg"] + ", or " + e["msg"][0].lower() + e["msg"][1:]}
+        else:
+            out.setdefault(key, e)
+    return list(out.values())
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
