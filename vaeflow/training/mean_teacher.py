@@ -32,7 +32,7 @@ both ways when the labels were drawn from the unlabelled set itself (few-label l
 
 The same engine serves unsupervised domain adaptation (labelled = source, unlabelled = target train)
 and few-label learning (labelled = the few target labels, unlabelled = the target train): nothing in
-it knows which.
+it knows which, except align_floor's "auto", which the registry's labelled column resolves (`floor_for`).
 """
 from __future__ import annotations
 
