@@ -934,6 +934,16 @@ WAVE57_Q1=(
   "mnist_100labels_mtfew25_auto_s0 $FEW --set seed=0"
 )
 
+# Wave 58 (twenty-second session; record only, it decides nothing): the lecture's question for the MNIST 100-label
+# preset's mean teacher, which has only been measured from the VAE start: the same job from a random start
+# (adapt.warm_start=false), 25 epochs, two-way alignment (its default, as wave 57 runs it), adapt seeds 0 and 100 (the
+# session's time allows two), paired with waves 46 and 57 (the VAE start, two-way: 0.90 and 0.97 % error). Queue 1,
+# after wave 57. Written down before any of its runs.
+WAVE58_Q1=(
+  "mnist_100labels_mtfew25_random_s0 $FEW --set seed=0 --set adapt.warm_start=false"
+  "mnist_100labels_mtfew25_random_s100 $FEW --set seed=100 --set adapt.warm_start=false"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
