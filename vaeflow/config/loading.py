@@ -32,8 +32,7 @@ _BRANCH = re.compile(r"(int|float|bool|str|none|constrained-\w+|\w+(-\w+)*\[.*\]
 def _format(err: ValidationError) -> str:
     lines = []
     valid = _all_keys(Config)
-    for e in _merge_branches(err.errors()):
-        loc = [str(p) for p in e["loc"] if not _BRANCH.fullmatch(str(p))]
+    for loc, e in _merge_branches(err.errors()):
         path = ".".join(loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             near = difflib.get_close_matches(path, valid, n=1, cutoff=0.6)
@@ -50,16 +49,21 @@ def _format(err: ValidationError) -> str:
     return "invalid params:\n  " + "\n  ".join(dict.fromkeys(lines))
 
 
-def _merge_branches(errors: list[dict]) -> list[dict]:
-    """One error per key: a value that fits no branch of a union (a number or 'auto') fails once per branch, and
-    the reader needs the alternatives in one line."""
+def _merge_branches(errors: list[dict]) -> list[tuple[tuple[str, ...], dict]]:
+    """Each error with its key path (the location without pydantic's branch names), one per key for a union: a value
+    that fits no branch of it (a number or 'auto') fails once per branch, and the reader needs the alternatives in
+    one line. Errors that are not a union's branches are kept as they are."""
     out: dict = {}
-    for e in errors:
-        key = tuple(str(p) for p in e["loc"] if not _BRANCH.fullmatch(str(p)))
-        if key in out and e["type"] != "extra_forbidden" and out[key]["msg"] != e["msg"]:
-            out[key] = {**out[key], "msg": out[key]["msg"] + ", or " + e["msg"][0].lower() + e["msg"][1:]}
+    for i, e in enumerate(errors):
+        parts = [str(p) for p in e["loc"]]
+        key = tuple(p for p in parts if not _BRANCH.fullmatch(p))
+        if len(key) == len(parts):  # not a branch: its own entry
+            out[i] = (key, e)
+        elif key in out and out[key][1]["msg"] != e["msg"]:
+            first = out[key][1]
+            out[key] = (key, {**first, "msg": first["msg"] + ", or " + e["msg"][0].lower() + e["msg"][1:]})
         else:
-            out.setdefault(key, e)
+            out.setdefault(key, (key, e))
     return list(out.values())
 
 
