@@ -134,7 +134,8 @@ def _train_one(variant: str, r: int, cfg: Config, paths: Paths, ctx: dict) -> di
     acc = lambda xy: float((predict(xy[0]) == xy[1]).float().mean())  # noqa: E731
     return {"pred": pred, "shares": shares, "acc": float((pred == tgt_test[1].cpu().numpy()).mean()), "res": res,
             "state": state, "seconds": res.seconds, "source_test_acc": acc(src_test),
-            "source_val_acc": acc(ctx["monitor"])}  # the retention check's (vaeflow/training/health.py)
+            "source_val_acc": acc(ctx["monitor"]),  # the retention check's (vaeflow/training/health.py)
+            "settings": algo.resolved()}
 
 
 def context(cfg: Config, paths: Paths) -> dict:
@@ -285,6 +286,8 @@ def _summary(variant: str, runs: list[dict], sets: dict, tgt, n_classes: int) ->
         "selected_epochs": [u["res"].selected_epoch for u in runs],
         "confusion": confusion(tgt.y_test, runs[0]["pred"], n_classes).tolist(),
     }
+    if runs[0].get("settings"):  # e.g. the mean teacher's alignment as "auto" resolved it for this variant
+        out["settings"] = runs[0]["settings"]
     stab = _stability(runs)
     if stab:
         out["stability"] = stab

@@ -32,6 +32,8 @@ def collect(paths: Paths) -> dict:
             "train_seconds")
     variants = {v: {k: r[k] for k in keys if k in r} for v, r in adapt["variants"].items()}
     for v, r in adapt["variants"].items():
+        if r.get("settings"):  # what the variant decided ("auto"), as its runs trained with it
+            variants[v]["settings"] = r["settings"]
         if r.get("stability"):  # the spread only: the per-epoch curves stay in metrics/adapt.json
             variants[v]["stability"] = {k: r["stability"][k] for k in ("last_epochs", "spread", "std")}
         for check in ("collapse", "source_retention"):  # label-free checks (vaeflow/training/health.py)
@@ -129,9 +131,16 @@ def _adapt_notes(a: dict, cfg: Config, m: dict) -> list[str]:
                 f"{'on' if ad.feature_bn else 'off'}, label smoothing {ad.label_smoothing:g}.")
     pipeline += (f" BatchNorm after every trunk layer {'on' if ad.layer_bn else 'off'}; variants marked AdaBN are "
                  "scored with BatchNorm statistics re-estimated on the unlabelled target training images.")
-    notes = [f"- `{k}`: {BY_NAME[k].note}" + (" (AdaBN)" if BY_NAME[k].target_bn else "") for k in a if k in BY_NAME]
+    notes = [f"- `{k}`: {BY_NAME[k].note}" + (" (AdaBN)" if BY_NAME[k].target_bn else "") + _settings_text(a[k])
+             for k in a if k in BY_NAME]
     return [*notes, "", pipeline, "", *_paired_lines(m.get("adapt_paired") or {}), *_stability_lines(a),
             *_collapse_lines(a), *_retention_lines(a)]
+
+
+def _settings_text(r: dict) -> str:
+    """The settings a variant resolved for itself (Algorithm.resolved), e.g. the mean teacher's align_floor "auto"."""
+    kv = r.get("settings") or {}
+    return f" [trained with {', '.join(f'{k} {str(v).lower()}' for k, v in kv.items())}]" if kv else ""
 
 
 def _flip_text(setting: float | str, resolved: float | None) -> str:

@@ -116,10 +116,13 @@ def test_a_flagged_run_is_scored_as_the_nearest_unflagged_network_up_its_chain(c
                                                     "shot_mean_teacher": (0.94, 0.95, 0.09)}.items()
                for r, acc in enumerate(accs)}
     results = {"source_only": {}, "shot": {"source_retention": {"flagged": [2]}}}
+    for r in range(3):  # what the mean teacher trained with (source_only has no such settings)
+        records[("shot_mean_teacher", r)]["settings"] = {"align_floor": True}
     runs = [records[("shot_mean_teacher", r)] for r in range(3)]
     out, fell = fallback("shot_mean_teacher", runs, [2], results, records)
     assert [u["acc"] for u in out] == [0.94, 0.95, 0.19] and out[2]["state"] == {"w": 0.19}
     assert out[2]["res"] == "history 0.09" and out[2]["seconds"] == 0.09  # its own training history
+    assert out[2]["settings"] == {"align_floor": True}  # and the settings it trained with
     assert fell == {"runs": [2], "to": ["source_only"], "unguarded_acc_runs": [0.94, 0.95, 0.09]}
     assert "shot_mean_teacher run 3: scored as `source_only`'s run 3" in caplog.text
     # its parent's run not flagged: the fallback is the parent

@@ -170,15 +170,17 @@ def test_alignment_as_a_floor_raises_the_classes_below_their_share_and_lowers_no
 
 def test_auto_floor_is_the_floor_on_another_domains_labels_and_two_way_on_the_unlabelled_sets_own():
     """align_floor "auto" by the registry's labelled column, through the one builder every entry point uses: the
-    floor for the variants trained on source labels (or continuing one), two-way for the few-label mean teacher;
-    true and false are kept as set for every variant, and a value that is neither is refused by name."""
+    floor for the variants trained on source labels (or continuing one), two-way for the few-label mean teacher, and
+    recorded as resolved; true and false are kept as set for every variant, and a value that is neither is refused by name."""
     for floor, variants in [("auto", {"mean_teacher": True, "dann_mean_teacher": True, "shot_mean_teacher": True,
                                       "mean_teacher_few": False}),
                             (True, dict.fromkeys(["mean_teacher", "mean_teacher_few"], True)),
                             (False, dict.fromkeys(["mean_teacher", "dann_mean_teacher", "mean_teacher_few"], False))]:
         a = AdaptConfig(mean_teacher=MeanTeacherConfig(align_floor=floor))
         for name, want in variants.items():
-            assert build_algorithm(name, _clf(), a).align_floor is want, (floor, name)
+            algo = build_algorithm(name, _clf(), a)
+            # resolved() is what the adapt stage records in metrics/adapt.json: it must say what the run trains with
+            assert algo.align_floor is want and algo.resolved()["align_floor"] is want, (floor, name)
     assert AdaptConfig().mean_teacher.align_floor == "auto"
     assert floor_for("auto", "target") is False and floor_for("auto", None) is True
     with pytest.raises(ValidationError, match="align_floor"):

@@ -101,6 +101,10 @@ def test_adapt_stage_scores_every_variant(ran):
         assert paths.adapt_model(name).is_file()
     assert v["adabn"]["target_test_acc_runs"] != v["source_only"]["target_test_acc_runs"]  # target statistics
     assert v["finetune"]["n_labelled"] == v["scratch"]["n_labelled"] == cfg.adapt.labels_per_class * 10
+    # the settings the variant decides are recorded as resolved: the mean teacher on source labels, with "auto",
+    # trains with the floor; a method without such settings records none
+    assert v["mean_teacher"]["settings"]["align_floor"] is (cfg.adapt.mean_teacher.align_floor in ("auto", True))
+    assert "settings" not in v["dann"]
 
 
 def test_evaluate_collects_metrics_and_report(ran):
@@ -115,6 +119,13 @@ def test_evaluate_collects_metrics_and_report(ran):
     report = paths.report.read_text()
     for fig in paths.figures.glob("*.png"):
         assert f"figures/{fig.name}" in report, fig.name
+    # the settings a variant resolved for itself reach the report's notes, as the metrics record them
+    mt = m["adapt"]["mean_teacher"]["settings"]
+    from vaeflow.variants import BY_NAME
+    line = next(ln for ln in report.splitlines() if ln.startswith(f"- `mean_teacher`: {BY_NAME['mean_teacher'].note}"))
+    tail = line[line.index(" [trained with "):]
+    assert tail.endswith("]") and all(f"{k} {str(v).lower()}" in tail for k, v in mt.items()), line
+    assert "align_floor true" in tail  # "auto" on source labels is the floor
 
 
 def test_bernoulli_data_model_end_to_end(tmp_path):

@@ -119,7 +119,8 @@ def fallback(variant: str, runs: list[dict], flagged: list[int], results: dict[s
         # the chain's root is as far as it goes (a root flagged against a perfect reading has nothing above it)
         while BY_NAME[p].continues and i in results[p].get("source_retention", {}).get("flagged", []):
             p = BY_NAME[p].continues
-        out[i] = {**records[(p, i)], "res": runs[i]["res"], "seconds": runs[i]["seconds"]}
+        # what it trained with (history, time, resolved settings) stays the run's own; the prediction is p's
+        out[i] = {**records[(p, i)], **{k: runs[i][k] for k in ("res", "seconds", "settings") if k in runs[i]}}
         to[i] = p
         log.warning("adapt %s run %d: scored as `%s`'s run %d instead (adapt.on_flag=fallback)", variant, i + 1, p, i + 1)
     return out, {"runs": sorted(to), "to": [to[i] for i in sorted(to)],

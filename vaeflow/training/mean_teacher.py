@@ -155,6 +155,11 @@ class MeanTeacher(Algorithm):
             return
         self.prior = (torch.bincount(y_lab, minlength=n).float() / max(len(y_lab), 1)).to(self.p_unl_hist.device)
 
+    def resolved(self) -> dict:
+        # align_floor "auto" follows the variant's labels (floor_for); align_to falls back to "labelled" for a run
+        # that continues nothing
+        return {"align": bool(self.aligns), "align_to": self.align_to, "align_floor": bool(self.align_floor)}
+
     @torch.no_grad()
     def aligned(self, teacher_probs: torch.Tensor) -> torch.Tensor:
         """The teacher's probabilities as targets: aligned to `prior` (setup's shares) when align is set."""
