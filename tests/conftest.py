@@ -17,7 +17,7 @@ from vaeflow.config import load_config
 # Test modules that start Ray (a private local Ray, or a loopback cluster of nodes). Under pytest-xdist
 # (`make test-slow`: -n 2 --dist loadgroup) they run one after another in one worker: two Rays of 2 CPUs each
 # on a 2-core box would slow every trial down and make the kill tests' timing the box's, not the code's.
-RAY_MODULES = {"test_ray_local", "test_tune", "test_tune_cluster", "test_tune_kill"}
+RAY_MODULES = {"test_ray_local", "test_tune", "test_tune_ray", "test_tune_cluster", "test_tune_kill"}
 
 
 def pytest_collection_modifyitems(config, items):

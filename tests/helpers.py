@@ -76,6 +76,13 @@ def tracked_copy(d: Path) -> Path:
 
 # ------------------------------------------------------------------------------ mixtures
 
+def cfg_with(seed: int = 0, **data):
+    """A default Config with these `data` settings (validated as params.yaml's would be)."""
+    from vaeflow.config import Config
+
+    return Config.model_validate({"seed": seed, "data": data})
+
+
 def clusters(n: int = 600, seed: int = 0) -> np.ndarray:
     """Three well-separated, differently shaped 4-d Gaussian clusters."""
     rng = np.random.default_rng(seed)
