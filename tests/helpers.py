@@ -6,6 +6,7 @@ which only holds pytest's hooks and fixtures (it takes REPO and TINY from here).
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -75,6 +76,17 @@ def tracked_copy(d: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ mixtures
+
+class LogLines(logging.Handler):
+    """A logging handler that keeps each record's message (attach it to the logger a test reads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
 
 def cfg_with(seed: int = 0, **data):
     """A default Config with these `data` settings (validated as params.yaml's would be)."""

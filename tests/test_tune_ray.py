@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import REPO, TINY, progress_by_trial
+from tests.helpers import REPO, TINY, LogLines, progress_by_trial
 from vaeflow import hooks
 from vaeflow.hooks import Hooks
 from vaeflow.config import load_config
@@ -55,15 +55,6 @@ def _interrupt_after(n: int, marker: Path):
                 os.kill(os.getpid(), signal.SIGUSR1)  # Tune's own graceful-stop signal
 
     return Interrupt()
-
-
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
 
 
 def _results_per_step():
@@ -112,7 +103,7 @@ def tuned(tmp_path_factory):
     fault = root / "fault.marker"
     log = logging.getLogger("vaeflow")
     saved = (list(log.handlers), log.level, log.propagate)  # the CLI below sets up its own logging
-    lines = _Lines()
+    lines = LogLines()
     log.addHandler(lines)
     log.setLevel(logging.INFO)
     old_cwd, old_env = os.getcwd(), dict(os.environ)  # ray.init sets RAY_AUTH_MODE for this process

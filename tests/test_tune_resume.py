@@ -13,8 +13,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import REPO, TINY
-from tests.test_tune import _Lines
+from tests.helpers import REPO, TINY, LogLines
 from vaeflow.config import ConfigError, load_config
 
 # Two trials of three epochs: what the user ran before resuming without the --set flags.
@@ -105,7 +104,7 @@ def test_resume_with_other_params_is_refused_and_with_the_same_continues(project
     sets = [a for s in START for a in ("--set", s)]
     log = logging.getLogger("vaeflow")
     saved = (list(log.handlers), log.level, log.propagate)  # the CLI sets up its own logging
-    lines = _Lines()
+    lines = LogLines()
     old_env = dict(os.environ)  # ray.init sets RAY_AUTH_MODE for this process
     start_local(num_cpus=2, num_gpus=0)
     try:
