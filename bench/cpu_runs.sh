@@ -961,6 +961,10 @@ WAVE58_Q1=(
 #     a random start), so that the lecture's question on MNIST-100 is paired over the five seeds of waves 46 and 48
 #     (the VAE start: 0.90, 0.97, 0.93, 1.07, 0.88 % error). Two seeds said "level or better"; five say how often a
 #     random start falls into the 7 -> 2 basin.
+# Measured (18:11-19:47 UTC): queue 0, DANN bit for bit wave 56's (37.80 ± 1.02); the mean teacher at 15 epochs
+# 54.77, 84.90, 47.08 (seed 200 lost the source, scored as its DANN run 38.45; seed 0 flagged for a collapsed class):
+# 59.38 ± 23.56 scored against 61.95 ± 18.03 at 5 epochs. Queue 1, random start 1.00, 2.21 (128 7s called 2), 0.86:
+# with wave 58, 1.41 ± 0.68 over five seeds against the VAE start's 0.95 ± 0.08 (bench/RESULTS.md).
 WAVE59_Q0=(
   "mnist_printed_convnet_dannmt15_floor_flip configs/mnist_usps.yaml mnist_printed_convnet_dannmt_floor_flip $TO_PRINTED --set adapt.variants=[dann,dann_mean_teacher] --set adapt.mean_teacher.epochs=15 $DEMA $FLOOR $FLIP"
 )
