@@ -75,17 +75,26 @@ def tracked_copy(d: Path) -> Path:
     return d
 
 
-# ------------------------------------------------------------------------------ mixtures
+# ------------------------------------------------------------------------------ logs and configs
 
 class LogLines(logging.Handler):
-    """A logging handler that keeps each record's message (attach it to the logger a test reads)."""
+    """A logging handler that keeps each record's message in `lines`. As a context manager it listens to the vaeflow
+    logger itself, whatever another test did to its propagation, and gives the list."""
 
-    def __init__(self):
+    def __init__(self, logger: str = "vaeflow"):
         super().__init__()
         self.lines: list[str] = []
+        self.logger = logger
 
     def emit(self, record):
         self.lines.append(record.getMessage())
+
+    def __enter__(self) -> list[str]:
+        logging.getLogger(self.logger).addHandler(self)
+        return self.lines
+
+    def __exit__(self, *exc):
+        logging.getLogger(self.logger).removeHandler(self)
 
 
 def cfg_with(seed: int = 0, **data):
@@ -94,6 +103,8 @@ def cfg_with(seed: int = 0, **data):
 
     return Config.model_validate({"seed": seed, "data": data})
 
+
+# ------------------------------------------------------------------------------ mixtures
 
 def clusters(n: int = 600, seed: int = 0) -> np.ndarray:
     """Three well-separated, differently shaped 4-d Gaussian clusters."""

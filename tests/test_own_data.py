@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import cfg_with
+from tests.helpers import LogLines, cfg_with
 from vaeflow.config import Config
 from vaeflow.data import DataError
 
@@ -20,23 +20,6 @@ def _tiny_folder(root, classes=("0", "1"), per_class=3):
                 Image.fromarray(np.full((8, 8), 40 * i + 100 * int(c), np.uint8)).save(root / split / c / f"{i}.png")
 
 
-class _Lines(list):
-    """The vaeflow logger's records, whatever another test did to its propagation."""
-
-    def __enter__(self):
-        import logging
-
-        self.handler = logging.Handler()
-        self.handler.emit = lambda r: self.append(r.getMessage())
-        logging.getLogger("vaeflow").addHandler(self.handler)
-        return self
-
-    def __exit__(self, *exc):
-        import logging
-
-        logging.getLogger("vaeflow").removeHandler(self.handler)
-
-
 def test_hidden_folders_and_non_image_files_are_skipped_and_counted(tmp_path):
     from vaeflow.config import DataConfig
     from vaeflow.data.files import load_folder_pool
@@ -46,7 +29,7 @@ def test_hidden_folders_and_non_image_files_are_skipped_and_counted(tmp_path):
     (tmp_path / "train" / "0" / "notes.txt").write_text("labels checked by hand")
     (tmp_path / "test" / "1" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     (tmp_path / "train" / "1" / "._0.png").write_bytes(b"\0\5\26\7")  # a macOS fork with an image suffix
-    with _Lines() as lines:
+    with LogLines() as lines:
         pool = load_folder_pool(f"folder:{tmp_path}", DataConfig())
     assert pool.n_classes == 2 and len(pool.y) == 12  # exactly the 12 images
     [line] = [ln for ln in lines if "skipped" in ln]
@@ -59,7 +42,7 @@ def test_clean_folder_logs_nothing_skipped(tmp_path):
     from vaeflow.data.files import load_folder_pool
 
     _tiny_folder(tmp_path)
-    with _Lines() as lines:
+    with LogLines() as lines:
         load_folder_pool(f"folder:{tmp_path}", DataConfig())
     assert not [ln for ln in lines if "skipped" in ln]
 
@@ -128,7 +111,7 @@ def test_colour_data_made_grey_by_the_default_is_said_once(tmp_path, caplog):
                 Image.fromarray(np.full((8, 8, 3), 60 * i + 100 * int(c), np.uint8)).save(tmp_path / split / c / f"{i}.png")
     import logging
 
-    with caplog.at_level(logging.INFO, logger="vaeflow"), _Lines() as lines:
+    with caplog.at_level(logging.INFO, logger="vaeflow"), LogLines() as lines:
         pool = load_folder_pool(f"folder:{tmp_path}", DataConfig())
         assert pool.x.shape[1] == 1
         assert [ln for ln in lines if "(grey)" in ln] == [
