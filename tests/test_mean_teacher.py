@@ -171,7 +171,8 @@ def test_alignment_as_a_floor_raises_the_classes_below_their_share_and_lowers_no
 def test_auto_floor_is_the_floor_on_another_domains_labels_and_two_way_on_the_unlabelled_sets_own():
     """align_floor "auto" by the registry's labelled column, through the one builder every entry point uses: the
     floor for the variants trained on source labels (or continuing one), two-way for the few-label mean teacher, and
-    recorded as resolved; true and false are kept as set for every variant, and a value that is neither is refused by name."""
+    recorded as resolved; true and false are kept as set for every variant, and a value that is neither is refused
+    by name."""
     for floor, variants in [("auto", {"mean_teacher": True, "dann_mean_teacher": True, "shot_mean_teacher": True,
                                       "mean_teacher_few": False}),
                             (True, dict.fromkeys(["mean_teacher", "mean_teacher_few"], True)),

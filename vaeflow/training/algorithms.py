@@ -12,7 +12,7 @@ Hooks a method may override (all no-ops here):
   setup(x_lab, y_lab, x_unl)          once before training (and again on resume: it must be deterministic)
   begin_epoch(epoch, x_unl)           before each epoch (SHOT's and self-training's pseudo-labels)
   continued()                         the network a variant that continues this one starts from (the student)
-  resolved()                          settings whose value the variant decides ("auto"), as this run uses them
+  resolved()                          settings the variant decides ("auto"), as this run uses them, for the record
 
   ERM          cross-entropy on the labelled batch (source_only, finetune, scratch, oracle)
   NoTraining   no step at all: a continuation scored as it is (adabn)
@@ -99,9 +99,9 @@ class Algorithm(nn.Module):
         pass
 
     def resolved(self) -> dict:
-        """Settings whose value depends on the variant rather than the adapt section alone, as this run uses them:
-        the adapt stage records them per variant in metrics/adapt.json (`settings`), so a reader need not re-derive
-        them from the registry."""
+        """Settings whose value depends on the variant rather than the adapt section alone, as this run uses them,
+        with any they only qualify: the adapt stage records them per variant in metrics/adapt.json (`settings`), so
+        a reader need not re-derive them from the registry."""
         return {}
 
     def begin_epoch(self, epoch: int, x_unl: torch.Tensor | None) -> None:

@@ -157,7 +157,7 @@ class MeanTeacher(Algorithm):
 
     def resolved(self) -> dict:
         # align_floor "auto" follows the variant's labels (floor_for); align_to falls back to "labelled" for a run
-        # that continues nothing
+        # that continues nothing; align is the section's own, given because the other two mean nothing without it
         return {"align": bool(self.aligns), "align_to": self.align_to, "align_floor": bool(self.align_floor)}
 
     @torch.no_grad()
