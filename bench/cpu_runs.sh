@@ -974,6 +974,34 @@ WAVE59_Q1=(
   "mnist_100labels_mtfew25_random_s400 $FEW --set seed=400 --set adapt.warm_start=false"
 )
 
+# Wave 60 (twenty-fourth session; record only, it decides nothing). Written down before any of its runs. This
+# session's box is an AMD EPYC VM without AVX-512 (no fast bf16), like the box of waves 1-37, on which the USPS -> MNIST
+# preset's schedule (DANN 3 -> mean teacher 18, fp32) was fixed from timings to fill the 15 minutes a seed (wave 32:
+# 785-826 s). The floor (the default since wave 43) has been measured with it only on the Intel box, where fp32 took
+# ~20 min a seed (99.01 +- 0.12) and bf16 within the budget gave 98.99. So: the preset's chain as it stands, fp32, the
+# floor, on this box, nothing changed. What counts for the goal (>= 99.0, within 900 s a seed counting DANN with the
+# mean teacher) is the three seeds 0, 100, 200, as in every earlier wave; seeds 300 and 400 are reported beside them,
+# and if the five-seed mean falls under 99.0 the goal is "at the threshold, not robustly". Read as well: seconds a
+# seed, the mean teacher's last five epochs. Fresh data and VAE (pretrain.epochs=1, as wave 38), made by the seed-0 job.
+# Then MNIST -> USPS, the preset's chain (SHOT -> mean teacher 18, the floor) in fp32 on this box, seeds 0, 100, 200
+# (the Intel box ran it in bf16: 97.99 +- 0.06), record only; fresh data and VAE, made by its seed-0 job.
+#   - queue 0: USPS -> MNIST seeds 0 (makes data and VAE), 200, 400; then MNIST -> USPS seed 200.
+#   - queue 1: USPS -> MNIST seeds 100, 300 (after seed 0's VAE); then MNIST -> USPS seeds 0 (makes data and VAE), 100.
+UM60="configs/usps_mnist.yaml usps_mnist_convnet_dannmt18_amd_s0 $MT01 $CONVNET $DANNMT18 $DEMA $FLOOR --set pretrain.epochs=1 --set adapt.repeats=1"
+MU60="configs/mnist_usps.yaml mnist_usps_convnet_shotmt18_amd_s0 $MT01 $CONVNET $SHOTMT18 $DEMA $FLOOR --set pretrain.epochs=1 --set adapt.repeats=1"
+WAVE60_Q0=(
+  "usps_mnist_convnet_dannmt18_amd_s0 configs/usps_mnist.yaml - $MT01 $CONVNET $DANNMT18 $DEMA $FLOOR --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=0"
+  "usps_mnist_convnet_dannmt18_amd_s200 $UM60 --set seed=200"
+  "usps_mnist_convnet_dannmt18_amd_s400 $UM60 --set seed=400"
+  "mnist_usps_convnet_shotmt18_amd_s200 $MU60 --set seed=200"
+)
+WAVE60_Q1=(
+  "usps_mnist_convnet_dannmt18_amd_s100 $UM60 --set seed=100"
+  "usps_mnist_convnet_dannmt18_amd_s300 $UM60 --set seed=300"
+  "mnist_usps_convnet_shotmt18_amd_s0 configs/mnist_usps.yaml - $MT01 $CONVNET $SHOTMT18 $DEMA $FLOOR --set pretrain.epochs=1 --set adapt.repeats=1 --set seed=0"
+  "mnist_usps_convnet_shotmt18_amd_s100 $MU60 --set seed=100"
+)
+
 core_busy() {  # core_busy CORE: another `vaeflow stage` process is pinned to this core (a queue restarted
   local p  # while its previous job still runs waits for it rather than share the core)
   for p in $(pgrep -f " -m vaeflow stage "); do
