@@ -78,23 +78,33 @@ def tracked_copy(d: Path) -> Path:
 # ------------------------------------------------------------------------------ logs and configs
 
 class LogLines(logging.Handler):
-    """A logging handler that keeps each record's message in `lines`. As a context manager it listens to the vaeflow
-    logger itself, whatever another test did to its propagation, and gives the list."""
+    """A logging handler that keeps each record (`records`) and its message (`lines`). As a context manager it
+    listens to the vaeflow logger itself, whatever another test did to its propagation, and gives the messages; with
+    `level` it sets the logger's level while it listens (a test run alone starts at WARNING) and restores it after."""
 
-    def __init__(self, logger: str = "vaeflow"):
+    def __init__(self, logger: str = "vaeflow", level: int | None = None):
         super().__init__()
         self.lines: list[str] = []
-        self.logger = logger
+        self.records: list[logging.LogRecord] = []
+        self.logger, self.level_to_set, self.saved_level = logger, level, None
 
     def emit(self, record):
+        self.records.append(record)
         self.lines.append(record.getMessage())
 
     def __enter__(self) -> list[str]:
-        logging.getLogger(self.logger).addHandler(self)
+        log = logging.getLogger(self.logger)
+        if self.level_to_set is not None:
+            self.saved_level = log.level
+            log.setLevel(self.level_to_set)
+        log.addHandler(self)
         return self.lines
 
     def __exit__(self, *exc):
-        logging.getLogger(self.logger).removeHandler(self)
+        log = logging.getLogger(self.logger)
+        log.removeHandler(self)
+        if self.saved_level is not None:
+            log.setLevel(self.saved_level)
 
 
 def cfg_with(seed: int = 0, **data):

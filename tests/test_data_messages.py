@@ -18,6 +18,7 @@ from vaeflow.data import DataError, build_domains
 from vaeflow.data.files import load_folder_pool, load_npz_pool
 from tests.cli_utils import sets
 from tests.conftest import REPO, TINY
+from tests.helpers import LogLines
 
 
 def _glyphs(n: int, classes: int = 2, rgb: bool = False, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -186,24 +187,9 @@ def test_the_cli_exits_2_with_the_message(tmp_path, monkeypatch, case, expect):
 
 # ------------------------------------------------------------------ 4. colour made grey: one warning
 
-class _Records(list):
-    """The vaeflow logger's records, whatever another test did to its propagation."""
-
-    def __enter__(self):
-        self.handler = logging.Handler()
-        self.handler.emit = self.append
-        self.logger = logging.getLogger("vaeflow")
-        self.level = self.logger.level
-        self.logger.setLevel(logging.INFO)
-        self.logger.addHandler(self.handler)
-        return self
-
-    def __exit__(self, *exc):
-        self.logger.removeHandler(self.handler)
-        self.logger.setLevel(self.level)
-
-    def grey(self) -> list[logging.LogRecord]:
-        return [r for r in self if "data.channels=3" in r.getMessage()]
+def _grey(log: LogLines) -> list[logging.LogRecord]:
+    """The records of the one warning about colour images made grey."""
+    return [r for r in log.records if "data.channels=3" in r.getMessage()]
 
 
 def _rgb_folder(root, n: int = 3):
@@ -223,26 +209,26 @@ def test_colour_made_grey_is_one_warning_naming_the_dataset(tmp_path, kind):
     root = _rgb_folder(tmp_path) if kind == "folder" else _npz(tmp_path, rgb=True)
     load = load_folder_pool if kind == "folder" else load_npz_pool
     name = f"{kind}:{root}"
-    with _Records() as records:
+    with (log := LogLines(level=logging.INFO)):
         pool = load(name, DataConfig())
     assert pool.x.shape[1] == 1
-    [rec] = records.grey()
+    [rec] = _grey(log)
     n = 12 if kind == "folder" else 40
     assert rec.name == "vaeflow" and rec.levelno == logging.WARNING
     assert rec.getMessage() == (f"{name}: {n} colour (3-channel) images converted to 1 channel (grey) because "
                                 "data.channels=1; set data.channels=3 to keep colour")
-    with _Records() as records:
+    with (log := LogLines(level=logging.INFO)):
         assert load(name, DataConfig(channels=3)).x.shape[1] == 3
-    assert not records.grey()
+    assert not _grey(log)
 
 
 def test_grey_data_and_a_whole_build_warn_as_they_should(tmp_path):
     """Grey files: no warning. One colour npz as source and target (read once, then split): one warning."""
     grey, colour = _npz(tmp_path / "grey"), _npz(tmp_path / "colour", rgb=True)
-    with _Records() as records:
+    with (log := LogLines(level=logging.INFO)):
         load_npz_pool(f"npz:{grey}", DataConfig())
-    assert not records.grey()
-    with _Records() as records:
+    assert not _grey(log)
+    with (log := LogLines(level=logging.INFO)):
         build_domains(cfg_with(source=f"npz:{colour}", target=f"npz:{colour}", val_fraction=0.4))
-    [rec] = records.grey()
+    [rec] = _grey(log)
     assert rec.getMessage().startswith(f"npz:{colour}: 40 colour (3-channel) images"), rec.getMessage()

@@ -2,7 +2,6 @@
 bit for bit, logs through the caller, and dies with a stop; the flow picks the process only where it pays."""
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import threading
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO, TINY
+from tests.helpers import LogLines
 from vaeflow import stop
 from vaeflow.config import load_config
 from vaeflow.io import load_torch, read_json
@@ -46,17 +46,10 @@ def _no_seconds(d):
 def test_a_stage_in_its_own_process_gives_the_threads_results_and_logs_here(inputs, tmp_path):
     cfg, here = _fresh(inputs, tmp_path, "thread")
     _, there = _fresh(inputs, tmp_path, "process")
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    log = logging.getLogger("vaeflow")
-    log.addHandler(handler)
-    try:
+    with LogLines() as lines:
         a = STAGES["autoencoders"](cfg, here)
-        seen = len(records)
+        seen = len(lines)
         b = run_stage("autoencoders", cfg, there)
-    finally:
-        log.removeHandler(handler)
     assert _no_seconds(a) == _no_seconds(b)
     assert _no_seconds(read_json(here.stage_metrics("autoencoders"))) == _no_seconds(
         read_json(there.stage_metrics("autoencoders")))
@@ -64,7 +57,7 @@ def test_a_stage_in_its_own_process_gives_the_threads_results_and_logs_here(inpu
         wa, wb = load_torch(here.ae_model(name)), load_torch(there.ae_model(name))
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
     # the worker's lines reach this process's "vaeflow" logger, as the thread's did
-    forwarded = [r.getMessage() for r in records[seen:]]
+    forwarded = lines[seen:]
     assert any(m.startswith("autoencoders: dae best epoch") for m in forwarded), forwarded
 
 

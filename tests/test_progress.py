@@ -10,23 +10,16 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from tests.helpers import LogLines
 from vaeflow import progress
 
 
 @pytest.fixture
 def lines(monkeypatch):
     """The "vaeflow" logger's messages, and a console that is not a terminal (a log file, a Prefect worker)."""
-    got: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda r: got.append(r.getMessage())
-    log = logging.getLogger("vaeflow")
-    saved = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
     monkeypatch.setattr(progress, "console", Console(file=io.StringIO(), force_terminal=False))
-    yield got
-    log.removeHandler(handler)
-    log.setLevel(saved)
+    with LogLines(level=logging.INFO) as got:
+        yield got
 
 
 def test_without_a_terminal_a_long_step_logs_plain_lines(lines, monkeypatch):
