@@ -1050,6 +1050,10 @@ case $cmd in
     for core in 0 1; do nohup taskset -c $core bash "$0" queue "$out" $core "$waves" >> "$out/queue$core.log" 2>&1 & done
     echo "started: logs in $out/runs/<job>/log.txt";;
   queue)  # internal: one queue, in order, on the core `start` pinned it to
+    # the box, so that its seconds can be read later (the same schedule took 3.3x longer on an AVX2-only VM)
+    echo "queue ${3:-0}: code $(git -C "$root" rev-parse --short HEAD), waves ${4:-1 2}, $(date -u +%FT%TZ)," \
+      "$(lscpu | sed -n 's/^Model name: *//p' | head -1), torch CPU capability" \
+      "$("$py" -c 'import torch; print(torch.backends.cpu.get_cpu_capability())' 2>/dev/null)"
     jobs=()  # the waves' jobs for this core, wave by wave
     for w in ${4:-1 2}; do declare -n q="WAVE${w}_Q${3:-0}"; [ -v q ] && jobs+=("${q[@]}"); done
     [[ " ${jobs[*]} " == *"npz:$joint "* ]] && { [ -f "$joint/test.npz" ] || "$py" "$root/bench/make_joint_target.py" \
