@@ -96,7 +96,7 @@ def test_two_folders_must_name_their_classes_alike(tmp_path):
         build_domains(cfg_with(source=f"folder:{tmp_path / 'a'}", target=f"folder:{tmp_path / 'b'}"))
 
 
-def test_colour_data_made_grey_by_the_default_is_said_once(tmp_path, caplog):
+def test_colour_data_made_grey_by_the_default_is_said_once(tmp_path):
     """data.channels=1 (the default) turns RGB into luma: one log line per dataset read, not one per image
     (a warning naming the dataset: tests/test_data_messages.py)."""
     from PIL import Image
@@ -111,7 +111,7 @@ def test_colour_data_made_grey_by_the_default_is_said_once(tmp_path, caplog):
                 Image.fromarray(np.full((8, 8, 3), 60 * i + 100 * int(c), np.uint8)).save(tmp_path / split / c / f"{i}.png")
     import logging
 
-    with caplog.at_level(logging.INFO, logger="vaeflow"), LogLines() as lines:
+    with LogLines(level=logging.INFO) as lines:
         pool = load_folder_pool(f"folder:{tmp_path}", DataConfig())
         assert pool.x.shape[1] == 1
         assert [ln for ln in lines if "(grey)" in ln] == [
