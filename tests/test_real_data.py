@@ -278,7 +278,9 @@ def test_npz_bad_files_name_the_file(tmp_path, case, message):
 PRESETS = ["mnist_binary", "mnist_usps", "usps_mnist", "mnist_100labels"]
 SMOKE = ["device=cpu", "threads=1", f"data.root={ROOT}", "data.subset=200", "data.eval_subset=40",
          "gmm.n_components=5", "gmm.max_iter=5", "pretrain.epochs=1", "adapt.epochs=1", "adapt.repeats=1",
-         "eval.iwae_samples=10", "eval.iwae_chunk=10"]
+         "eval.iwae_samples=10", "eval.iwae_chunk=10",
+         # the autoencoders stage trains up to ae.epochs (100 in the presets) on the subset: ~90 s a preset
+         "ae.epochs=1", "samplers.classifier_epochs=2", "samplers.latent_components=[1,2]"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
