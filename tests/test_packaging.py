@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO
+from tests.helpers import REPO, TINY
 from vaeflow import uptodate
+from vaeflow.config import load_config
 from vaeflow.flows import deps, init_cli
 from vaeflow.tasks import UPSTREAM
 
@@ -147,7 +148,7 @@ def _fresh_venv(where: Path, wheel: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # the default run: ~2 min on 2 idle cores, much longer under load
+@pytest.mark.timeout(2400)  # a wheel, a venv, a tiny run and dvc: ~1 min on 2 idle cores, longer under load
 def test_a_wheel_installs_one_package_and_its_init_makes_a_project_that_runs(tmp_path):
     wheel = _build_wheel(tmp_path / "build")
     names = zipfile.ZipFile(wheel).namelist()
@@ -178,7 +179,11 @@ def test_a_wheel_installs_one_package_and_its_init_makes_a_project_that_runs(tmp
            {p.name for p in project.iterdir()}
     assert "html_template = offline_plots.html" in (project / ".dvc" / "config").read_text()  # plots offline
     assert (project / ".dvc" / "offline_plots.html").read_bytes() == (REPO / ".dvc" / "offline_plots.html").read_bytes()
-    sh("vaeflow", "run", cwd=project, timeout=2000)  # the digits default, as params.yaml ships
+    # The shipped default's own run is test_clean_run's and test_report's; here the installed package is on
+    # trial, so the project's params.yaml is made tiny, as a user edits it (~15 s instead of ~2 min a run).
+    cfg = load_config(project / "params.yaml", TINY)
+    (project / "params.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    sh("vaeflow", "run", cwd=project, timeout=2000)
     assert set(yaml.safe_load((project / "dvc.lock").read_text())["stages"]) == {uptodate.CHECK, *UPSTREAM}
     assert "adapt" in yaml.safe_load((project / "metrics" / "metrics.json").read_text())
     # dvc repro: everything up to date after the run, and a stage it reruns calls the installed `vaeflow`
