@@ -3,9 +3,11 @@
 Shared constants and helpers live in tests/helpers.py; import them from there."""
 from __future__ import annotations
 
-import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -20,6 +22,7 @@ from vaeflow.config import load_config
 RAY_MODULES = {"test_ray_local", "test_tune", "test_tune_ray", "test_tune_cluster", "test_tune_kill"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks added here
 def pytest_collection_modifyitems(config, items):
     """A test marked `server` (it starts a Prefect server or a Ray head) is `slow` too, so that `make test-fast`
     (-m "not slow") leaves out every server, process tree and end-to-end run; `make test` runs them all.
@@ -81,22 +84,27 @@ def project(tmp_path, monkeypatch):
     return tmp_path
 
 
+class DefaultRun(NamedTuple):
+    project: Path
+    output: subprocess.CompletedProcess
+
+
 @pytest.fixture(scope="session")
-def default_run(tmp_path_factory):
-    """One `vaeflow run` on params.yaml as committed, in a fresh tracked copy of the repository, shared by the
-    tests that only read its outputs (its project directory is returned; do not change it). Under xdist it is
-    made once per worker that asks for it, so its readers are best kept in one module."""
-    import subprocess
-    import sys
+def default_run(tmp_path_factory) -> DefaultRun:
+    """One `vaeflow run` on params.yaml as committed, as a new user runs it (a fresh tracked copy of the
+    repository, a fresh HOME, no telemetry switches: helpers.clean_env), shared by the tests that only read its
+    project directory or its output (do not change them). Under xdist it is made once per worker that asks for
+    it; conftest's SHARED_SESSION_FIXTURES keeps its readers in one worker."""
+    from tests.helpers import clean_env, tracked_copy
 
-    from tests.helpers import tracked_copy
-
-    project = tracked_copy(tmp_path_factory.mktemp("default_run") / "repo")
+    root = tmp_path_factory.mktemp("default_run")
+    project = tracked_copy(root / "repo")
     (project / "params.yaml").write_text((REPO / "params.yaml").read_text())  # the default, not tiny
-    env = {**os.environ, "PYTHONPATH": str(project), "COLUMNS": "200"}
-    subprocess.run([sys.executable, "-m", "vaeflow", "run"], cwd=project, env=env, check=True,
-                   capture_output=True, timeout=1800)
-    return project
+    (root / "home").mkdir()
+    out = subprocess.run([sys.executable, "-m", "vaeflow", "run"], cwd=project, env=clean_env(root / "home", project),
+                         capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return DefaultRun(project, out)
 
 
 def pytest_sessionfinish(session):

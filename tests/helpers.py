@@ -75,6 +75,15 @@ def tracked_copy(d: Path) -> Path:
     return d
 
 
+def clean_env(home: Path, pythonpath: Path = REPO) -> dict[str, str]:
+    """A user's shell: none of the telemetry switches CI sets, a fresh HOME (so a fresh Prefect database), the
+    venv's bin on PATH as an activated venv has it, and the checkout to import from."""
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    return {**env, "HOME": str(home), "COLUMNS": "200", "PYTHONPATH": str(pythonpath),
+            "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"}
+
+
 # ------------------------------------------------------------------------------ logs and configs
 
 class LogLines(logging.Handler):

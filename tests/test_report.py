@@ -90,7 +90,7 @@ def test_readme_matches_a_fresh_default_run(default_run):
     then `vaeflow report --check-readme`. On the machine the block names, the block must match digit for
     digit; elsewhere (another CPU instruction set or library build), the same tables and rows (README says
     why and how to regenerate)."""
-    m = json.loads((default_run / "metrics" / "metrics.json").read_text())
+    m = json.loads((default_run.project / "metrics" / "metrics.json").read_text())
     readme = (REPO / "README.md").read_text()
     if rt.readme_machine(readme) == rt.machine():
         assert rt.matches(readme, m), "README's results are not what a fresh default run gives: " \
