@@ -94,7 +94,7 @@ def default_run(tmp_path_factory) -> DefaultRun:
     """One `vaeflow run` on params.yaml as committed, as a new user runs it (a fresh tracked copy of the
     repository, a fresh HOME, no telemetry switches: helpers.clean_env), shared by the tests that only read its
     project directory or its output (do not change them). Under xdist it is made once per worker that asks for
-    it; conftest's SHARED_SESSION_FIXTURES keeps its readers in one worker."""
+    it; SHARED_SESSION_FIXTURES (above) keeps its readers in one worker."""
     from tests.helpers import clean_env, tracked_copy
 
     root = tmp_path_factory.mktemp("default_run")
