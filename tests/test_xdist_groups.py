@@ -23,40 +23,32 @@ WHERE = textwrap.dedent("""\
         out.write_text(json.dumps({"worker": os.environ.get("PYTEST_XDIST_WORKER"), "nodeid": request.node.nodeid}))
     """)
 
-MODULE_FIXTURE = WHERE + textwrap.dedent("""\
+SHARED = textwrap.dedent("""\
 
     @pytest.fixture(scope="module")
     def shared():
         return object()
-
-    @pytest.mark.parametrize("i", range(4))
-    def test_fixture_user(shared, i, request):
-        _record(request)
     """)
 
-RAY_LIKE = WHERE + textwrap.dedent("""\
 
-    @pytest.mark.parametrize("i", range(2))
-    def test_{name}(i, request):
-        _record(request)
-    """)
+def _module(test: str, n: int, fixture: bool = False) -> str:
+    """A test module whose test `test` runs n times, recording where; with `fixture`, all share a module fixture."""
+    return WHERE + (SHARED if fixture else "") + textwrap.dedent(f"""\
 
-FREE = WHERE + textwrap.dedent("""\
-
-    @pytest.mark.parametrize("i", range(6))
-    def test_free(i, request):
-        _record(request)
-    """)
+        @pytest.mark.parametrize("i", range({n}))
+        def {test}({"shared, " if fixture else ""}i, request):
+            _record(request)
+        """)
 
 
 def test_loadgroup_keeps_conftest_s_groups_on_one_worker(tmp_path):
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "conftest.py").write_text("from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n")
-    (suite / "test_shared_fixture.py").write_text(MODULE_FIXTURE)
-    for name in ("test_ray_local", "test_tune_ray"):  # two of conftest.RAY_MODULES: one group across modules
-        (suite / f"{name}.py").write_text(RAY_LIKE.replace("{name}", name.removeprefix("test_")))
-    (suite / "test_free.py").write_text(FREE)
+    (suite / "test_shared_fixture.py").write_text(_module("test_fixture_user", 4, fixture=True))
+    for name in ("ray_local", "tune_ray"):  # two of conftest.RAY_MODULES: one group across modules
+        (suite / f"test_{name}.py").write_text(_module(f"test_{name}", 2))
+    (suite / "test_free.py").write_text(_module("test_free", 6))
     (tmp_path / "where").mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "WHERE_DIR": str(tmp_path / "where")}
     p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",
