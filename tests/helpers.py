@@ -52,12 +52,18 @@ TINY = [
 ]
 
 
-def tracked_copy(d: Path) -> Path:
-    """The checkout's files (no outputs), params.yaml made tiny, DVC's config, a fresh git repo: what a clone is."""
+def write_tiny_params(params: Path) -> None:
+    """Rewrite a project's params.yaml with TINY's overrides applied, as a user edits it (validated, all keys)."""
     import yaml
 
     from vaeflow.config import load_config
 
+    cfg = load_config(params, TINY)
+    params.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def tracked_copy(d: Path) -> Path:
+    """The checkout's files (no outputs), params.yaml made tiny, DVC's config, a fresh git repo: what a clone is."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
     for f in files:
@@ -67,8 +73,7 @@ def tracked_copy(d: Path) -> Path:
             (d / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / f, d / f)
     shutil.copytree(REPO / ".dvc", d / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"), dirs_exist_ok=True)
-    cfg = load_config(REPO / "params.yaml", TINY)
-    (d / "params.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_tiny_params(d / "params.yaml")  # the copy of the checkout's
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"]):
         subprocess.run(cmd, cwd=d, check=True, capture_output=True)

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import REPO, TINY
+from tests.helpers import REPO, write_tiny_params
 from vaeflow import uptodate
-from vaeflow.config import load_config
 from vaeflow.flows import deps, init_cli
 from vaeflow.tasks import UPSTREAM
 
@@ -181,8 +180,7 @@ def test_a_wheel_installs_one_package_and_its_init_makes_a_project_that_runs(tmp
     assert (project / ".dvc" / "offline_plots.html").read_bytes() == (REPO / ".dvc" / "offline_plots.html").read_bytes()
     # The shipped default's own run is test_clean_run's and test_report's; here the installed package is on
     # trial, so the project's params.yaml is made tiny, as a user edits it (~15 s instead of ~2 min a run).
-    cfg = load_config(project / "params.yaml", TINY)
-    (project / "params.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    write_tiny_params(project / "params.yaml")
     sh("vaeflow", "run", cwd=project, timeout=2000)
     assert set(yaml.safe_load((project / "dvc.lock").read_text())["stages"]) == {uptodate.CHECK, *UPSTREAM}
     assert "adapt" in yaml.safe_load((project / "metrics" / "metrics.json").read_text())
