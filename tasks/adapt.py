@@ -58,7 +58,7 @@ def _network(spec: VariantSpec, cfg: Config, vae, n_classes: int, device, calibr
     pretrained = a.warm_start and root.init == "pretrained"
     clf = classifier_from_vae(vae, vae.spec, n_classes, a.head_hidden,
                               domain_hidden=a.dann.domain_hidden if needs_domain else None, pretrained=pretrained,
-                              backbone=a.backbone, layer_bn=a.layer_bn, standardize=a.standardize,
+                              backbone=a.backbone, layer_bn=a.layer_bn, width=a.width, standardize=a.standardize,
                               feature_bn=a.feature_bn).to(device)
     if a.layer_bn and pretrained and a.bn_init == "identity":
         x = calibration  # the images the VAE was trained on (both domains' training images, a fixed subset)

@@ -110,6 +110,18 @@ def test_convnet_trunk_sizes_for_any_channels_and_size(shape, features):
     assert n_bn == 3  # layer_bn: one after each of the three convolutions
 
 
+def test_convnet_width_multiplies_every_convolution():
+    """adapt.width=2: 64-128-128 channels, twice the features, and the same function of the input's shape."""
+    torch.manual_seed(0)
+    narrow, wide = (classifier_from_vae(None, {"input_shape": (1, 28, 28)}, 10, 256, pretrained=False,
+                                        backbone="convnet", layer_bn=True, width=k) for k in (1, 2))
+    convs = [m for m in wide.trunk.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 128] and wide.trunk.feature_dim == 2 * narrow.trunk.feature_dim
+    assert wide(torch.rand(4, 1, 28, 28)).shape == (4, 10)
+    with pytest.raises(ValueError, match="convnet trunk only"):
+        classifier_from_vae(None, {"input_shape": (1, 28, 28)}, 10, 64, pretrained=False, backbone="lenet", width=2)
+
+
 def test_convnet_refuses_small_images_and_a_warm_start():
     with pytest.raises(ValueError, match="at least 16×16"):
         classifier_from_vae(None, {"input_shape": (1, 12, 12)}, 10, 64, pretrained=False, backbone="convnet")

@@ -41,6 +41,8 @@ def test_params_yaml_validates_and_every_value_reaches_the_config_unchanged():
     ("adapt.variants=[dann,magic]", "adapt.variants", "source_only"),
     ("vae.hidden=[]", "vae.hidden", "non-empty"),
     ("adapt.backbone=convnet", "adapt.backbone", "warm_start=false"),
+    ("adapt.width=2", "adapt.width", "convnet trunk only"),
+    ("adapt.width=0", "adapt.width", "greater than or equal to 1"),
     # a union (a number or 'auto'): the key itself, not a branch's name, and both alternatives in one line
     ("adapt.augment.intensity_flip=sometimes", "adapt.augment.intensity_flip:", "a number, or input should be 'auto'"),
     ("adapt.augment.intensity_flip=2", "adapt.augment.intensity_flip:", "less than or equal to 1, or input should be"),

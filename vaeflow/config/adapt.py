@@ -154,6 +154,8 @@ class AdaptConfig(Section):
         "vae_encoder", description="classifier trunk: a copy of the VAE encoder, LeNet (warm-started "
         "from the VAE when vae.arch=lenet, with LeNet's dropout), or convnet (French et al.'s deeper digit "
         "trunk, vaeflow/models/convnet.py; random initialisation only: adapt.warm_start=false)")
+    width: int = Field(1, ge=1, le=8, description="channel multiplier of the convnet trunk (1: French et al.'s "
+                       "32-64-64; 2 costs ~3× a step); backbone=convnet only")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="on every supervised cross-entropy (SHOT uses 0.1)")
     standardize: bool = Field(True, description="per-image zero mean and unit std inside the classifier, at "
                               "training and test time: removes each domain's brightness and contrast")

@@ -42,6 +42,9 @@ class Config(Section):
         if self.adapt.backbone == "convnet" and self.adapt.warm_start and warm:
             raise ValueError(f"adapt.backbone=convnet has no VAE of its architecture to warm-start {warm} from; "
                              "set adapt.warm_start=false")
+        if self.adapt.width != 1 and self.adapt.backbone != "convnet":
+            raise ValueError(f"adapt.width={self.adapt.width} widens the convnet trunk only; "
+                             f"adapt.backbone is {self.adapt.backbone}")
         if self.data.pools == "shared" and self.data.source == self.data.target:
             reads_source = [v for v in self.adapt.variants if registry.reads_source_labels(v)]
             if reads_source:

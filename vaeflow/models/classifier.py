@@ -89,17 +89,21 @@ class Classifier(nn.Module):
 
 def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden: int,
                         domain_hidden: int | None = None, pretrained: bool = True,
-                        backbone: str = "vae_encoder", layer_bn: bool = False, **options: bool) -> Classifier:
+                        backbone: str = "vae_encoder", layer_bn: bool = False, width: int = 1,
+                        **options: bool) -> Classifier:
     """Warm start (pretrained=True): a deep copy of `vae.encoder_trunk`, so training the classifier never
     touches the VAE. pretrained=False: a freshly initialised trunk of the architecture `spec` describes
     (drawn from torch's global RNG; seed it first for reproducibility).
 
     backbone='lenet': a LeNet trunk with LeNet's dropout; pretrained=True copies the VAE encoder's weights
     into it, which needs a VAE built with arch='lenet' (the same layers). backbone='convnet': French et
-    al.'s deeper digit trunk (vaeflow/models/convnet.py), random initialisation only. `options`: Classifier's
+    al.'s deeper digit trunk (vaeflow/models/convnet.py), random initialisation only, `width` times its
+    channels. `options`: Classifier's
     standardize and feature_bn. layer_bn: a BatchNorm after every convolution / hidden linear layer of the
     trunk, added after the warm start (vaeflow/models/batchnorm.py)."""
-    clf = _classifier(vae, spec, n_classes, head_hidden, domain_hidden, pretrained, backbone, **options)
+    if width != 1 and backbone != "convnet":
+        raise ValueError(f"adapt.width={width} widens the convnet trunk only (got backbone {backbone!r})")
+    clf = _classifier(vae, spec, n_classes, head_hidden, domain_hidden, pretrained, backbone, width, **options)
     if layer_bn:
         from vaeflow.models.batchnorm import add_layer_bn
 
@@ -107,13 +111,14 @@ def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden
     return clf
 
 
-def _classifier(vae, spec, n_classes, head_hidden, domain_hidden, pretrained, backbone, **options) -> Classifier:
+def _classifier(vae, spec, n_classes, head_hidden, domain_hidden, pretrained, backbone, width,
+                **options) -> Classifier:
     if backbone == "convnet":
         if pretrained:
             raise ValueError("adapt.backbone=convnet has no VAE of its architecture to warm-start from; "
                              "set adapt.warm_start=false")
         c, h, w = spec["input_shape"]
-        trunk = ConvNetTrunk(c, h, w)
+        trunk = ConvNetTrunk(c, h, w, width=width)
         return Classifier(trunk, trunk.feature_dim, n_classes, head_hidden, domain_hidden, **options)
     if backbone == "lenet":
         c, h, w = spec["input_shape"]
