@@ -1021,6 +1021,9 @@ WAVE60_Q1=(
 # A bound reads target labels by definition; it selects nothing. AMD EPYC, AVX2 only, fp32: seconds are this box's.
 #   - queue 0: width 2 seed 0 (makes data and VAE), then width 1 seeds 0 and 200;
 #   - queue 1: width 2 seeds 100 and 200 (after seed 0's VAE), then width 1 seed 100.
+# Amended at 03:50 UTC, after the first epoch's seconds and before any accuracy was read: an epoch at width 2 took
+# 444 s here (this box, with my tests beside it), ~80 min a seed, so seed 200 does not run at either width (its two
+# jobs were marked done without running): width 2 seeds 0 and 100, then width 1 seeds 0 and 100, paired by seed.
 J61="configs/mnist_usps.yaml mnist_usps_convnet_w2_joint12_s0 $CONVNET $JOINT12 --set adapt.repeats=1"
 WAVE61_Q0=(
   "mnist_usps_convnet_w2_joint12_s0 configs/mnist_usps.yaml - $CONVNET $JOINT12 --set adapt.repeats=1 --set adapt.width=2"
