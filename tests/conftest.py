@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(group))
 
 
-SHARED_SESSION_FIXTURES = {"default_run"}  # costly session fixtures: their users share one worker
+SHARED_SESSION_FIXTURES = {"default_run", "dvc_reproduced"}  # costly session fixtures: their users share one worker
 
 
 def _xdist_group(item) -> str | None:
@@ -105,6 +105,17 @@ def default_run(tmp_path_factory) -> DefaultRun:
                          capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     return DefaultRun(project, out)
+
+
+@pytest.fixture(scope="session")
+def dvc_reproduced(tmp_path_factory) -> tuple[Path, str]:
+    """A tracked copy of the checkout (tiny params, a fresh git repo: helpers.tracked_copy) after one `dvc repro`,
+    and that run's stdout. Shared by test_dvc and test_dvc_exp: each test works on a copy of it, so none depends on
+    what another left behind, and the tiny pipeline runs under DVC once per session instead of once a module."""
+    from tests.helpers import in_project, tracked_copy
+
+    d = tracked_copy(tmp_path_factory.mktemp("dvc_reproduced"))
+    return d, in_project(["dvc", "repro"], d).stdout
 
 
 def pytest_sessionfinish(session):

@@ -6,12 +6,15 @@ which only holds pytest's hooks and fixtures (it takes REPO and TINY from here).
 """
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -78,6 +81,20 @@ def tracked_copy(d: Path) -> Path:
                 ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "clone"]):
         subprocess.run(cmd, cwd=d, check=True, capture_output=True)
     return d
+
+
+def in_project(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """A command in a project copy as its user runs it: the venv's bin first on PATH, Prefect's home inside the
+    project (seeded_prefect_home). No PYTHONPATH=cwd: the editable install maps vaeflow.flows and vaeflow.tasks to the checkout, so a
+    copy's vaeflow/ first on the path would mix the copy's modules with the checkout's."""
+    bin_ = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": f"{bin_}{os.pathsep}{os.environ['PATH']}",
+           "PREFECT_HOME": str(seeded_prefect_home(cwd / ".prefect"))}
+    env.pop("PYTHONPATH", None)
+    res = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    return res
 
 
 def clean_env(home: Path, pythonpath: Path = REPO) -> dict[str, str]:
@@ -255,6 +272,26 @@ def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     return env
 
 
+@functools.cache
+def _migrated_prefect_db() -> Path:
+    """A Prefect database migrated to this Prefect's schema, made once per test process."""
+    d = Path(tempfile.mkdtemp(prefix="vaeflow-tests-prefect-db-"))
+    atexit.register(shutil.rmtree, d, True)
+    subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"], env=prefect_env(d),
+                   check=True, capture_output=True, timeout=300)
+    return d / "prefect.db"
+
+
+def seeded_prefect_home(home: Path) -> Path:
+    """`home`, holding a copy of an already migrated, empty Prefect database unless it has one. A test that needs a
+    home of its own (its own runs, nobody else's) needs an empty database, not Prefect's migrations again: they
+    cost ~12 s of CPU each time on a 2-core box. test_clean_run's first run keeps a truly fresh HOME."""
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "prefect.db").exists():
+        shutil.copy(_migrated_prefect_db(), home / "prefect.db")
+    return home
+
+
 @contextmanager
 def prefect_server(home: Path, **extra_env: str) -> Iterator[dict]:
     """`prefect server start` on a free 127.0.0.1 port with its database in `home`, healthy on entry and
@@ -265,6 +302,7 @@ def prefect_server(home: Path, **extra_env: str) -> Iterator[dict]:
 
     from vaeflow.flows.local_server import free_port
 
+    seeded_prefect_home(home)
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     # PREFECT_UI_API_URL: on a port other than 4200 the UI otherwise calls the wrong API (test_report_in_browser)

@@ -5,55 +5,33 @@ adapt-only change re-runs adapt and evaluate only, and after `vaeflow run` `dvc 
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import REPO, tracked_copy
+from tests.helpers import in_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # dvc repro and vaeflow run as processes, end to end
-BIN = Path(sys.executable).parent
-
-
-def _sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    # No PYTHONPATH=cwd: the editable install maps vaeflow.flows and vaeflow.tasks to the checkout, so a
-    # copy's vaeflow/ first on the path would mix the copy's modules with the checkout's.
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PREFECT_HOME": str(cwd / ".prefect")}
-    env.pop("PYTHONPATH", None)
-    res = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
-    return res
+_sh = in_project
 
 
 def _ran(out: str) -> set[str]:
     return set(re.findall(r"Running stage '(\w+)'", out))
 
 
-@pytest.fixture(scope="module")
-def reproduced(tmp_path_factory) -> tuple[Path, str]:
-    """Tracked and untracked (not ignored) files of the checkout, a tiny params.yaml, a fresh git repo, after
-    one `dvc repro` (its stdout is the second item). Tests get their own copy of it: see `repo`."""
-    d = tmp_path_factory.mktemp("repo")
-    tracked_copy(d)  # the checkout's files, tiny params, a fresh git repo (tests/helpers.py)
-    return d, _sh(["dvc", "repro"], d).stdout
-
-
 @pytest.fixture
-def repo(reproduced, tmp_path) -> Path:
-    """A copy of the reproduced project (git, DVC cache, dvc.lock, outputs) that this test alone changes, so no
-    test depends on what another left behind. copy2 keeps mtimes; DVC re-hashes the new inodes once."""
-    return Path(shutil.copytree(reproduced[0], tmp_path / "repo", symlinks=True, copy_function=shutil.copy2))
+def repo(dvc_reproduced, tmp_path) -> Path:
+    """A copy of the reproduced project (conftest's dvc_reproduced: git, DVC cache, dvc.lock, outputs) that this
+    test alone changes. copy2 keeps mtimes; DVC re-hashes the new inodes once."""
+    return Path(shutil.copytree(dvc_reproduced[0], tmp_path / "repo", symlinks=True, copy_function=shutil.copy2))
 
 
-def test_dvc_repro_then_noop_then_adapt_only(repo, reproduced):
-    first = reproduced[1]
+def test_dvc_repro_then_noop_then_adapt_only(repo, dvc_reproduced):
+    first = dvc_reproduced[1]
     # check: dvc.yaml's first stage, params.yaml validated before DVC deletes any stage's outputs
     assert _ran(first) == {"check", "prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers", "evaluate"}
     for f in ("metrics/metrics.json", "reports/report.md", "models/vae.pt", "dvc.lock"):
@@ -94,7 +72,9 @@ def test_vaeflow_run_agrees_with_dvc_status(repo):
 
 
 def test_a_new_tuning_result_makes_dvc_retrain_from_pretrain(repo):
-    """models/tuned is a DVC dep of pretrain: DVC sees a new best_config.json, and pretrain uses it."""
+    """models/tuned is a DVC dep of pretrain: DVC sees a new best_config.json, pretrain uses it, and every stage
+    that reads the VAE is stale after it. `dvc repro pretrain` runs only that far: the stages downstream of a
+    changed output are DVC's to run, as test_dvc_repro_then_noop_then_adapt_only shows for adapt."""
     import json
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -102,16 +82,22 @@ def test_a_new_tuning_result_makes_dvc_retrain_from_pretrain(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     best = {"tuned": True, "config": {"lr": 0.002}, "trial_id": "t0", "val_nelbo": 1.0}
     (repo / "models" / "tuned" / "best_config.json").write_text(json.dumps(best))
-    assert _ran(_sh(["dvc", "repro"], repo).stdout) == {"check", "pretrain", "adapt", "samplers", "evaluate"}
+    assert _ran(_sh(["dvc", "repro", "pretrain"], repo).stdout) == {"check", "pretrain"}
     assert json.loads((repo / "metrics" / "pretrain.json").read_text())["params"]["lr"] == 0.002
+    assert _stale(repo) == {"adapt", "samplers", "evaluate"}
 
     best["config"]["lr"] = 0.003  # a new tuning result, params.yaml unchanged
     (repo / "models" / "tuned" / "best_config.json").write_text(json.dumps(best))
     status = _sh(["dvc", "status", "pretrain"], repo).stdout
     assert "models/tuned" in status and "modified" in status, status
-    assert _ran(_sh(["dvc", "repro"], repo).stdout) == {"pretrain", "adapt", "samplers", "evaluate"}
+    assert _ran(_sh(["dvc", "repro", "pretrain"], repo).stdout) == {"pretrain"}
     assert json.loads((repo / "metrics" / "pretrain.json").read_text())["params"]["lr"] == 0.003
-    assert _ran(_sh(["dvc", "repro"], repo).stdout) == set()
+    assert _ran(_sh(["dvc", "repro", "pretrain"], repo).stdout) == set()
+
+
+def _stale(repo: Path) -> set[str]:
+    """The stages `dvc status` lists (each as a "name:" line with what changed under it)."""
+    return set(re.findall(r"^(\w+):$", _sh(["dvc", "status"], repo).stdout, re.MULTILINE))
 
 
 def test_a_set_run_leaves_the_default_results_up_to_date(repo):

@@ -1,10 +1,10 @@
 """DVC's experiment workflow as DVC's docs show it, in a real git repository with the real `dvc`.
 
-The slow test copies the project into a fresh git repo (tiny params written the way `dvc exp run -S` writes
-them), runs `dvc repro`, commits dvc.lock and the metrics files, and then: a no-op `dvc exp run -S` leaves
-params.yaml byte-identical and `dvc params diff` empty; `dvc exp run -S adapt.epochs=2` re-runs adapt and
-evaluate only; `dvc exp show` has metric values (not `!`) for the baseline and the experiment; `dvc exp
-diff`, `dvc plots diff` (Vega inlined, no CDN) and `dvc exp apply` work. `dvc` is called as .venv/bin/dvc
+The slow test starts from a tiny project that `dvc repro` ran in a fresh git repo (conftest's dvc_reproduced,
+params rewritten the way `dvc exp run -S` writes them), commits dvc.lock and the metrics files, and then: a no-op
+`dvc exp run -S` leaves params.yaml byte-identical and `dvc params diff` empty; `dvc exp run -S adapt.epochs=2`
+re-runs adapt and evaluate only; `dvc exp show` has metric values (not `!`) for the baseline and the experiment;
+`dvc exp diff`, `dvc plots diff` (Vega inlined, no CDN) and `dvc exp apply` work. `dvc` is called as .venv/bin/dvc
 with the venv's bin *not* on PATH, as in the issue, so the stage commands must find `vaeflow` themselves.
 The fast tests check the pieces that make this work without running anything.
 """
@@ -26,8 +26,6 @@ from vaeflow import uptodate
 from vaeflow.paths import Paths
 
 BIN = Path(sys.executable).parent
-OUTPUTS = ("data/", "models/", "metrics/", "reports/", "runs/", "dvc.lock")
-TUNED_README = "models/tuned/README.md"  # keeps models/tuned, a dep of pretrain, in a fresh checkout
 
 
 def _dvc_apply(path: Path, overrides: list[str]) -> None:
@@ -137,32 +135,24 @@ def _metric_rows(repo: Path) -> dict[str, dict[str, str]]:
     """`dvc exp show --csv`: Experiment (or rev) -> the accuracy columns of metrics/summary.json."""
     text = _sh(["dvc", "exp", "show", "--csv"], repo).stdout
     rows = list(csv.DictReader(io.StringIO(text)))
-    return {(r.get("Experiment") or r.get("rev") or ""): {k: v for k, v in r.items() if ":acc_" in k or k.startswith("acc_")}
-            for r in rows}
+    return {(r.get("Experiment") or r.get("rev") or ""):
+            {k: v for k, v in r.items() if ":acc_" in k or k.startswith("acc_")} for r in rows}
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_dvc_experiment_workflow(tmp_path):
-    repo = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        if (REPO / f).is_file() and (f == TUNED_README or not f.startswith(OUTPUTS)):
-            (repo / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, repo / f)
-    shutil.copytree(REPO / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"), dirs_exist_ok=True)
+def test_dvc_experiment_workflow(dvc_reproduced, tmp_path):
+    # conftest's reproduced tiny project (dvc repro ran every stage there: test_dvc checks it), copied, with
+    # params.yaml rewritten in the layout DVC writes: the same values, so the outputs stand (DVC compares values).
+    repo = Path(shutil.copytree(dvc_reproduced[0], tmp_path / "repo", symlinks=True, copy_function=shutil.copy2))
     (repo / ".venv").symlink_to(BIN.parent)  # the project's venv, where dvc.yaml's cmd falls back to
+    (repo / ".git" / "info" / "exclude").write_text(".venv\n.prefect/\n")  # the venv link, the tests' Prefect home
+    (repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
     _dvc_apply(repo / "params.yaml", TINY)  # tiny, in the layout DVC writes
-    _sh(["git", "init", "-q", "-b", "main"], repo)
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "project")
-
-    first = _sh(["dvc", "repro"], repo)
-    assert _ran(first.stdout) == {"check", "prepare", "gmm", "pretrain", "autoencoders", "adapt", "samplers",
-                                  "evaluate"}
+    assert _ran(_sh(["dvc", "repro"], repo).stdout) <= {"check"}  # params.yaml's text changed, not its values
     # What DVC projects commit after a run: dvc.lock and the small metrics files; the rest is ignored.
-    _git(repo, "add", "dvc.lock", "metrics")
+    _git(repo, "branch", "-m", "main")
+    _git(repo, "add", "params.yaml", "dvc.lock", "metrics")
     _git(repo, "commit", "-qm", "baseline")
     assert _git(repo, "status", "--porcelain") == "", "git status not clean after dvc repro + commit"
     assert "metrics/metrics.json" in _git(repo, "ls-files", "metrics")
