@@ -85,8 +85,8 @@ def tracked_copy(d: Path) -> Path:
 
 def in_project(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """A command in a project copy as its user runs it: the venv's bin first on PATH, Prefect's home inside the
-    project (seeded_prefect_home). No PYTHONPATH=cwd: the editable install maps vaeflow.flows and vaeflow.tasks to the checkout, so a
-    copy's vaeflow/ first on the path would mix the copy's modules with the checkout's."""
+    project (seeded_prefect_home). No PYTHONPATH=cwd: the editable install maps vaeflow.flows and vaeflow.tasks to
+    the checkout, so a copy's vaeflow/ first on the path would mix the copy's modules with the checkout's."""
     bin_ = os.path.dirname(sys.executable)
     env = {**os.environ, "PATH": f"{bin_}{os.pathsep}{os.environ['PATH']}",
            "PREFECT_HOME": str(seeded_prefect_home(cwd / ".prefect"))}

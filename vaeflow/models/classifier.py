@@ -98,9 +98,8 @@ def classifier_from_vae(vae: VAE | None, spec: dict, n_classes: int, head_hidden
     backbone='lenet': a LeNet trunk with LeNet's dropout; pretrained=True copies the VAE encoder's weights
     into it, which needs a VAE built with arch='lenet' (the same layers). backbone='convnet': French et
     al.'s deeper digit trunk (vaeflow/models/convnet.py), random initialisation only, `width` times its
-    channels. `options`: Classifier's
-    standardize and feature_bn. layer_bn: a BatchNorm after every convolution / hidden linear layer of the
-    trunk, added after the warm start (vaeflow/models/batchnorm.py)."""
+    channels. `options`: Classifier's standardize and feature_bn. layer_bn: a BatchNorm after every
+    convolution / hidden linear layer of the trunk, added after the warm start (vaeflow/models/batchnorm.py)."""
     if width != 1 and backbone != "convnet":
         raise ValueError(f"adapt.width={width} widens the convnet trunk only (got backbone {backbone!r})")
     clf = _classifier(vae, spec, n_classes, head_hidden, domain_hidden, pretrained, backbone, width, **options)
